@@ -1,0 +1,9 @@
+from django.apps import AppConfig
+
+
+class PaDbHealthConfig(AppConfig):
+    name = "pa_dbhealth"
+    verbose_name = "Database connection health"
+
+    def ready(self) -> None:
+        from pa_dbhealth import checks  # noqa: F401  (registers the system checks)

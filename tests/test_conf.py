@@ -1,0 +1,102 @@
+from __future__ import annotations
+
+import pytest
+from django.core.checks import run_checks
+from django.test import override_settings
+
+from pa_dbhealth import conf
+
+
+def _ids(setting: object) -> list[tuple[str, str]]:
+    with override_settings(PA_DBHEALTH=setting):
+        return [(m.id or "", m.msg) for m in run_checks() if (m.id or "").startswith("pa_dbhealth")]
+
+
+def test_missing_setting_means_defaults() -> None:
+    with override_settings():
+        from django.conf import settings
+
+        del settings.PA_DBHEALTH
+        values = conf.get_settings()
+        assert values.SERVER_IDLE_TIMEOUT == 300
+        assert values.CONNECTION_LIMIT == 3
+        assert values.TIMEOUT_MARGIN == 20
+        assert values.WORKERS is None
+        assert values.HEALTH_TOKEN is None
+        assert values.CONNECT_RETRY == 5.0
+        assert conf.problems() == []
+
+
+def test_valid_values_are_used_and_override_settings_is_seen() -> None:
+    with override_settings(PA_DBHEALTH={"SERVER_IDLE_TIMEOUT": 60, "WORKERS": 2}):
+        assert conf.get_settings().SERVER_IDLE_TIMEOUT == 60
+        assert conf.get_settings().WORKERS == 2
+    assert conf.get_settings().SERVER_IDLE_TIMEOUT == 300
+
+
+def test_not_a_dict_is_e001() -> None:
+    found = _ids(["SERVER_IDLE_TIMEOUT", 300])
+    assert [i for i, _ in found] == ["pa_dbhealth.E001"]
+    assert "must be a dict" in found[0][1]
+
+
+def test_unknown_key_is_e002_with_a_close_match() -> None:
+    with override_settings(PA_DBHEALTH={"CONECTION_LIMIT": 3}):
+        (problem,) = conf.problems()
+        assert problem.key == "CONECTION_LIMIT"
+        assert problem.hint == "Did you mean 'CONNECTION_LIMIT'?"
+        assert conf.get_settings().CONNECTION_LIMIT == 3
+    assert [i for i, _ in _ids({"CONECTION_LIMIT": 3})] == ["pa_dbhealth.E002"]
+
+
+def test_unknown_key_without_match_lists_known_keys() -> None:
+    with override_settings(PA_DBHEALTH={"ZZZ": 1}):
+        (problem,) = conf.problems()
+        assert "Known keys:" in problem.hint and "TIMEOUT_MARGIN" in problem.hint
+
+
+@pytest.mark.parametrize(
+    ("key", "bad", "good"),
+    [
+        ("SERVER_IDLE_TIMEOUT", 0, 300),
+        ("SERVER_IDLE_TIMEOUT", "300", 120),
+        ("SERVER_IDLE_TIMEOUT", True, 1),
+        ("CONNECTION_LIMIT", 0, 3),
+        ("CONNECTION_LIMIT", 2.5, 10),
+        ("TIMEOUT_MARGIN", -1, 0),
+        ("WORKERS", 0, None),
+        ("WORKERS", "4", 4),
+        ("TASK_CONNECTIONS", -1, 1),
+        ("HEALTH_TOKEN", "", None),
+        ("HEALTH_TOKEN", "short", "a-long-enough-secret-token"),
+        ("HEALTH_TOKEN", 1234567890123456789, "x" * 32),
+        ("HEALTH_CONNECT_TIMEOUT", 0, 0.5),
+        ("CONNECT_RETRY", -0.1, 0),
+        ("CONNECT_RETRY", "5", 2.5),
+        ("TRACK_ORIGINS", "yes", True),
+    ],
+)
+def test_each_key_is_validated(key: str, bad: object, good: object) -> None:
+    found = _ids({key: bad})
+    assert [i for i, _ in found] == ["pa_dbhealth.E003"]
+    assert key in found[0][1] and repr(bad) in found[0][1]
+    with override_settings(PA_DBHEALTH={key: bad}):
+        # A bad value never crashes a request: the default is used until it is fixed.
+        assert getattr(conf.get_settings(), key) == conf.OPTIONS[key].default
+    assert _ids({key: good}) == []
+    with override_settings(PA_DBHEALTH={key: good}):
+        assert getattr(conf.get_settings(), key) == good
+
+
+def test_every_key_has_a_default_that_passes_its_own_validation() -> None:
+    for key, option in conf.OPTIONS.items():
+        assert option.validate(option.default) is None, key
+
+
+def test_track_origins_follows_debug_when_none() -> None:
+    with override_settings(DEBUG=True, PA_DBHEALTH={}):
+        assert conf.get_settings().track_origins is True
+    with override_settings(DEBUG=True, PA_DBHEALTH={"TRACK_ORIGINS": False}):
+        assert conf.get_settings().track_origins is False
+    with override_settings(DEBUG=False, PA_DBHEALTH={}):
+        assert conf.get_settings().track_origins is False
