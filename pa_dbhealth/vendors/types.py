@@ -1,0 +1,85 @@
+"""Plain dataclasses the vendor probes return: faces print, serialise or compare them."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+
+@dataclass(frozen=True)
+class ServerFacts:
+    """What the server says about its limits, as seen by the account Django logs in with.
+
+    ``applicable`` is False for backends without a server (SQLite) or that pa_dbhealth
+    does not know; ``note`` then says why and every figure is None.
+    """
+
+    vendor: str  # Django's connection.vendor: "mysql", "postgresql", "sqlite", ...
+    flavour: str  # "MariaDB", "MySQL", "PostgreSQL", "SQLite", ...
+    version: str = ""
+    applicable: bool = True
+    note: str = ""
+    user: str = ""
+    connection_id: int | None = None
+    wait_timeout: int | None = None  # seconds of idleness after which the server drops a connection
+    interactive_timeout: int | None = None
+    net_read_timeout: int | None = None
+    idle_in_transaction_timeout: int | None = None
+    max_connections: int | None = None  # server-wide
+    account_limit: int | None = None  # connections this account may hold; None = no per-account cap
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class AccountConnection:
+    """One connection of the account, as the server lists it."""
+
+    id: int
+    user: str
+    host: str
+    db: str | None
+    command: str  # MySQL's COMMAND ("Sleep", "Query", ...) or PostgreSQL's state ("idle", ...)
+    state: str
+    seconds: int  # seconds in the current command/state
+    idle: bool  # waiting for the client, outside a transaction: "Sleep" / "idle"
+    this_connection: bool  # the connection the probe itself ran on
+
+    @property
+    def idle_seconds(self) -> int:
+        return self.seconds if self.idle else 0
+
+    def as_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["idle_seconds"] = self.idle_seconds
+        return data
+
+
+@dataclass(frozen=True)
+class AccountSnapshot:
+    """The account's connections and the two figures needed to judge them, in one round trip."""
+
+    account_limit: int | None
+    wait_timeout: int | None
+    connections: list[AccountConnection] = field(default_factory=list)
+
+    @property
+    def total(self) -> int:
+        return len(self.connections)
+
+    @property
+    def sleeping(self) -> int:
+        return sum(1 for c in self.connections if c.idle)
+
+    @property
+    def active(self) -> int:
+        return self.total - self.sleeping
+
+    @property
+    def headroom(self) -> int | None:
+        return None if self.account_limit is None else self.account_limit - self.total
+
+    @property
+    def longest_idle_seconds(self) -> int:
+        return max((c.idle_seconds for c in self.connections), default=0)

@@ -1,0 +1,73 @@
+"""Error classification, fed with errors the real server raises."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from pa_dbhealth.errors import Kind, classify
+
+
+def test_cap_error_from_the_server(raw_connections: Any) -> None:
+    raw_connections(3)
+    with pytest.raises(Exception) as excinfo:
+        raw_connections(1)
+    classified = classify(excinfo.value)
+    assert classified.kind is Kind.ACCOUNT_CAP
+    assert classified.kind.is_cap
+    assert classified.code == 1226
+    assert classified.resource == "max_user_connections"
+    assert classified.short.startswith("(1226) User 'app' has exceeded")
+
+
+def test_hourly_quota_from_the_server(server: Any, admin: Any) -> None:
+    admin.execute(
+        "CREATE USER 'quota'@'%' IDENTIFIED BY 'quota-pass' WITH MAX_CONNECTIONS_PER_HOUR 1"
+    )
+    try:
+        import MySQLdb
+
+        first = MySQLdb.connect(
+            host=server.host, port=server.port, user="quota", password="quota-pass"
+        )
+        first.close()
+
+        with pytest.raises(MySQLdb.OperationalError) as excinfo:
+            MySQLdb.connect(host=server.host, port=server.port, user="quota", password="quota-pass")
+        classified = classify(excinfo.value)
+        assert classified.code == 1226
+        assert classified.resource == "max_connections_per_hour"
+        assert classified.kind is Kind.HOURLY_QUOTA
+        assert not classified.kind.is_cap
+    finally:
+        admin.execute("DROP USER 'quota'@'%'")
+
+
+def test_access_denied_and_unknown_database(server: Any) -> None:
+    import MySQLdb
+
+    with pytest.raises(MySQLdb.OperationalError) as denied:
+        MySQLdb.connect(host=server.host, port=server.port, user="app", password="wrong")
+    assert classify(denied.value).kind is Kind.ACCESS_DENIED
+    with pytest.raises(MySQLdb.OperationalError) as unknown:
+        MySQLdb.connect(
+            host=server.host,
+            port=server.port,
+            user="admin",
+            password=server.admin_password,
+            database="nope",
+        )
+    assert classify(unknown.value).kind is Kind.UNKNOWN_DATABASE
+
+
+def test_django_wrapped_errors_are_unwrapped() -> None:
+    from django.db.utils import OperationalError
+
+    try:
+        try:
+            raise RuntimeError(2006, "Server has gone away")
+        except RuntimeError as inner:
+            raise OperationalError(*inner.args) from inner
+    except OperationalError as outer:
+        assert classify(outer).kind is Kind.LOST
