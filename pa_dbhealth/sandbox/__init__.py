@@ -1,0 +1,31 @@
+"""A local MariaDB/MySQL server with PythonAnywhere's limits: ``python -m pa_dbhealth.sandbox``.
+
+From Python::
+
+    from pa_dbhealth import sandbox
+
+    info = sandbox.start(wait_timeout=5)
+    DATABASES = {"default": info.database_settings()}
+    ...
+    sandbox.stop(info)
+"""
+
+from pa_dbhealth.sandbox.server import (
+    SandboxError,
+    SandboxInfo,
+    default_dir,
+    find_binaries,
+    free_port,
+    start,
+    stop,
+)
+
+__all__ = [
+    "SandboxError",
+    "SandboxInfo",
+    "default_dir",
+    "find_binaries",
+    "free_port",
+    "start",
+    "stop",
+]

@@ -1,0 +1,112 @@
+"""``python -m pa_dbhealth.sandbox start|stop|env|status``: the local capped server."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shlex
+import sys
+from collections.abc import Sequence
+
+from pa_dbhealth.sandbox.server import SandboxError, SandboxInfo, default_dir, start, stop
+
+
+def _positive(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be >= 1, not {value}")
+    return value
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m pa_dbhealth.sandbox",
+        description="A throwaway MariaDB/MySQL server with PythonAnywhere's limits: an account "
+        "capped at 3 connections, idle connections dropped after wait_timeout.",
+    )
+    parser.add_argument(
+        "--dir",
+        default=str(default_dir()),
+        help="folder for the server's data, socket and state (default: %(default)s)",
+    )
+    sub = parser.add_subparsers(dest="action", required=True)
+    start_parser = sub.add_parser("start", help="initialise and start a fresh server")
+    start_parser.add_argument("--port", type=_positive, help="TCP port (default: a free one)")
+    start_parser.add_argument(
+        "--wait-timeout", type=_positive, default=300, help="idle timeout in seconds (default: 300)"
+    )
+    start_parser.add_argument(
+        "--net-read-timeout", type=_positive, default=30, help="net_read_timeout (default: 30)"
+    )
+    start_parser.add_argument(
+        "--limit",
+        type=_positive,
+        default=3,
+        help="MAX_USER_CONNECTIONS of the app account (default: 3)",
+    )
+    stop_parser = sub.add_parser("stop", help="stop the server and delete its folder")
+    stop_parser.add_argument("--keep", action="store_true", help="keep the folder")
+    env_parser = sub.add_parser("env", help="print the connection settings")
+    env_parser.add_argument("--format", choices=("shell", "json"), default="shell")
+    sub.add_parser("status", help="say whether the server runs")
+    return parser
+
+
+def _print_env(info: SandboxInfo, fmt: str = "shell") -> None:
+    if fmt == "json":
+        print(json.dumps(info.env(), indent=2))
+        return
+    for key, value in info.env().items():
+        print(f"export {key}={shlex.quote(value)}")
+
+
+def _describe(info: SandboxInfo) -> str:
+    return (
+        f"{info.flavour} {info.version} on {info.host}:{info.port} (pid {info.pid}); "
+        f"account {info.user!r} capped at {info.limit} connections, "
+        f"wait_timeout={info.wait_timeout}s, net_read_timeout={info.net_read_timeout}s; "
+        f"data in {info.base_dir}"
+    )
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        if args.action == "start":
+            info = start(
+                args.dir,
+                port=args.port,
+                wait_timeout=args.wait_timeout,
+                net_read_timeout=args.net_read_timeout,
+                limit=args.limit,
+            )
+            print(f"# started {_describe(info)}", file=sys.stderr)
+            print(
+                '# load these settings with: eval "$(python -m pa_dbhealth.sandbox env)"',
+                file=sys.stderr,
+            )
+            _print_env(info)
+            return 0
+        info = SandboxInfo.load(args.dir)
+        if args.action == "stop":
+            stop(info, remove=not args.keep)
+            print(f"stopped the sandbox in {info.base_dir}", file=sys.stderr)
+        elif args.action == "status":
+            state = "running" if info.is_running() else "stopped"
+            print(f"{state}: {_describe(info)}")
+            return 0 if info.is_running() else 1
+        else:
+            if not info.is_running():
+                raise SandboxError(f"the sandbox in {info.base_dir} is not running: start it first")
+            _print_env(info, args.format)
+    except SandboxError as exc:
+        print(f"pa_dbhealth.sandbox: error: {exc}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
