@@ -1,0 +1,9 @@
+from django.contrib import admin
+from django.urls import path
+
+from demo_project.emissores import views
+
+urlpatterns = [
+    path("", views.listar_emissores, name="listar_emissores"),
+    path("admin/", admin.site.urls),
+]
