@@ -1,0 +1,74 @@
+"""The connect backoff policy: retry a connect the connection cap refused, never anything else.
+
+Retrying a *connect* is safe: nothing has been sent to the server yet. Only errors that
+:func:`pa_dbhealth.errors.classify` calls a cap (``kind.is_cap``: 1226 for
+``max_user_connections``, 1203, 1040) are retried; an hourly quota (also 1226), a wrong
+password, an unknown database or an unreachable server are raised at once.
+"""
+
+from __future__ import annotations
+
+import random
+import time
+from collections.abc import Callable
+from typing import TypeVar
+
+from pa_dbhealth.errors import Classified, classify
+
+T = TypeVar("T")
+
+FIRST_DELAY = 0.005  # seconds before the first retry (upper bound of its jitter)
+MAX_DELAY = 0.05  # no single wait is longer than this
+FACTOR = 2.0
+
+OnRetry = Callable[[Classified, int, float], None]
+OnGiveUp = Callable[[Classified, int, float], None]
+
+
+def backoff(attempt: int, *, first: float = FIRST_DELAY, cap: float = MAX_DELAY) -> float:
+    """The wait after failed attempt ``attempt`` (1-based): "equal jitter" exponential backoff.
+
+    Half of ``min(cap, first * 2 ** (attempt - 1))`` plus a uniformly random amount up to the
+    other half, so waiting callers spread out but none polls faster than half the base.
+    """
+    base = min(cap, first * FACTOR ** (attempt - 1))
+    return base / 2 + random.uniform(0, base / 2)  # noqa: S311 (jitter, not a secret)
+
+
+def connect_with_retry(
+    connect: Callable[[], T],
+    *,
+    budget: float,
+    on_retry: OnRetry | None = None,
+    on_giveup: OnGiveUp | None = None,
+    first_delay: float = FIRST_DELAY,
+    max_delay: float = MAX_DELAY,
+) -> T:
+    """Call ``connect()``; while it fails because connections are used up, wait and retry.
+
+    ``on_retry(classified, attempt, delay)`` is called before each wait, ``attempt`` being the
+    number of the attempt that just failed (1 for the first). Once ``budget`` seconds have
+    passed since the first attempt, ``on_giveup(classified, attempts, elapsed)`` is called and
+    the last error is re-raised unchanged. A wait never runs past the deadline; the last
+    attempt is made at it. Any error that is not a cap is raised at once, without a callback.
+    """
+    start = time.monotonic()
+    deadline = start + max(0.0, budget)
+    attempt = 0
+    while True:
+        attempt += 1
+        try:
+            return connect()
+        except Exception as exc:
+            classified = classify(exc)
+            if not classified.kind.is_cap:
+                raise
+            now = time.monotonic()
+            if now >= deadline:
+                if on_giveup is not None:
+                    on_giveup(classified, attempt, now - start)
+                raise
+            delay = min(backoff(attempt, first=first_delay, cap=max_delay), deadline - now)
+            if on_retry is not None:
+                on_retry(classified, attempt, delay)
+        time.sleep(delay)
