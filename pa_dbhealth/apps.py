@@ -6,4 +6,11 @@ class PaDbHealthConfig(AppConfig):
     verbose_name = "Database connection health"
 
     def ready(self) -> None:
-        from pa_dbhealth import checks  # noqa: F401  (registers the system checks)
+        from pa_dbhealth import (
+            checks,  # noqa: F401  (registers the system checks)
+            hygiene,
+            tracker,
+        )
+
+        tracker.install()
+        hygiene.install()

@@ -1,8 +1,37 @@
-"""The one rule of staleness: when a connection must be closed before it is used again."""
+"""The one rule of staleness: when a connection must be closed before it is used again.
+
+A connection of the calling thread is stale when it is obsolete (older than CONN_MAX_AGE,
+or its autocommit was left changed), broken (an error occurred and it no longer answers a
+ping), or idle for longer than the server's idle timeout minus ``TIMEOUT_MARGIN``, whatever
+CONN_MAX_AGE says. Idle time is measured from the end of its last query (the tracker keeps
+it). A stale connection inside an atomic block is never closed: it is left, with a warning.
+This is Django's ``close_old_connections`` plus the idle rule Django lacks.
+
+The server's idle timeout is learned once per alias per process, from the first connection
+that opens (one query, ``vendors.server_facts``); until then, or when the server cannot
+say, ``PA_DBHEALTH["SERVER_IDLE_TIMEOUT"]`` is used.
+"""
 
 from __future__ import annotations
 
-from typing import NamedTuple
+import functools
+import logging
+import time
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import ContextDecorator
+from typing import Any, NamedTuple, TypeVar, overload
+
+from asgiref.sync import iscoroutinefunction, sync_to_async
+from django.db import DatabaseError, connections
+from django.db.backends.base.base import BaseDatabaseWrapper
+
+from pa_dbhealth import tracker, vendors
+from pa_dbhealth.conf import get_settings
+
+logger = logging.getLogger(__name__)
+
+T = TypeVar("T")
+F = TypeVar("F", bound=Callable[..., Any])
 
 
 class IdleLimit(NamedTuple):
@@ -16,3 +45,199 @@ def idle_limit(server_timeout: float, margin: float) -> IdleLimit:
     if margin < server_timeout:
         return IdleLimit(float(server_timeout - margin), False)
     return IdleLimit(server_timeout / 2, True)
+
+
+# alias -> the idle timeout its server reported (None: the server drops no idle connection)
+_learned: dict[str, int | None] = {}
+
+
+def server_idle_timeout(alias: str) -> float | None:
+    """The server's idle timeout for ``alias``: as learned, else SERVER_IDLE_TIMEOUT."""
+    if alias in _learned:
+        learned = _learned[alias]
+        return None if learned is None else float(learned)
+    return float(get_settings().SERVER_IDLE_TIMEOUT)
+
+
+def alias_idle_limit(alias: str) -> float | None:
+    """Seconds after which a connection of ``alias`` is stale; None when the server has no
+    idle timeout."""
+    timeout = server_idle_timeout(alias)
+    if timeout is None:
+        return None
+    return idle_limit(timeout, get_settings().TIMEOUT_MARGIN).seconds
+
+
+def forget_server_timeouts() -> None:
+    """Learn the servers' idle timeouts again from the next connections (after the server's
+    wait_timeout changed, or a connection was lost sooner than expected)."""
+    _learned.clear()
+
+
+def learn_server_timeout(sender: Any, connection: BaseDatabaseWrapper, **kwargs: Any) -> None:
+    """Receiver of ``connection_created``: ask the first connection of each alias."""
+    alias = str(connection.alias)
+    if alias in _learned:
+        return
+    if not vendors.is_applicable(connection):
+        _learned[alias] = None
+        return
+    try:
+        _learned[alias] = vendors.server_facts(connection).wait_timeout
+    except DatabaseError as exc:  # asked again at the next connection
+        logger.debug("Could not read the idle timeout of %r: %s", alias, exc)
+
+
+def stale_reason(
+    connection: BaseDatabaseWrapper,
+    *,
+    now: float | None = None,
+    idle_seconds: float | None = None,
+    between_items: bool = False,
+) -> str | None:
+    """Why this open connection must be closed before it is used again, or None.
+
+    ``now`` is ``time.monotonic()``; ``idle_seconds`` overrides the alias's idle limit;
+    ``between_items`` (``keep_fresh``) does not count CONN_MAX_AGE = 0 as obsolete, since a
+    loop item is not a request. Inside an atomic block only age and idleness are judged.
+    """
+    if connection.connection is None:
+        return None
+    now = time.monotonic() if now is None else now
+    if not connection.in_atomic_block:
+        if connection.get_autocommit() != connection.settings_dict["AUTOCOMMIT"]:
+            return "its autocommit was left changed"
+        if connection.errors_occurred:
+            if not connection.is_usable():
+                return "it is broken: an error occurred and it does not answer"
+            connection.errors_occurred = False
+            connection.health_check_done = True  # type: ignore[attr-defined]
+    close_at = connection.close_at
+    if (
+        close_at is not None
+        and now >= close_at
+        and not (between_items and connection.settings_dict.get("CONN_MAX_AGE") == 0)
+    ):
+        return "it is older than CONN_MAX_AGE"
+    limit = alias_idle_limit(str(connection.alias)) if idle_seconds is None else idle_seconds
+    used = tracker.last_used(connection)
+    if limit is not None and used is not None and now - used >= limit:
+        return f"it has been idle for {now - used:.1f} s (limit {limit:g} s)"
+    return None
+
+
+def refresh_connections(
+    *,
+    idle_seconds: float | None = None,
+    between_items: bool = False,
+    warned: set[str] | None = None,
+) -> list[tuple[str, str]]:
+    """Close the calling thread's stale connections; returns ``(alias, reason)`` of each.
+
+    A stale connection inside an atomic block is left open and a warning is logged (once
+    per alias when a ``warned`` set is given).
+    """
+    closed = []
+    now = time.monotonic()
+    for connection in connections.all(initialized_only=True):
+        if connection.connection is None:
+            continue
+        reason = stale_reason(
+            connection, now=now, idle_seconds=idle_seconds, between_items=between_items
+        )
+        if reason is None:
+            continue
+        alias = str(connection.alias)
+        if connection.in_atomic_block:
+            if warned is None or alias not in warned:
+                logger.warning(
+                    "Connection %r is stale (%s) but inside an atomic block: left open. "
+                    "Use fresh_connections/keep_fresh outside transaction.atomic().",
+                    alias,
+                    reason,
+                )
+                if warned is not None:
+                    warned.add(alias)
+            continue
+        logger.debug("Closing connection %r: %s.", alias, reason)
+        try:
+            connection.close()
+        except DatabaseError as exc:  # closing a dead connection may complain; it is closed
+            logger.debug("Closing connection %r raised %s", alias, exc)
+        closed.append((alias, reason))
+    return closed
+
+
+class FreshConnections(ContextDecorator):
+    """``fresh_connections()``: a context manager and decorator (sync and async)."""
+
+    def __enter__(self) -> FreshConnections:
+        tracker.mark_holder()
+        refresh_connections()
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        refresh_connections()
+
+    def __call__(self, func: F) -> F:
+        if not iscoroutinefunction(func):
+            return super().__call__(func)
+
+        @functools.wraps(func)
+        async def inner(*args: Any, **kwargs: Any) -> Any:
+            await sync_to_async(self.__enter__)()
+            try:
+                return await func(*args, **kwargs)
+            finally:
+                await sync_to_async(refresh_connections)()
+
+        return inner  # type: ignore[return-value]
+
+
+@overload
+def fresh_connections(func: F) -> F: ...
+@overload
+def fresh_connections(func: None = None) -> FreshConnections: ...
+def fresh_connections(func: F | None = None) -> F | FreshConnections:
+    """Close the calling thread's stale connections on entry and on exit (also when the body
+    raises). Use as ``@fresh_connections``, ``@fresh_connections()`` or
+    ``with fresh_connections():``; works on functions, methods and coroutine functions."""
+    if func is None:
+        return FreshConnections()
+    return FreshConnections()(func)
+
+
+def keep_fresh(iterable: Iterable[T], every: float | None = None) -> Iterator[T]:
+    """Yield the items of ``iterable``, closing the calling thread's stale connections before
+    each one, so a loop that pauses for minutes never meets a dead connection.
+
+    ``every``: seconds of idleness after which a connection is replaced between items
+    (default: the server's idle timeout minus TIMEOUT_MARGIN). Costs no query per item.
+    """
+    if every is not None and not every > 0:
+        raise ValueError(f"every must be a number of seconds > 0, not {every!r}")
+    return _keep_fresh(iterable, every)
+
+
+def _keep_fresh(iterable: Iterable[T], every: float | None) -> Iterator[T]:
+    tracker.mark_holder()
+    warned: set[str] = set()
+    for item in iterable:
+        refresh_connections(idle_seconds=every, between_items=True, warned=warned)
+        yield item
+
+
+def _forget_on_databases_change(*, setting: str, **kwargs: Any) -> None:
+    if setting == "DATABASES":
+        forget_server_timeouts()
+
+
+def install() -> None:
+    """Connect the receivers (``AppConfig.ready`` calls this; calling it again is harmless)."""
+    from django.core.signals import setting_changed
+    from django.db.backends.signals import connection_created
+
+    connection_created.connect(learn_server_timeout, dispatch_uid="pa_dbhealth.hygiene.learn")
+    setting_changed.connect(
+        _forget_on_databases_change, dispatch_uid="pa_dbhealth.hygiene.databases"
+    )

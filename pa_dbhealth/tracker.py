@@ -1,0 +1,335 @@
+"""Every database connection this process opens: who holds it, since when, and from where.
+
+Process-wide and thread-safe. Openings are seen through Django's ``connection_created``
+signal (every vendor); closings are noticed lazily, by looking at the connection wrapper
+whenever the figures are asked for or another connection opens (a wrapper that is gone,
+has no connection or has reconnected since counts as closed), so closing costs nothing.
+Last use is kept by an execute wrapper, so idle time is measured, not guessed.
+
+A connection held by a thread that is neither a request thread (one that has seen
+``request_started``), the main thread, nor a thread that uses the hygiene tools, or one
+opened while a module was being imported, is logged once as a probable leak.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import sys
+import threading
+import time
+import traceback
+import weakref
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from types import FrameType
+from typing import Any
+
+import asgiref
+import django
+from django.db.backends.base.base import BaseDatabaseWrapper
+
+logger = logging.getLogger(__name__)
+
+_OPENING = "_pa_dbhealth_token"  # set on the wrapper at each connect: tells reconnects apart
+_USED = "_pa_dbhealth_used"  # time.monotonic() of the end of the wrapper's last query
+_WRAPPED = "_pa_dbhealth_wrapped"  # the execute wrapper is installed
+
+_lock = threading.Lock()
+_counts = {"opened": 0, "closed": 0, "leaks": 0, "connect_retries": 0, "connect_giveups": 0}
+_next_token = 0
+_records: dict[int, _Record] = {}
+# Threads expected to hold connections: they served a request or use the hygiene tools.
+_holders: weakref.WeakSet[threading.Thread] = weakref.WeakSet()
+
+
+@dataclass(frozen=True)
+class TrackedConnection:
+    """One open connection of this process, as the tracker saw it open."""
+
+    alias: str
+    vendor: str
+    vendor_id: int | None  # the server's id for it (MySQL thread id), when known without a query
+    thread_name: str
+    thread_id: int
+    thread_alive: bool
+    opened_at: float  # time.time()
+    last_used: float | None  # time.time() of the end of its last query
+    caller: str | None  # "file:line in function": the first frame outside Django and pa_dbhealth
+    origin: str | None  # the formatted opening stack, when TRACK_ORIGINS is on
+    at_import: bool  # opened while a module was being imported
+    probable_leak: bool
+
+    @property
+    def idle_seconds(self) -> float:
+        return max(0.0, time.time() - (self.last_used or self.opened_at))
+
+    def as_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["idle_seconds"] = round(self.idle_seconds, 3)
+        return data
+
+    def describe(self) -> str:
+        """One line for a log: alias, server id, thread, age, idle time, where it was opened."""
+        age = time.time() - self.opened_at
+        server_id = f" id {self.vendor_id}" if self.vendor_id is not None else ""
+        thread = self.thread_name + ("" if self.thread_alive else " (ended)")
+        where = f", opened at {self.caller}" if self.caller else ""
+        flags = " [probable leak]" if self.probable_leak else ""
+        return (
+            f"{self.alias!r}{server_id} held by thread {thread!r} for {age:.0f} s, "
+            f"idle {self.idle_seconds:.0f} s{where}{flags}"
+        )
+
+
+class _Record:
+    __slots__ = (
+        "alias",
+        "at_import",
+        "caller",
+        "leak",
+        "opened_at",
+        "origin",
+        "thread",
+        "thread_id",
+        "thread_name",
+        "token",
+        "vendor",
+        "vendor_id",
+        "wrapper",
+    )
+
+    def __init__(self, connection: BaseDatabaseWrapper, token: int) -> None:
+        thread = threading.current_thread()
+        self.token = token
+        self.alias = str(connection.alias)
+        self.vendor = str(connection.vendor)
+        self.vendor_id = _vendor_id(connection)
+        self.wrapper = weakref.ref(connection)
+        self.thread = weakref.ref(thread)
+        self.thread_name = thread.name
+        self.thread_id = thread.ident or 0
+        self.opened_at = time.time()
+        self.caller, self.at_import = _where(sys._getframe(2))
+        self.origin: str | None = None
+        self.leak = False
+
+    def is_open(self) -> bool:
+        wrapper = self.wrapper()
+        return (
+            wrapper is not None
+            and wrapper.connection is not None
+            and not wrapper.closed_in_transaction
+            and getattr(wrapper, _OPENING, None) == self.token
+        )
+
+    def holder_expected(self) -> bool:
+        thread = self.thread()
+        if thread is None or not thread.is_alive():
+            return False
+        return thread is threading.main_thread() or thread in _holders
+
+    def snapshot(self) -> TrackedConnection:
+        wrapper = self.wrapper()
+        used = last_used(wrapper) if wrapper is not None else None
+        thread = self.thread()
+        return TrackedConnection(
+            alias=self.alias,
+            vendor=self.vendor,
+            vendor_id=self.vendor_id,
+            thread_name=self.thread_name,
+            thread_id=self.thread_id,
+            thread_alive=thread is not None and thread.is_alive(),
+            opened_at=self.opened_at,
+            last_used=None if used is None else time.time() - (time.monotonic() - used),
+            caller=self.caller,
+            origin=self.origin,
+            at_import=self.at_import,
+            probable_leak=self.leak,
+        )
+
+
+def _vendor_id(connection: BaseDatabaseWrapper) -> int | None:
+    thread_id: Callable[[], int] | None = getattr(connection.connection, "thread_id", None)
+    if thread_id is None:  # psycopg has info.backend_pid; SQLite has nothing
+        info = getattr(connection.connection, "info", None)
+        pid = getattr(info, "backend_pid", None)
+        return int(pid) if isinstance(pid, int) else None
+    try:
+        return int(thread_id())
+    except Exception:  # a driver that cannot tell: the id is a nicety
+        return None
+
+
+# Frames that are machinery, not the code that asked for a connection.
+_SKIPPED_DIRS = tuple(
+    os.path.dirname(os.path.abspath(path)) + os.sep
+    for path in (django.__file__, asgiref.__file__, __file__)
+    if path
+)
+_SKIPPED_FILES = frozenset(
+    os.path.abspath(path) for path in (threading.__file__, contextlib.__file__) if path
+)
+
+
+def _skipped(filename: str) -> bool:
+    return (
+        filename.startswith(_SKIPPED_DIRS) or filename in _SKIPPED_FILES or filename.startswith("<")
+    )
+
+
+def _where(frame: FrameType | None) -> tuple[str | None, bool]:
+    """The first frame outside Django, asgiref and pa_dbhealth, and whether an import is running."""
+    caller = None
+    at_import = False
+    while frame is not None:
+        filename = frame.f_code.co_filename
+        if filename.startswith("<frozen importlib"):
+            at_import = True
+            break
+        if caller is None and not _skipped(filename):
+            caller = f"{filename}:{frame.f_lineno} in {frame.f_code.co_name}"
+        frame = frame.f_back
+    return caller, at_import
+
+
+def _origin(frame: FrameType | None) -> str:
+    stack = traceback.extract_stack(frame)
+    while len(stack) > 1 and _skipped(stack[-1].filename):
+        stack.pop()  # drop Django's connect machinery: end at the code that asked
+    return "".join(traceback.format_list(stack[-20:])).rstrip()
+
+
+def _touch(execute: Callable[..., Any], sql: Any, params: Any, many: bool, context: Any) -> Any:
+    try:
+        return execute(sql, params, many, context)
+    finally:
+        setattr(context["connection"], _USED, time.monotonic())
+
+
+def last_used(connection: BaseDatabaseWrapper) -> float | None:
+    """``time.monotonic()`` of the end of the connection's last query (or of its opening)."""
+    value = getattr(connection, _USED, None)
+    return value if isinstance(value, float) else None
+
+
+def connection_created(sender: Any, connection: BaseDatabaseWrapper, **kwargs: Any) -> None:
+    """Receiver of Django's ``connection_created``: record the opening."""
+    global _next_token
+    setattr(connection, _USED, time.monotonic())
+    if not getattr(connection, _WRAPPED, False):
+        # First in the list, so a ``with connection.execute_wrapper(...)`` around the
+        # opening still pops its own wrapper, not this one.
+        connection.execute_wrappers.insert(0, _touch)
+        setattr(connection, _WRAPPED, True)
+    with _lock:
+        _next_token += 1
+        token = _next_token
+    setattr(connection, _OPENING, token)
+    record = _Record(connection, token)
+    if _track_origins():
+        record.origin = _origin(sys._getframe(1))
+    with _lock:
+        _counts["opened"] += 1
+        _records[token] = record
+    _sweep()
+
+
+def _track_origins() -> bool:
+    from pa_dbhealth.conf import get_settings
+
+    try:
+        return get_settings().track_origins
+    except Exception:  # settings not configured: a bare script
+        return False
+
+
+def _sweep() -> list[_Record]:
+    """Drop closed connections, flag new probable leaks; returns the open records."""
+    new_leaks = []
+    with _lock:
+        for token, record in list(_records.items()):
+            if not record.is_open():
+                del _records[token]
+                _counts["closed"] += 1
+            elif not record.leak and (record.at_import or not record.holder_expected()):
+                record.leak = True
+                _counts["leaks"] += 1
+                new_leaks.append(record)
+        still_open = list(_records.values())
+    for record in new_leaks:
+        _report_leak(record)
+    return still_open
+
+
+def _report_leak(record: _Record) -> None:
+    why = (
+        "it was opened while a module was being imported"
+        if record.at_import
+        else "its thread is not a request or command thread and does not use "
+        "fresh_connections/keep_fresh"
+    )
+    origin = record.origin or (
+        f"opened at {record.caller}; set PA_DBHEALTH['TRACK_ORIGINS'] = True for the whole stack"
+        if record.caller
+        else "origin unknown; set PA_DBHEALTH['TRACK_ORIGINS'] = True to record it"
+    )
+    logger.warning(
+        "Probable connection leak: %s; %s.\n%s", record.snapshot().describe(), why, origin
+    )
+
+
+def mark_holder(thread: threading.Thread | None = None) -> None:
+    """Say that this thread (request, command, or a worker using the hygiene tools) is
+    expected to hold connections, so its connections are not reported as leaks."""
+    thread = thread or threading.current_thread()
+    if thread not in _holders:
+        _holders.add(thread)
+
+
+def request_started(sender: Any, **kwargs: Any) -> None:
+    """Receiver of Django's ``request_started``: the thread serves requests."""
+    mark_holder()
+
+
+def open_connections() -> list[TrackedConnection]:
+    """This process's open connections, in all threads, oldest first."""
+    return [record.snapshot() for record in _sweep()]
+
+
+def figures() -> dict[str, int]:
+    """Process-wide counts since start: opened, closed, open now, probable leaks reported,
+    connects retried and given up by the retrying backend."""
+    still_open = _sweep()
+    with _lock:
+        counts = dict(_counts)
+    return {
+        "opened": counts["opened"],
+        "closed": counts["closed"],
+        "open": len(still_open),
+        "leaks": counts["leaks"],
+        "connect_retries": counts["connect_retries"],
+        "connect_giveups": counts["connect_giveups"],
+    }
+
+
+def note_connect_retry(alias: str) -> None:
+    """A connect refused by the cap is being retried (called by the retrying backend)."""
+    with _lock:
+        _counts["connect_retries"] += 1
+
+
+def note_connect_giveup(alias: str) -> None:
+    """The retrying backend gave up on a connect refused by the cap."""
+    with _lock:
+        _counts["connect_giveups"] += 1
+
+
+def install() -> None:
+    """Connect the receivers (``AppConfig.ready`` calls this; calling it again is harmless)."""
+    from django.core.signals import request_started as request_started_signal
+    from django.db.backends.signals import connection_created as created_signal
+
+    created_signal.connect(connection_created, dispatch_uid="pa_dbhealth.tracker.created")
+    request_started_signal.connect(request_started, dispatch_uid="pa_dbhealth.tracker.request")

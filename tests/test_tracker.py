@@ -1,0 +1,159 @@
+"""The tracker sees every connection this process opens, and names probable leaks."""
+
+from __future__ import annotations
+
+import logging
+import sys
+import threading
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+from django.db import connections
+from django.test import override_settings
+
+from pa_dbhealth import tracker
+
+mysql = pytest.mark.django_db(transaction=True)
+
+
+class Holder:
+    """A thread that opens a Django connection and keeps it until released."""
+
+    def __init__(self, name: str, opener: Callable[[], None] | None = None) -> None:
+        self.opened = threading.Event()
+        self.release = threading.Event()
+        self.error: BaseException | None = None
+        self.opener = opener or (lambda: connections["default"].ensure_connection())
+        self.thread = threading.Thread(target=self.run, name=name, daemon=True)
+
+    def run(self) -> None:
+        try:
+            self.opener()
+        except BaseException as exc:
+            self.error = exc
+        finally:
+            self.opened.set()
+        self.release.wait(30)
+        connections.close_all()
+
+    def __enter__(self) -> Holder:
+        self.thread.start()
+        assert self.opened.wait(10)
+        if self.error is not None:
+            raise self.error
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.release.set()
+        self.thread.join(10)
+
+
+def _by_thread(name: str) -> list[tracker.TrackedConnection]:
+    return [c for c in tracker.open_connections() if c.thread_name == name]
+
+
+def test_figures_has_the_agreed_keys() -> None:
+    assert set(tracker.figures()) == {
+        "opened",
+        "closed",
+        "open",
+        "leaks",
+        "connect_retries",
+        "connect_giveups",
+    }
+
+
+def test_connect_retries_and_giveups_are_counted() -> None:
+    before = tracker.figures()
+    tracker.note_connect_retry("default")
+    tracker.note_connect_retry("default")
+    tracker.note_connect_giveup("default")
+    after = tracker.figures()
+    assert after["connect_retries"] == before["connect_retries"] + 2
+    assert after["connect_giveups"] == before["connect_giveups"] + 1
+
+
+@mysql
+def test_opening_and_closing_are_counted(account_ids: Any) -> None:
+    connections["default"].close()
+    before = tracker.figures()
+    connections["default"].ensure_connection()
+    during = tracker.figures()
+    assert during["opened"] == before["opened"] + 1
+    assert during["open"] == before["open"] + 1
+    (mine,) = [c for c in tracker.open_connections() if c.thread_id == threading.get_ident()]
+    assert mine.alias == "default"
+    assert mine.vendor_id == connections["default"].connection.thread_id()
+    assert mine.vendor_id in account_ids()
+    assert not mine.probable_leak  # the main thread runs the tests, like a command
+    connections["default"].close()
+    after = tracker.figures()
+    assert after["closed"] == during["closed"] + 1
+    assert after["open"] == before["open"]
+    assert after["opened"] - after["closed"] == after["open"]
+
+
+@mysql
+def test_last_use_is_measured_from_the_last_query() -> None:
+    connection = connections["default"]
+    connection.ensure_connection()
+    opened_use = tracker.last_used(connection)
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT 1")
+    assert opened_use is not None
+    assert (tracker.last_used(connection) or 0) > opened_use
+
+
+@mysql
+@override_settings(PA_DBHEALTH={"TRACK_ORIGINS": True})
+def test_a_background_thread_that_keeps_its_connection_is_a_probable_leak(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    leaks_before = tracker.figures()["leaks"]
+    with caplog.at_level(logging.WARNING, logger="pa_dbhealth.tracker"), Holder("forgotten-worker"):
+        (held,) = _by_thread("forgotten-worker")
+        tracker.open_connections()  # asked twice: reported once
+        assert held.probable_leak
+        assert held.thread_alive
+        assert held.caller is not None and __file__ in held.caller and "<lambda>" in held.caller
+        assert held.origin is not None and "ensure_connection()" in held.origin
+        assert tracker.figures()["leaks"] == leaks_before + 1
+        reports = [r for r in caplog.records if "Probable connection leak" in r.getMessage()]
+        assert len(reports) == 1
+        assert "forgotten-worker" in reports[0].getMessage()
+        assert "ensure_connection()" in reports[0].getMessage()
+    assert _by_thread("forgotten-worker") == []  # it closed on release
+
+
+@mysql
+def test_a_thread_that_serves_requests_is_not_a_leak() -> None:
+    def open_as_request_thread() -> None:
+        tracker.request_started(sender=None)
+        connections["default"].ensure_connection()
+
+    with Holder("request-thread", open_as_request_thread):
+        (held,) = _by_thread("request-thread")
+        assert not held.probable_leak
+        assert held.origin is None  # TRACK_ORIGINS follows DEBUG, which is off
+
+
+@mysql
+def test_a_connection_opened_at_import_time_is_a_probable_leak(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (tmp_path / "queries_at_import.py").write_text(
+        "from django.db import connections\n"
+        "with connections['default'].cursor() as cursor:\n"
+        "    cursor.execute('SELECT 1')\n"
+    )
+    monkeypatch.syspath_prepend(str(tmp_path))
+    connections["default"].close()
+    try:
+        import queries_at_import  # noqa: F401
+    finally:
+        sys.modules.pop("queries_at_import", None)
+    (held,) = [c for c in tracker.open_connections() if c.thread_id == threading.get_ident()]
+    assert held.at_import and held.probable_leak
+    assert held.caller is not None and "queries_at_import.py:2" in held.caller
