@@ -1,0 +1,1 @@
+"""Database backends: ``ENGINE = "pa_dbhealth.backends.mysql"``."""
