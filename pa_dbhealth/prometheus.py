@@ -1,0 +1,117 @@
+"""The health report in Prometheus's text exposition format (version 0.0.4).
+
+Written by hand, so the app does not depend on ``prometheus_client`` at run time.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+
+from pa_dbhealth.health import Report, process_figures
+
+CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+
+Sample = tuple[Mapping[str, str], int]
+
+# tracker figure -> (metric name, type, help)
+PROCESS_METRICS = {
+    "opened": (
+        "pa_dbhealth_connections_opened_total",
+        "counter",
+        "Database connections this process has opened.",
+    ),
+    "closed": (
+        "pa_dbhealth_connections_closed_total",
+        "counter",
+        "Database connections this process has closed.",
+    ),
+    "open": (
+        "pa_dbhealth_process_open_connections",
+        "gauge",
+        "Database connections this process holds open now.",
+    ),
+    "leaks": (
+        "pa_dbhealth_connection_leaks_total",
+        "counter",
+        "Connections this process left open past the end of a request or task.",
+    ),
+    "connect_retries": (
+        "pa_dbhealth_connect_retries_total",
+        "counter",
+        "Connects refused by the connection cap and retried.",
+    ),
+    "connect_giveups": (
+        "pa_dbhealth_connect_giveups_total",
+        "counter",
+        "Connects given up after the CONNECT_RETRY budget.",
+    ),
+}
+
+
+def escape_label(value: str) -> str:
+    """A label value as the text format wants it: backslash, quote and newline escaped."""
+    return value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
+
+
+def _family(name: str, kind: str, help_text: str, samples: Iterable[Sample]) -> list[str]:
+    lines = [f"# HELP {name} {help_text}", f"# TYPE {name} {kind}"]
+    for labels, value in samples:
+        rendered = ",".join(f'{key}="{escape_label(val)}"' for key, val in labels.items())
+        lines.append(f"{name}{{{rendered}}} {value}" if rendered else f"{name} {value}")
+    return lines
+
+
+def render(report: Report, *, full: bool) -> str:
+    """The exposition text: ``pa_dbhealth_up`` alone unless ``full``, then every figure."""
+    lines = _family(
+        "pa_dbhealth_up",
+        "gauge",
+        "Whether the database answered the health check (1) or not (0).",
+        [({"database": db.alias}, int(db.up)) for db in report.databases],
+    )
+    if not full:
+        return "\n".join(lines) + "\n"
+    taken = [db for db in report.databases if db.snapshot is not None]
+    connections: list[Sample] = []
+    limits: list[Sample] = []
+    timeouts: list[Sample] = []
+    idle: list[Sample] = []
+    for db in taken:
+        snapshot = db.snapshot
+        assert snapshot is not None
+        connections.append(({"database": db.alias, "state": "active"}, snapshot.active))
+        connections.append(({"database": db.alias, "state": "sleeping"}, snapshot.sleeping))
+        if snapshot.account_limit is not None:
+            limits.append(({"database": db.alias}, snapshot.account_limit))
+        if snapshot.wait_timeout is not None:
+            timeouts.append(({"database": db.alias}, snapshot.wait_timeout))
+        idle.append(({"database": db.alias}, snapshot.longest_idle_seconds))
+    lines += _family(
+        "pa_dbhealth_connections",
+        "gauge",
+        "Connections the database account holds on the server now, by state.",
+        connections,
+    )
+    lines += _family(
+        "pa_dbhealth_connection_limit",
+        "gauge",
+        "Connections the database account may hold at once (max_user_connections).",
+        limits,
+    )
+    lines += _family(
+        "pa_dbhealth_wait_timeout_seconds",
+        "gauge",
+        "Seconds of idleness after which the server drops a connection.",
+        timeouts,
+    )
+    lines += _family(
+        "pa_dbhealth_longest_idle_seconds",
+        "gauge",
+        "Seconds the account's longest-idle connection has been idle.",
+        idle,
+    )
+    figures = process_figures()
+    for key, (name, kind, help_text) in PROCESS_METRICS.items():
+        if key in figures:
+            lines += _family(name, kind, help_text, [({}, figures[key])])
+    return "\n".join(lines) + "\n"

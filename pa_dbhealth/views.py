@@ -1,0 +1,81 @@
+"""The health view: live connection counts as JSON or Prometheus text, safe to expose.
+
+Anyone gets the overall status (and the HTTP code that goes with it), so an uptime monitor
+needs no secret; the figures need ``Authorization: Bearer <HEALTH_TOKEN>`` or a staff user.
+"""
+
+from __future__ import annotations
+
+import hmac
+from collections.abc import Sequence
+from http import HTTPStatus
+from typing import Any
+
+from django.db import Error as DatabaseError
+from django.db import transaction
+from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.views.decorators.cache import never_cache
+from django.views.decorators.http import require_safe
+
+from pa_dbhealth import conf, prometheus
+from pa_dbhealth.health import Status, check
+
+FORMATS = ("json", "prometheus")
+
+
+def _token_matches(request: HttpRequest) -> bool:
+    token = conf.get_settings().HEALTH_TOKEN
+    scheme, _, given = request.headers.get("Authorization", "").partition(" ")
+    if not token or scheme.lower() != "bearer":
+        return False
+    return hmac.compare_digest(given.strip().encode(), token.encode())
+
+
+def _is_staff(request: HttpRequest) -> bool:
+    user = getattr(request, "user", None)  # only with the auth middleware
+    if user is None:
+        return False
+    try:
+        return bool(user.is_active and user.is_staff)
+    except DatabaseError:  # the session or user could not be read: treat as anonymous
+        return False
+
+
+def _wants_prometheus(request: HttpRequest) -> bool:
+    fmt = request.GET.get("format")
+    if fmt:
+        return fmt == "prometheus"
+    accept = request.headers.get("Accept", "")
+    exposition = "text/plain" in accept or "application/openmetrics-text" in accept
+    return exposition and "application/json" not in accept
+
+
+@transaction.non_atomic_requests
+@never_cache
+@require_safe
+def health(request: HttpRequest, databases: Sequence[str] | None = None) -> HttpResponse:
+    """Status of every database in ``DATABASES`` (or of ``databases``, a URLconf kwarg).
+
+    JSON: HTTP 200 for ok and warning, 503 for critical. ``?format=prometheus`` (or an
+    ``Accept`` asking for ``text/plain``): the metrics, HTTP 200 even when a database is down.
+    """
+    fmt = request.GET.get("format")
+    if fmt is not None and fmt not in FORMATS:
+        return JsonResponse(
+            {"error": f"format must be one of {', '.join(FORMATS)}"},
+            status=HTTPStatus.BAD_REQUEST,
+        )
+    report = check(databases)
+    # The token first, so a monitor with it never touches the session. A staff user is looked
+    # up in the database: not when a database just failed, so a request cannot wait on a
+    # server the probe found unreachable.
+    full = _token_matches(request) or (all(db.up for db in report.databases) and _is_staff(request))
+    if _wants_prometheus(request):
+        return HttpResponse(
+            prometheus.render(report, full=full), content_type=prometheus.CONTENT_TYPE
+        )
+    body: dict[str, Any] = {"status": report.status.value}
+    if full:
+        body["databases"] = {db.alias: db.as_dict() for db in report.databases}
+    critical = report.status is Status.CRITICAL
+    return JsonResponse(body, status=HTTPStatus.SERVICE_UNAVAILABLE if critical else HTTPStatus.OK)

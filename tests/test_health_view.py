@@ -1,0 +1,302 @@
+"""The health view against the real capped server: counts, statuses, access, cost."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator
+from http import HTTPStatus
+from typing import Any
+
+import pytest
+from django.contrib.auth.models import User
+from django.db import connections
+from django.test import Client
+from django.urls import reverse
+
+from pa_dbhealth import health, sandbox
+from pa_dbhealth.vendors import AccountConnection, AccountSnapshot
+
+mysql = pytest.mark.django_db(transaction=True)
+TOKEN = "a-health-token-for-the-tests"
+
+
+@pytest.fixture
+def token(settings: Any) -> str:
+    settings.PA_DBHEALTH = {"HEALTH_TOKEN": TOKEN}
+    return TOKEN
+
+
+def get(client: Client, alias: str = "default", *, bearer: str | None = None, **extra: Any) -> Any:
+    headers = {"HTTP_AUTHORIZATION": f"Bearer {bearer}"} if bearer else {}
+    return client.get(f"/health/{alias}/", **headers, **extra)
+
+
+def closed_default() -> None:
+    """Start from no Django connection, as a fresh request would."""
+    connections["default"].close()
+
+
+# --- the counts are the server's ---------------------------------------------------------
+
+
+@mysql
+@pytest.mark.parametrize("held", [0, 1])
+def test_counts_equal_reality(
+    client: Client, token: str, raw_connections: Any, account_ids: Any, held: int
+) -> None:
+    closed_default()
+    raw_connections(held)
+    assert len(account_ids()) == held
+    response = get(client, bearer=token)
+    body = response.json()
+    db = body["databases"]["default"]
+    assert db["vendor"] == "mysql"
+    assert db["connections"] == {
+        "total": held + 1,  # the health check's own connection is one of them
+        "active": 1,
+        "sleeping": held,
+        "limit": 3,
+        "headroom": 2 - held,
+        "longest_idle_seconds": db["connections"]["longest_idle_seconds"],
+    }
+    assert db["wait_timeout"] == 300
+    assert set(db["process"]) >= {"opened", "closed", "open", "leaks"}
+    expected = "ok" if held == 0 else "warning"  # one connection left is a warning
+    assert body["status"] == db["status"] == expected
+    assert response.status_code == HTTPStatus.OK
+
+
+@mysql
+def test_idle_time_grows(client: Client, token: str, raw_connections: Any) -> None:
+    closed_default()
+    raw_connections(1)
+    first = get(client, bearer=token).json()["databases"]["default"]["connections"]
+    time.sleep(2.2)
+    later = get(client, bearer=token).json()["databases"]["default"]["connections"]
+    assert later["longest_idle_seconds"] >= first["longest_idle_seconds"] + 2
+
+
+@mysql
+def test_headroom_zero_is_critical_503(client: Client, token: str, raw_connections: Any) -> None:
+    closed_default()
+    raw_connections(2)
+    response = get(client, bearer=token)
+    assert response.status_code == HTTPStatus.SERVICE_UNAVAILABLE
+    db = response.json()["databases"]["default"]
+    assert db["status"] == "critical"
+    assert db["connections"]["total"] == 3
+    assert db["connections"]["headroom"] == 0
+    assert "error" not in db  # the server answered: it is full, not down
+
+
+@mysql
+def test_own_connection_refused_by_the_cap_is_a_quick_503(
+    client: Client, token: str, raw_connections: Any, settings: Any
+) -> None:
+    settings.PA_DBHEALTH = {"HEALTH_TOKEN": token, "CONNECT_RETRY": 30.0}
+    closed_default()
+    raw_connections(3)
+    started = time.monotonic()
+    response = get(client, bearer=token)
+    assert time.monotonic() - started < 2
+    assert response.status_code == HTTPStatus.SERVICE_UNAVAILABLE
+    db = response.json()["databases"]["default"]
+    assert db["status"] == "critical"
+    assert db["error"] == "connection cap reached"
+    assert db["detail"].startswith("(1226)")
+    anonymous = get(client)
+    assert anonymous.status_code == HTTPStatus.SERVICE_UNAVAILABLE
+    assert anonymous.json() == {"status": "critical"}
+
+
+@pytest.mark.usefixtures("unblocked_db")
+def test_unreachable_server_is_503_within_the_connect_timeout(
+    client: Client, token: str, settings: Any
+) -> None:
+    started = time.monotonic()
+    response = get(client, "unreachable", bearer=token)
+    assert time.monotonic() - started < 3
+    assert response.status_code == HTTPStatus.SERVICE_UNAVAILABLE
+    db = response.json()["databases"]["unreachable"]
+    assert db["status"] == "critical"
+    assert db["error"] == "server unreachable"
+    assert db["connections"]["total"] is None
+
+
+@pytest.fixture
+def own_server(tmp_path: Any) -> Iterator[tuple[sandbox.SandboxInfo, str]]:
+    """A second capped server, reachable as the alias "own", for a test to stop."""
+    info = sandbox.start(tmp_path / "own")
+    alias = "own"
+    configured = connections.configure_settings(
+        {"default": dict(connections.settings["default"]), alias: info.database_settings()}
+    )
+    connections.settings[alias] = configured[alias]
+    yield info, alias
+    connections[alias].close()
+    del connections[alias]
+    del connections.settings[alias]
+    sandbox.stop(info)
+
+
+@pytest.mark.usefixtures("unblocked_db")
+def test_stopped_server_is_503_within_the_connect_timeout(
+    client: Client, token: str, own_server: tuple[sandbox.SandboxInfo, str], settings: Any
+) -> None:
+    info, alias = own_server
+    assert get(client, alias, bearer=token).status_code == HTTPStatus.OK
+    sandbox.stop(info, remove=False)
+    settings.PA_DBHEALTH = {"HEALTH_TOKEN": token, "HEALTH_CONNECT_TIMEOUT": 2}
+    started = time.monotonic()
+    response = get(client, alias, bearer=token)
+    assert time.monotonic() - started < 2 + 1
+    assert response.status_code == HTTPStatus.SERVICE_UNAVAILABLE
+    assert response.json()["databases"][alias]["error"] == "server unreachable"
+
+
+@pytest.mark.usefixtures("unblocked_db")
+def test_sqlite_does_not_apply(client: Client, token: str) -> None:
+    response = get(client, "sqlite", bearer=token)
+    assert response.status_code == HTTPStatus.OK
+    db = response.json()["databases"]["sqlite"]
+    assert db["status"] == "ok"
+    assert "not a server" in db["note"]
+
+
+@pytest.mark.usefixtures("unblocked_db")
+def test_the_included_urlconf_checks_every_alias(client: Client, token: str) -> None:
+    url = reverse("pa_dbhealth:health")
+    assert url == "/dbhealth/"
+    response = client.get(url, HTTP_AUTHORIZATION=f"Bearer {token}")
+    assert set(response.json()["databases"]) == set(connections) >= {"default", "unreachable"}
+    # The test site's "unreachable" alias is down, so the whole site is critical.
+    assert response.status_code == HTTPStatus.SERVICE_UNAVAILABLE
+
+
+# --- access ------------------------------------------------------------------------------
+
+
+@mysql
+@pytest.mark.parametrize("bearer", [None, "wrong-token-of-the-right-length", TOKEN[:-1]])
+def test_anonymous_and_wrong_token_get_the_status_alone(
+    client: Client, token: str, bearer: str | None
+) -> None:
+    response = get(client, bearer=bearer)
+    assert response.status_code == HTTPStatus.OK
+    assert response.json() == {"status": "ok"}
+
+
+@mysql
+def test_no_token_configured_means_no_token_works(client: Client, settings: Any) -> None:
+    settings.PA_DBHEALTH = {}
+    assert get(client, bearer="None").json() == {"status": "ok"}
+    assert get(client, bearer="").json() == {"status": "ok"}
+
+
+@mysql
+def test_right_token_gets_the_full_body(client: Client, token: str) -> None:
+    body = get(client, bearer=token).json()
+    assert set(body) == {"status", "databases"}
+    assert set(body["databases"]["default"]) >= {
+        "status",
+        "vendor",
+        "connections",
+        "wait_timeout",
+        "process",
+    }
+
+
+@mysql
+def test_staff_user_gets_the_full_body(client: Client, token: str) -> None:
+    user = User.objects.create_user("someone", password="x")
+    client.force_login(user)
+    assert get(client).json() == {"status": "ok"}
+    user.is_staff = True
+    user.save()
+    assert "databases" in get(client).json()
+
+
+@mysql
+def test_no_store(client: Client, token: str) -> None:
+    for bearer in (None, token):
+        assert "no-store" in get(client, bearer=bearer)["Cache-Control"]
+
+
+@mysql
+def test_only_get_and_head(client: Client) -> None:
+    assert client.post("/health/default/").status_code == HTTPStatus.METHOD_NOT_ALLOWED
+    assert client.head("/health/default/").status_code == HTTPStatus.OK
+
+
+@mysql
+def test_unknown_format_is_a_400(client: Client) -> None:
+    assert get(client, data={"format": "xml"}).status_code == HTTPStatus.BAD_REQUEST
+
+
+# --- cost --------------------------------------------------------------------------------
+
+
+@mysql
+@pytest.mark.parametrize("bearer", [None, TOKEN])
+def test_the_view_leaves_no_connection_behind(
+    client: Client, token: str, account_ids: Callable[[], list[int]], bearer: str | None
+) -> None:
+    closed_default()
+    before = account_ids()
+    assert get(client, bearer=bearer).status_code == HTTPStatus.OK
+    assert account_ids() == before
+    assert connections["default"].connection is None
+
+
+@mysql
+def test_an_open_request_connection_is_used_and_left_open(
+    client: Client, token: str, account_ids: Callable[[], list[int]]
+) -> None:
+    connection = connections["default"]
+    connection.ensure_connection()
+    own = connection.connection.thread_id()
+    body = get(client, bearer=token).json()
+    assert body["databases"]["default"]["connections"]["total"] == 1  # no second connection
+    assert connection.connection is not None
+    assert connection.connection.thread_id() == own
+    assert account_ids() == [own]
+
+
+@mysql
+def test_the_connect_timeout_does_not_leak_into_the_settings(client: Client) -> None:
+    closed_default()
+    shared = connections["default"].settings_dict  # the dict every thread's wrapper holds
+    before = dict(shared["OPTIONS"])
+    assert "connect_timeout" not in before
+    get(client)
+    assert connections["default"].settings_dict is shared
+    assert shared["OPTIONS"] == before
+
+
+# --- the status rule ---------------------------------------------------------------------
+
+
+def snapshot(limit: int | None, idle: list[int], wait_timeout: int = 300) -> AccountSnapshot:
+    own = AccountConnection(1, "app", "h", "app", "Query", "", 0, False, True)
+    others = [
+        AccountConnection(i + 2, "app", "h", "app", "Sleep", "", s, True, False)
+        for i, s in enumerate(idle)
+    ]
+    return AccountSnapshot(limit, wait_timeout, [own, *others])
+
+
+@pytest.mark.parametrize(
+    ("limit", "idle", "expected"),
+    [
+        (3, [], health.Status.OK),
+        (3, [10], health.Status.WARNING),  # one left
+        (3, [10, 10], health.Status.CRITICAL),  # none left
+        (10, [279], health.Status.OK),
+        (10, [280], health.Status.WARNING),  # idle past the staleness limit (300 - 20)
+        (None, [1, 1, 1, 1], health.Status.OK),  # no cap to run into
+    ],
+)
+def test_status_rule(limit: int | None, idle: list[int], expected: health.Status) -> None:
+    status, reasons = health.judge(snapshot(limit, idle))
+    assert status is expected
+    assert bool(reasons) == (expected is not health.Status.OK)
