@@ -27,7 +27,7 @@ def token(settings: Any) -> str:
 
 
 def get(client: Client, alias: str = "default", *, bearer: str | None = None, **extra: Any) -> Any:
-    headers = {"HTTP_AUTHORIZATION": f"Bearer {bearer}"} if bearer else {}
+    headers: dict[str, Any] = {"HTTP_AUTHORIZATION": f"Bearer {bearer}"} if bearer else {}
     return client.get(f"/health/{alias}/", **headers, **extra)
 
 
