@@ -1,4 +1,4 @@
-"""The health view's Prometheus answer parses with prometheus_client and says what the server says."""
+"""The Prometheus answer parses with prometheus_client and says what the server says."""
 
 from __future__ import annotations
 
