@@ -1,0 +1,219 @@
+"""``manage.py dbconnections`` against the real capped server."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from io import StringIO
+from pathlib import Path
+from typing import Any
+
+import pytest
+from django.core.management import CommandError, call_command
+from django.db import connections
+
+mysql = pytest.mark.django_db(transaction=True)
+
+
+def run(*args: str) -> tuple[str, str, int]:
+    """Run the command in this process; returns (stdout, stderr, exit code)."""
+    out, err = StringIO(), StringIO()
+    try:
+        call_command("dbconnections", *args, stdout=out, stderr=err)
+    except CommandError as exc:
+        return out.getvalue(), err.getvalue() + str(exc), exc.returncode
+    return out.getvalue(), err.getvalue(), 0
+
+
+def run_json(*args: str) -> dict[str, Any]:
+    out, err, code = run("--format", "json", *args)
+    assert code == 0, err
+    result: dict[str, Any] = json.loads(out)["databases"]["default"]
+    return result
+
+
+@mysql
+def test_json_lists_every_connection_of_the_account(raw_connections: Any, account_ids: Any) -> None:
+    connections["default"].close()
+    raws = raw_connections(2)
+    time.sleep(1.1)
+    result = run_json()
+    assert result["limit"] == 3
+    rows = result["connections"]
+    assert {row["id"] for row in rows} == {r.thread_id() for r in raws} | {
+        row["id"] for row in rows if row["this_connection"]
+    }
+    assert len(rows) == 3
+    assert [row["this_connection"] for row in rows].count(True) == 1
+    for row in rows:
+        assert set(row) == {
+            "id",
+            "host",
+            "db",
+            "command",
+            "state",
+            "idle_seconds",
+            "this_connection",
+        }
+        if not row["this_connection"]:
+            assert row["command"] == "Sleep" and row["idle_seconds"] >= 1
+            assert row["db"] == "app"
+    # It looked with a connection of its own and closed it again.
+    assert sorted(account_ids()) == sorted(r.thread_id() for r in raws)
+
+
+@mysql
+def test_text_table(raw_connections: Any) -> None:
+    connections["default"].close()
+    (raw,) = raw_connections(1)
+    out, err, code = run()
+    assert code == 0, err
+    assert "default (mysql): 2 of 3 connections, 1 free" in out
+    lines = out.splitlines()
+    assert lines[1].split() == ["id", "host", "db", "command", "state", "idle", "s"]
+    (mine,) = [line for line in lines if line.endswith("<- this one")]
+    (theirs,) = [line for line in lines if line.split()[:1] == [str(raw.thread_id())]]
+    assert "Sleep" in theirs and "this one" not in theirs
+    assert "Query" in mine
+    assert "1 active, 1 sleeping; the server drops connections idle for 300 s" in out
+
+
+@mysql
+def test_kill_idle_kills_exactly_the_idle_connections_of_the_account(
+    raw_connections: Any, account_ids: Any, admin: Any
+) -> None:
+    connection = connections["default"]
+    connection.ensure_connection()  # the command's own, open before it starts
+    own = connection.connection.thread_id()
+    (old,) = raw_connections(1)
+    admin.execute("SELECT CONNECTION_ID()")  # another account's connection, idle too
+    admin_id = admin.fetchone()[0]
+    time.sleep(1.5)
+    (young,) = raw_connections(1)
+    out, err, code = run("--kill-idle", "1")
+    assert code == 0, err
+    assert f"killed: {old.thread_id()}" in out
+    (marked,) = [line for line in out.splitlines() if line.endswith("<- killed")]
+    assert marked.split()[0] == str(old.thread_id())
+    assert sorted(account_ids()) == sorted([own, young.thread_id()])
+    admin.execute("SELECT CONNECTION_ID()")  # the other account's connection still works
+    assert admin.fetchone()[0] == admin_id
+    assert connection.connection.thread_id() == own  # left open: the command did not open it
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT 1")
+
+
+@mysql
+def test_kill_idle_0_never_kills_its_own(raw_connections: Any, account_ids: Any) -> None:
+    connections["default"].ensure_connection()
+    own = connections["default"].connection.thread_id()
+    raws = raw_connections(2)
+    result = run_json("--kill-idle", "0")
+    assert sorted(result["killed"]) == sorted(r.thread_id() for r in raws)
+    assert account_ids() == [own]
+
+
+@mysql
+def test_dry_run_kills_nothing(raw_connections: Any, account_ids: Any) -> None:
+    connections["default"].close()
+    raws = raw_connections(2)
+    time.sleep(1.1)
+    before = account_ids()
+    out, err, code = run("--kill-idle", "1", "--dry-run")
+    assert code == 0, err
+    ids = ", ".join(str(i) for i in sorted(r.thread_id() for r in raws))
+    assert f"would kill (dry run): {ids}" in out
+    assert "killed:" not in out
+    assert account_ids() == before
+    assert sorted(run_json("--kill-idle", "1", "--dry-run")["would_kill"]) == before
+
+
+@mysql
+def test_at_the_cap_it_waits_then_explains_the_way_out(raw_connections: Any, settings: Any) -> None:
+    settings.PA_DBHEALTH = {"CONNECT_RETRY": 1.0}
+    connections["default"].close()
+    raw_connections(3)
+    started = time.monotonic()
+    _out, err, code = run()
+    assert time.monotonic() - started < 3
+    assert code == 2
+    assert "waiting: the account is at its cap of 3 connections (1226)" in err
+    assert "gave up after 1." in err
+    assert "reload the web app" in err
+    assert "scheduled or always-on task" in err
+
+
+@mysql
+def test_at_the_cap_it_gets_in_when_a_connection_frees_up(
+    raw_connections: Any, settings: Any
+) -> None:
+    settings.PA_DBHEALTH = {"CONNECT_RETRY": 10.0}
+    connections["default"].close()
+    first, *_ = raw_connections(3)
+    timer = threading.Timer(0.5, first.close)
+    timer.start()
+    started = time.monotonic()
+    out, err, code = run()
+    timer.join()
+    assert code == 0, err
+    assert time.monotonic() - started < 5
+    assert "waiting: the account is at its cap" in err
+    assert "3 of 3 connections, 0 free" in out
+
+
+@pytest.mark.usefixtures("unblocked_db")
+def test_sqlite_does_not_apply() -> None:
+    out, _err, code = run("--database", "sqlite", "--kill-idle", "0")
+    assert code == 0
+    assert "sqlite: does not apply" in out and "not a server" in out
+
+
+@pytest.mark.usefixtures("unblocked_db")
+def test_unreachable_server_is_a_clear_error() -> None:
+    _out, err, code = run("--database", "unreachable")
+    assert code == 2
+    assert "database 'unreachable': (200" in err  # 2002 or 2003
+
+
+def test_misuse() -> None:
+    assert run("--dry-run")[2] == 2
+    assert run("--watch", "0")[2] == 2
+    _out, err, code = run("--database", "nope")
+    assert code == 1 and "invalid choice: 'nope'" in err
+
+
+def test_watch_refreshes_until_interrupted(server: Any, tmp_path: Path) -> None:
+    (tmp_path / "watch_settings.py").write_text(
+        "from testsite.settings import *  # noqa: F403\n"
+        f"DATABASES = {{'default': {server.database_settings()!r}}}\n"
+    )
+    tests = Path(__file__).parent
+    env = {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join([str(tmp_path), str(tests)]),
+        "DJANGO_SETTINGS_MODULE": "watch_settings",
+    }
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "django", "dbconnections", "--watch", "0.2"],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert proc.stdout is not None
+        headings = 0
+        deadline = time.monotonic() + 20
+        while headings < 2 and time.monotonic() < deadline:
+            line = proc.stdout.readline()
+            headings += "connections," in line
+        assert headings == 2
+    finally:
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=10)
+    assert proc.returncode == 0, err
