@@ -99,7 +99,8 @@ def stale_reason(
 
     ``now`` is ``time.monotonic()``; ``idle_seconds`` overrides the alias's idle limit;
     ``between_items`` (``keep_fresh``) does not count CONN_MAX_AGE = 0 as obsolete, since a
-    loop item is not a request. Inside an atomic block only age and idleness are judged.
+    loop item is not a request. Inside an atomic block only idleness is judged: the other
+    reasons are no danger to the transaction, and Django judges them when it ends.
     """
     if connection.connection is None:
         return None
@@ -112,13 +113,13 @@ def stale_reason(
                 return "it is broken: an error occurred and it does not answer"
             connection.errors_occurred = False
             connection.health_check_done = True  # type: ignore[attr-defined]
-    close_at = connection.close_at
-    if (
-        close_at is not None
-        and now >= close_at
-        and not (between_items and connection.settings_dict.get("CONN_MAX_AGE") == 0)
-    ):
-        return "it is older than CONN_MAX_AGE"
+        close_at = connection.close_at
+        if (
+            close_at is not None
+            and now >= close_at
+            and not (between_items and connection.settings_dict.get("CONN_MAX_AGE") == 0)
+        ):
+            return "it is older than CONN_MAX_AGE"
     limit = alias_idle_limit(str(connection.alias)) if idle_seconds is None else idle_seconds
     used = tracker.last_used(connection)
     if limit is not None and used is not None and now - used >= limit:

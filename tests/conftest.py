@@ -31,6 +31,8 @@ def pytest_configure(config: pytest.Config) -> None:
     default = _info.database_settings()
     default["TEST"] = {"NAME": "test_app"}
     settings.DATABASES["default"] = default
+    # A second alias on the same account, for tests that audit changed settings of it.
+    settings.DATABASES["audited"] = {**default, "TEST": {"MIRROR": "default"}}
     # The connection handler may have read DATABASES already: make it read it again.
     connections.__dict__.pop("settings", None)
     for alias in list(connections):
@@ -125,3 +127,36 @@ def account_ids(admin: Any) -> Callable[[], list[int]]:
 
 def expect_installed() -> bool:
     return os.environ.get("PA_DBHEALTH_EXPECT_INSTALLED") == "1"
+
+
+@pytest.fixture
+def idle_timeout(admin: Any, django_db_blocker: Any) -> Iterator[Callable[[int], None]]:
+    """Like ``wait_timeout``, and pa_dbhealth learns the server's idle timeout afresh: from
+    the next connection during the test, and from the restored value right after it (so
+    no later test sees the one-off probe query in its query count)."""
+    from pa_dbhealth import hygiene
+
+    admin.execute("SELECT @@global.wait_timeout, @@global.interactive_timeout")
+    before = admin.fetchone()
+
+    def set_(seconds: int) -> None:
+        admin.execute(
+            "SET GLOBAL wait_timeout = %s, GLOBAL interactive_timeout = %s", [seconds, seconds]
+        )
+        for conn in connections.all(initialized_only=True):
+            if not conn.in_atomic_block:
+                conn.close()
+        hygiene.forget_server_timeouts()
+
+    yield set_
+    admin.execute("SET GLOBAL wait_timeout = %s, GLOBAL interactive_timeout = %s", list(before))
+    for conn in connections.all(initialized_only=True):
+        if not conn.in_atomic_block:
+            conn.close()
+    hygiene.forget_server_timeouts()
+    with django_db_blocker.unblock():
+        probe = connections.create_connection("default")
+        try:
+            probe.ensure_connection()
+        finally:
+            probe.close()
