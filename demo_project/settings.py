@@ -57,6 +57,8 @@ PA_DBHEALTH = {
     "SERVER_IDLE_TIMEOUT": 300,
     "CONNECTION_LIMIT": 3,
     "TIMEOUT_MARGIN": 20,
+    # runserver's threads, as a PythonAnywhere web app with 3 workers: dbcheck shows the budget.
+    "WORKERS": int(os.environ.get("DEMO_WORKERS", "3")),
 }
 
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"

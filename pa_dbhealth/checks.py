@@ -7,9 +7,10 @@ and ``migrate``, so they never stop a site from serving.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
-from django.core.checks import CheckMessage, Error, register
+from django.core.checks import CheckMessage, Error, Tags, register
 
 from pa_dbhealth import conf
 
@@ -27,3 +28,18 @@ def check_settings(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]
         Error(problem.message, hint=problem.hint, id=SETTINGS_IDS[problem.kind])
         for problem in conf.problems()
     ]
+
+
+@register(Tags.database)
+def check_databases(
+    app_configs: Any = None, *, databases: Sequence[str] | None = None, **kwargs: Any
+) -> list[CheckMessage]:
+    """The audit of each alias against its live server (``check --database ALIAS``, ``migrate``)."""
+    if not databases:
+        return []
+    from pa_dbhealth.audit import audit_alias, site_findings
+
+    messages = [finding.as_check_message() for finding in site_findings()]
+    for alias in databases:
+        messages.extend(finding.as_check_message() for finding in audit_alias(alias).findings)
+    return messages

@@ -1,0 +1,44 @@
+"""How many requests the web server can run at once: each may hold a connection per alias."""
+
+from __future__ import annotations
+
+from typing import Any, NamedTuple
+
+from pa_dbhealth import conf
+
+
+class Workers(NamedTuple):
+    number: int | None  # None: unknown
+    source: str  # "PA_DBHEALTH['WORKERS']", "uWSGI (4 processes x 2 threads)" or "unknown"
+
+
+def _option(options: dict[Any, Any], name: str) -> int:
+    value = options.get(name, options.get(name.encode()))
+    if isinstance(value, list):  # repeated options come as a list
+        value = value[-1]
+    if isinstance(value, bytes):
+        value = value.decode()
+    try:
+        return max(int(value), 1) if value not in (None, True) else 1
+    except (TypeError, ValueError):
+        return 1
+
+
+def uwsgi_workers(options: dict[Any, Any]) -> tuple[int, int]:
+    """``(processes, threads)`` from uWSGI's option dict (``uwsgi.opt``)."""
+    processes = _option(options, "processes")
+    if processes == 1 and ("workers" in options or b"workers" in options):
+        processes = _option(options, "workers")
+    return processes, _option(options, "threads")
+
+
+def concurrent_workers() -> Workers:
+    configured = conf.get_settings().WORKERS
+    if configured is not None:
+        return Workers(configured, "PA_DBHEALTH['WORKERS']")
+    try:
+        import uwsgi
+    except ImportError:
+        return Workers(None, "unknown")
+    processes, threads = uwsgi_workers(dict(uwsgi.opt))
+    return Workers(processes * threads, f"uWSGI ({processes} processes x {threads} threads)")
