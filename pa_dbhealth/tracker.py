@@ -270,10 +270,10 @@ def _report_leak(record: _Record) -> None:
         else "its thread is not a request or command thread and does not use "
         "fresh_connections/keep_fresh"
     )
-    origin = record.origin or (
-        f"opened at {record.caller}; set PA_DBHEALTH['TRACK_ORIGINS'] = True for the whole stack"
-        if record.caller
-        else "origin unknown; set PA_DBHEALTH['TRACK_ORIGINS'] = True to record it"
+    origin = (
+        f"Opened by:\n{record.origin}"
+        if record.origin
+        else "Set PA_DBHEALTH['TRACK_ORIGINS'] = True to record the whole opening stack."
     )
     logger.warning(
         "Probable connection leak: %s; %s.\n%s", record.snapshot().describe(), why, origin

@@ -1,0 +1,189 @@
+"""ConnectionHygieneMiddleware: stale connections closed around every request, a full
+connection cap answered with 503 + Retry-After and a log that names who holds them.
+
+It adds no query to a request: the staleness check reads only what this process already
+knows (the tracker's last use of each connection, the learned server timeout).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import threading
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from asgiref.sync import iscoroutinefunction, markcoroutinefunction, sync_to_async
+from django.db import DEFAULT_DB_ALIAS, DatabaseError, connections
+from django.db.utils import load_backend
+from django.http import HttpRequest, HttpResponse
+
+from pa_dbhealth import hygiene, tracker, vendors
+from pa_dbhealth.errors import Classified, Kind, classify
+
+logger = logging.getLogger(__name__)
+
+RETRY_AFTER = 5  # seconds: a connection usually frees up within a request or two
+QUOTA_RETRY_AFTER = 3600  # an hourly quota resets within the hour, not in seconds
+SNAPSHOT_EVERY = 60.0  # seconds: at most one snapshot log per minute per process
+
+
+class Throttle:
+    """True at most once per ``every`` seconds, process-wide."""
+
+    def __init__(self, every: float) -> None:
+        self.every = every
+        self._last: float | None = None
+        self._lock = threading.Lock()
+
+    def ready(self) -> bool:
+        now = time.monotonic()
+        with self._lock:
+            if self._last is not None and now - self._last < self.every:
+                return False
+            self._last = now
+            return True
+
+    def reset(self) -> None:
+        with self._lock:
+            self._last = None
+
+
+snapshot_throttle = Throttle(SNAPSHOT_EVERY)
+
+
+class ConnectionHygieneMiddleware:
+    """Close the request thread's stale connections at the start and end of each request;
+    answer a full connection cap (1226, 1203, 1040) with 503 + Retry-After; close a lost
+    connection (2006, 2013, 4031) so the next request starts clean."""
+
+    sync_capable = True
+    async_capable = True
+
+    def __init__(self, get_response: Callable[[HttpRequest], Any]) -> None:
+        self.get_response = get_response
+        self.async_mode = iscoroutinefunction(get_response)
+        if self.async_mode:
+            markcoroutinefunction(self)
+
+    def __call__(self, request: HttpRequest) -> Any:
+        if self.async_mode:
+            return self.__acall__(request)
+        hygiene.refresh_connections()
+        response = self.get_response(request)
+        hygiene.refresh_connections()
+        return response
+
+    async def __acall__(self, request: HttpRequest) -> HttpResponse:
+        # The request's connections live in the thread that runs sync code for it.
+        await sync_to_async(hygiene.refresh_connections)()
+        get_response: Callable[[HttpRequest], Awaitable[HttpResponse]] = self.get_response
+        response = await get_response(request)
+        await sync_to_async(hygiene.refresh_connections)()
+        return response
+
+    def process_exception(self, request: HttpRequest, exception: Exception) -> HttpResponse | None:
+        if not isinstance(exception, DatabaseError):
+            return None
+        found = classify(exception)
+        if found.kind is Kind.LOST:
+            close_lost_connections(found)
+            return None
+        if found.kind.is_cap or found.kind is Kind.HOURLY_QUOTA:
+            alias = failing_alias()
+            if snapshot_throttle.ready():
+                logger.error("%s", cap_report(found, alias))
+            return cap_response(found)
+        return None
+
+
+def failing_alias() -> str:
+    """The alias of the request thread's connection that just failed (Django marks it)."""
+    for connection in connections.all(initialized_only=True):
+        if connection.errors_occurred:
+            return str(connection.alias)
+    return DEFAULT_DB_ALIAS
+
+
+def close_lost_connections(found: Classified) -> None:
+    for connection in connections.all(initialized_only=True):
+        if connection.errors_occurred and not connection.in_atomic_block:
+            logger.warning(
+                "Connection %r was lost (%s): closed, so the next request starts clean.",
+                connection.alias,
+                found.short,
+            )
+            with contextlib.suppress(DatabaseError):  # it is closed all the same
+                connection.close()
+    hygiene.forget_server_timeouts()  # the server may drop connections sooner than learned
+
+
+def cap_response(found: Classified) -> HttpResponse:
+    if found.kind is Kind.HOURLY_QUOTA:
+        body = (
+            f"Service unavailable: the database account's hourly quota {found.resource} is "
+            "used up. Waiting a few seconds will not help: it resets within the hour.\n"
+        )
+        retry_after = QUOTA_RETRY_AFTER
+    else:
+        body = (
+            "Service unavailable: the database account's connections are all in use "
+            f"({found.short}). Try again in a few seconds.\n"
+        )
+        retry_after = RETRY_AFTER
+    response = HttpResponse(body, status=503, content_type="text/plain; charset=utf-8")
+    response["Retry-After"] = str(retry_after)
+    return response
+
+
+def cap_report(found: Classified, alias: str) -> str:
+    """The log entry for a refused connection: the error, this process's connections (from
+    the tracker) and, when the server can be asked, the account's connections."""
+    if found.kind is Kind.HOURLY_QUOTA:
+        head = (
+            f"Database {alias!r}: the hourly quota {found.resource} is used up ({found.short}); "
+            f"answered 503. Waiting seconds will not help: it resets within the hour."
+        )
+    else:
+        head = (
+            f"Database {alias!r}: connection refused, the cap is full ({found.short}); "
+            f"answered 503 with Retry-After: {RETRY_AFTER}."
+        )
+    held = tracker.open_connections()
+    lines = [head, f"This process holds {len(held)} open connection(s):"]
+    lines += [f"  {c.describe()}" for c in held]
+    lines += [f"    {line}" for c in held if c.origin for line in c.origin.splitlines()[-4:]]
+    lines.append(server_rows(alias))
+    return "\n".join(lines)
+
+
+def server_rows(alias: str) -> str:
+    """The account's connections as the server lists them: asked on an open connection of
+    this thread, else with one connect attempt (which a full cap refuses)."""
+    connection = connections[alias]
+    if not vendors.is_applicable(connection):
+        return "The server cannot be asked about the account's connections."
+    probe = None
+    try:
+        if connection.connection is None or connection.errors_occurred:
+            # Django's own backend for the probe: one attempt, no retrying backend's wait.
+            backend = load_backend(f"django.db.backends.{connection.vendor}")
+            probe = backend.DatabaseWrapper(dict(connection.settings_dict), alias)
+            connection = probe
+        snapshot = vendors.account_snapshot(connection)
+    except DatabaseError as exc:
+        return (
+            f"The server's list of the account's connections is unavailable: {classify(exc).short}"
+        )
+    finally:
+        if probe is not None:
+            probe.close()
+    limit = snapshot.account_limit if snapshot.account_limit is not None else "no cap"
+    lines = [f"The account's connections on the server ({snapshot.total}, cap {limit}):"]
+    lines += [
+        f"  id {c.id} host {c.host} db {c.db} command {c.command} state {c.state!r} "
+        f"for {c.seconds} s{' (this probe)' if c.this_connection else ''}"
+        for c in snapshot.connections
+    ]
+    return "\n".join(lines)

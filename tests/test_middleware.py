@@ -1,0 +1,199 @@
+"""ConnectionHygieneMiddleware against the capped server: idle connections, a full cap,
+lost connections, and no cost for a view that does not use the database."""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
+from asgiref.sync import async_to_sync
+from django.conf import settings
+from django.db import connections
+from django.db.utils import OperationalError
+from django.test import AsyncClient, Client, override_settings
+
+from pa_dbhealth import middleware, tracker
+from pa_dbhealth.errors import Kind, classify
+
+mysql = pytest.mark.django_db(transaction=True)
+urls = override_settings(ROOT_URLCONF="testsite.hygiene_urls")
+without_middleware = override_settings(
+    MIDDLEWARE=[m for m in settings.MIDDLEWARE if not m.startswith("pa_dbhealth.")]
+)
+
+SERVER_TIMEOUT = 2
+PAUSE = 2.5
+
+
+@pytest.fixture
+def short_timeout(idle_timeout: Callable[[int], None]) -> Iterator[None]:
+    idle_timeout(SERVER_TIMEOUT)
+    with override_settings(PA_DBHEALTH={"TIMEOUT_MARGIN": 1}):
+        yield
+
+
+@pytest.fixture(params=[600, None], ids=["max_age_600", "max_age_None"])
+def persistent(request: pytest.FixtureRequest) -> Iterator[None]:
+    """Persistent connections (with CONN_MAX_AGE = 0 the middleware closes the connection
+    at each request's start, as Django does, and idleness never shows)."""
+    settings_dict = connections["default"].settings_dict
+    before = settings_dict["CONN_MAX_AGE"]
+    settings_dict["CONN_MAX_AGE"] = request.param
+    connections["default"].close()
+    yield
+    connections["default"].close()
+    settings_dict["CONN_MAX_AGE"] = before
+
+
+@pytest.fixture(autouse=True)
+def fresh_throttle() -> None:
+    middleware.snapshot_throttle.reset()
+
+
+class Holders:
+    """Threads that each open a Django connection and keep it until the test ends."""
+
+    def __init__(self) -> None:
+        self.release = threading.Event()
+        self.threads: list[threading.Thread] = []
+
+    def hold(self, count: int) -> None:
+        for _ in range(count):
+            opened = threading.Event()
+            thread = threading.Thread(
+                target=self._hold, args=(opened,), name=f"holder-{len(self.threads) + 1}"
+            )
+            thread.start()
+            assert opened.wait(10)
+            self.threads.append(thread)
+
+    def _hold(self, opened: threading.Event) -> None:
+        try:
+            connections["default"].ensure_connection()
+        finally:
+            opened.set()
+        self.release.wait(30)
+        connections.close_all()
+
+
+@pytest.fixture
+def holders() -> Iterator[Holders]:
+    made = Holders()
+    yield made
+    made.release.set()
+    for thread in made.threads:
+        thread.join(10)
+
+
+@mysql
+@urls
+def test_a_view_after_the_connection_idled_past_the_timeout_succeeds(
+    short_timeout: None, persistent: None
+) -> None:
+    client = Client()
+    assert client.get("/select-one/").content == b"1"
+    time.sleep(PAUSE)
+    assert client.get("/select-one/").content == b"1"
+
+
+@mysql
+@urls
+@without_middleware
+def test_control_without_the_middleware_the_idle_connection_fails(
+    short_timeout: None, persistent: None
+) -> None:
+    client = Client()
+    assert client.get("/select-one/").content == b"1"
+    time.sleep(PAUSE)
+    with pytest.raises(OperationalError) as caught:
+        client.get("/select-one/")
+    assert classify(caught.value).kind is Kind.LOST
+
+
+@mysql
+@urls
+def test_async_requests_get_the_same_check(short_timeout: None, persistent: None) -> None:
+    client = AsyncClient()
+    assert async_to_sync(client.get)("/select-one/").content == b"1"
+    time.sleep(PAUSE)
+    assert async_to_sync(client.get)("/select-one/").content == b"1"
+
+
+@mysql
+@urls
+def test_a_full_cap_answers_503_and_logs_who_holds_the_connections(
+    holders: Holders, caplog: pytest.LogCaptureFixture
+) -> None:
+    connections["default"].close()
+    holders.hold(3)  # the account's whole cap, held by threads of this process
+    with caplog.at_level(logging.ERROR, logger="pa_dbhealth.middleware"):
+        response = Client().get("/select-one/")
+        second = Client().get("/select-one/")
+    assert response.status_code == 503 == second.status_code
+    assert response["Retry-After"] == str(middleware.RETRY_AFTER)
+    assert b"connections are all in use" in response.content
+    assert b"1226" in response.content
+    (report,) = [
+        r.getMessage() for r in caplog.records if r.name == "pa_dbhealth.middleware"
+    ]  # once per minute at most
+    assert "the cap is full" in report
+    assert "This process holds 3 open connection(s)" in report
+    for held in tracker.open_connections():
+        assert f"id {held.vendor_id} held by thread '{held.thread_name}'" in report
+    assert all(f"holder-{n}" in report for n in (1, 2, 3))
+    assert "test_middleware.py" in report  # where each was opened
+    # The probe connect is refused too: the log says so instead of guessing.
+    assert "connections is unavailable: (1226)" in report
+
+
+@mysql
+@urls
+def test_the_log_lists_the_server_rows_when_this_thread_can_ask(
+    raw_connections: Callable[..., list[Any]], caplog: pytest.LogCaptureFixture, persistent: None
+) -> None:
+    connections["default"].ensure_connection()  # the request's connection: 1 of 3
+    raw = raw_connections(2)  # held elsewhere: the cap is full
+    with caplog.at_level(logging.ERROR, logger="pa_dbhealth.middleware"):
+        response = Client().get("/second-connection/")
+    assert response.status_code == 503
+    (report,) = [r.getMessage() for r in caplog.records if r.name == "pa_dbhealth.middleware"]
+    assert "The account's connections on the server (3, cap 3):" in report
+    for conn in raw:
+        assert f"id {conn.thread_id()} host " in report
+    assert "command Sleep" in report
+
+
+@mysql
+@urls
+def test_a_lost_connection_is_closed_for_the_next_request(
+    admin: Any, caplog: pytest.LogCaptureFixture, persistent: None
+) -> None:
+    client = Client(raise_request_exception=False)
+    assert client.get("/select-one/").status_code == 200
+    admin.execute("KILL CONNECTION %s", [connections["default"].connection.thread_id()])
+    with caplog.at_level(logging.WARNING, logger="pa_dbhealth.middleware"):
+        assert client.get("/select-one/").status_code == 500
+    assert connections["default"].connection is None
+    assert "was lost" in caplog.text
+    assert client.get("/select-one/").content == b"1"
+
+
+@mysql
+@urls
+def test_no_query_and_no_connection_for_a_view_without_database_use(
+    django_assert_num_queries: Any,
+) -> None:
+    connections["default"].ensure_connection()  # an open connection it could have pinged
+    opened = tracker.figures()["opened"]
+    with django_assert_num_queries(0):
+        for _ in range(3):
+            assert Client().get("/no-database/").content == b"no database"
+    assert tracker.figures()["opened"] == opened
+    connections["default"].close()
+    with django_assert_num_queries(0):
+        assert Client().get("/no-database/").status_code == 200
+    assert connections["default"].connection is None

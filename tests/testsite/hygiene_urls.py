@@ -1,0 +1,34 @@
+"""Views for the middleware tests (used with ``override_settings(ROOT_URLCONF=...)``)."""
+
+from __future__ import annotations
+
+from django.db import connections
+from django.http import HttpRequest, HttpResponse
+from django.urls import path
+
+
+def no_database(request: HttpRequest) -> HttpResponse:
+    return HttpResponse("no database")
+
+
+def select_one(request: HttpRequest) -> HttpResponse:
+    with connections["default"].cursor() as cursor:
+        cursor.execute("SELECT 1")
+        return HttpResponse(str(cursor.fetchone()[0]))
+
+
+def second_connection(request: HttpRequest) -> HttpResponse:
+    """Opens a connection of its own besides the request's, as some code does."""
+    extra = connections.create_connection("default")
+    try:
+        extra.ensure_connection()
+    finally:
+        extra.close()
+    return HttpResponse("two connections")
+
+
+urlpatterns = [
+    path("no-database/", no_database),
+    path("select-one/", select_one),
+    path("second-connection/", second_connection),
+]
