@@ -59,6 +59,9 @@ PA_DBHEALTH = {
     "TIMEOUT_MARGIN": 20,
     # runserver's threads, as a PythonAnywhere web app with 3 workers: dbcheck shows the budget.
     "WORKERS": int(os.environ.get("DEMO_WORKERS", "3")),
+    # The health view's full body (/dbhealth/) needs "Authorization: Bearer <token>".
+    # The default is for the demo only: set DJANGO_HEALTH_TOKEN to a secret of your own.
+    "HEALTH_TOKEN": os.environ.get("DJANGO_HEALTH_TOKEN", "demo-health-token-not-secret"),
 }
 
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
