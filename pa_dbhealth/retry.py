@@ -25,12 +25,14 @@ OnRetry = Callable[[Classified, int, float], None]
 OnGiveUp = Callable[[Classified, int, float], None]
 
 
-def backoff(attempt: int, *, first: float = FIRST_DELAY, cap: float = MAX_DELAY) -> float:
+def backoff(attempt: int, *, first: float | None = None, cap: float | None = None) -> float:
     """The wait after failed attempt ``attempt`` (1-based): "equal jitter" exponential backoff.
 
     Half of ``min(cap, first * 2 ** (attempt - 1))`` plus a uniformly random amount up to the
     other half, so waiting callers spread out but none polls faster than half the base.
     """
+    first = FIRST_DELAY if first is None else first
+    cap = MAX_DELAY if cap is None else cap
     base = min(cap, first * FACTOR ** (attempt - 1))
     return base / 2 + random.uniform(0, base / 2)  # noqa: S311 (jitter, not a secret)
 
@@ -41,8 +43,8 @@ def connect_with_retry(
     budget: float,
     on_retry: OnRetry | None = None,
     on_giveup: OnGiveUp | None = None,
-    first_delay: float = FIRST_DELAY,
-    max_delay: float = MAX_DELAY,
+    first_delay: float | None = None,
+    max_delay: float | None = None,
 ) -> T:
     """Call ``connect()``; while it fails because connections are used up, wait and retry.
 
@@ -51,7 +53,10 @@ def connect_with_retry(
     passed since the first attempt, ``on_giveup(classified, attempts, elapsed)`` is called and
     the last error is re-raised unchanged. A wait never runs past the deadline; the last
     attempt is made at it. Any error that is not a cap is raised at once, without a callback.
+    ``first_delay`` and ``max_delay`` default to :data:`FIRST_DELAY` and :data:`MAX_DELAY`.
     """
+    first = FIRST_DELAY if first_delay is None else first_delay
+    cap = MAX_DELAY if max_delay is None else max_delay
     start = time.monotonic()
     deadline = start + max(0.0, budget)
     attempt = 0
@@ -68,7 +73,7 @@ def connect_with_retry(
                 if on_giveup is not None:
                     on_giveup(classified, attempt, now - start)
                 raise
-            delay = min(backoff(attempt, first=first_delay, cap=max_delay), deadline - now)
+            delay = min(backoff(attempt, first=first, cap=cap), deadline - now)
             if on_retry is not None:
                 on_retry(classified, attempt, delay)
         time.sleep(delay)
