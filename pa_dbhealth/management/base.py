@@ -1,0 +1,31 @@
+"""A base class for management commands that run for minutes or hours."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+from typing import Any, TypeVar
+
+from django.core.management.base import BaseCommand
+
+from pa_dbhealth.hygiene import fresh_connections, keep_fresh
+
+T = TypeVar("T")
+
+
+class LongRunningCommand(BaseCommand):
+    """A ``BaseCommand`` whose run (``handle`` and all) happens inside
+    ``fresh_connections``, with ``self.keep_fresh(items)`` for its loops.
+
+    Outside the request cycle nothing closes old connections, so a command that pauses
+    longer than the server's idle timeout meets ``(2006, 'Server has gone away')``; a
+    subclass of this one does not, as long as its pauses fall between loop items.
+    """
+
+    def execute(self, *args: Any, **options: Any) -> str | None:
+        with fresh_connections():
+            result: str | None = super().execute(*args, **options)
+        return result
+
+    def keep_fresh(self, iterable: Iterable[T], every: float | None = None) -> Iterator[T]:
+        """``pa_dbhealth.keep_fresh``: stale connections are closed before each item."""
+        return keep_fresh(iterable, every)
