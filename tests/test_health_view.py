@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Callable, Iterator
 from http import HTTPStatus
@@ -10,10 +11,10 @@ from typing import Any
 import pytest
 from django.contrib.auth.models import User
 from django.db import connections
-from django.test import Client
+from django.test import Client, RequestFactory
 from django.urls import reverse
 
-from pa_dbhealth import health, sandbox
+from pa_dbhealth import health, sandbox, views
 from pa_dbhealth.vendors import AccountConnection, AccountSnapshot
 
 mysql = pytest.mark.django_db(transaction=True)
@@ -272,25 +273,37 @@ def test_unknown_format_is_a_400(client: Client) -> None:
 
 
 @mysql
+@pytest.mark.parametrize("fmt", ["json", "prometheus"])
 @pytest.mark.parametrize("bearer", [None, TOKEN])
 def test_the_view_leaves_no_connection_behind(
-    client: Client, token: str, account_ids: Callable[[], list[int]], bearer: str | None
+    rf: RequestFactory,
+    token: str,
+    account_ids: Callable[[], list[int]],
+    bearer: str | None,
+    fmt: str,
 ) -> None:
+    # Called directly: the test site's hygiene middleware would close a leaked connection.
     closed_default()
     before = account_ids()
-    assert get(client, bearer=bearer).status_code == HTTPStatus.OK
+    headers = {"HTTP_AUTHORIZATION": f"Bearer {bearer}"} if bearer else {}
+    response = views.health(rf.get("/", {"format": fmt}, **headers), databases=["default"])
+    assert response.status_code == HTTPStatus.OK
     assert account_ids() == before
     assert connections["default"].connection is None
 
 
 @mysql
 def test_an_open_request_connection_is_used_and_left_open(
-    client: Client, token: str, account_ids: Callable[[], list[int]]
+    rf: RequestFactory, token: str, account_ids: Callable[[], list[int]]
 ) -> None:
+    # Called directly, as within a request that has used the database already (the test
+    # site's hygiene middleware would close the connection around a client request).
     connection = connections["default"]
     connection.ensure_connection()
     own = connection.connection.thread_id()
-    body = get(client, bearer=token).json()
+    request = rf.get("/", HTTP_AUTHORIZATION=f"Bearer {token}")  # no auth middleware: no .user
+    response = views.health(request, databases=["default"])
+    body = json.loads(response.content)
     assert body["databases"]["default"]["connections"]["total"] == 1  # no second connection
     assert connection.connection is not None
     assert connection.connection.thread_id() == own
