@@ -7,8 +7,8 @@ cd "$(dirname "$0")/.."
 source .ci/bootstrap.sh
 
 echo "== ruff"
-ruff check pa_dbhealth tests demo_project bench manage.py
-ruff format --check pa_dbhealth tests demo_project bench manage.py
+ruff check .
+ruff format --check .
 echo "== mypy"
 PYTHONPATH=tests mypy pa_dbhealth
 echo "== tests (tox: Django 4.2 and 5.2)"
