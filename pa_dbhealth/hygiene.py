@@ -22,7 +22,7 @@ from contextlib import ContextDecorator
 from typing import Any, NamedTuple, TypeVar, overload
 
 from asgiref.sync import iscoroutinefunction, sync_to_async
-from django.db import DatabaseError, connections
+from django.db import DatabaseError
 from django.db.backends.base.base import BaseDatabaseWrapper
 
 from pa_dbhealth import tracker, vendors
@@ -138,11 +138,12 @@ def refresh_connections(
     A stale connection inside an atomic block is left open and a warning is logged (once
     per alias when a ``warned`` set is given).
     """
+    open_now = tracker.thread_connections()
+    if not open_now:
+        return []
     closed = []
     now = time.monotonic()
-    for connection in connections.all(initialized_only=True):
-        if connection.connection is None:
-            continue
+    for connection in open_now:
         reason = stale_reason(
             connection, now=now, idle_seconds=idle_seconds, between_items=between_items
         )

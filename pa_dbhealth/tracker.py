@@ -40,6 +40,16 @@ _lock = threading.Lock()
 _counts = {"opened": 0, "closed": 0, "leaks": 0, "connect_retries": 0, "connect_giveups": 0}
 _next_token = 0
 _records: dict[int, _Record] = {}
+
+
+# Per thread: the wrappers that connected in it (what connections.all() would give, minus
+# those never connected, and much cheaper to ask than Django's asgiref-based handler).
+class _ThreadState(threading.local):
+    wrappers: dict[int, weakref.ref[BaseDatabaseWrapper]] | None = None  # a class default: no
+    # AttributeError raised and caught on each request of a thread that never connected
+
+
+_local = _ThreadState()
 # Threads expected to hold connections: they served a request or use the hygiene tools.
 _holders: weakref.WeakSet[threading.Thread] = weakref.WeakSet()
 
@@ -214,6 +224,21 @@ def last_used(connection: BaseDatabaseWrapper) -> float | None:
     return value if isinstance(value, float) else None
 
 
+def thread_connections() -> list[BaseDatabaseWrapper]:
+    """The calling thread's connection wrappers that hold an open connection now."""
+    mine = _local.wrappers
+    if not mine:
+        return []
+    found = []
+    for key, ref in list(mine.items()):
+        wrapper = ref()
+        if wrapper is None:
+            del mine[key]
+        elif wrapper.connection is not None:
+            found.append(wrapper)
+    return found
+
+
 def connection_created(sender: Any, connection: BaseDatabaseWrapper, **kwargs: Any) -> None:
     """Receiver of Django's ``connection_created``: record the opening."""
     global _next_token
@@ -227,6 +252,9 @@ def connection_created(sender: Any, connection: BaseDatabaseWrapper, **kwargs: A
         _next_token += 1
         token = _next_token
     setattr(connection, _OPENING, token)
+    if _local.wrappers is None:
+        _local.wrappers = {}
+    _local.wrappers[id(connection)] = weakref.ref(connection)
     record = _Record(connection, token)
     if _track_origins():
         record.origin = _origin(sys._getframe(1))
