@@ -174,15 +174,16 @@ class Sampler(threading.Thread):
         self.halt = threading.Event()
 
     def count(self) -> int:
+        # SHOW PROCESSLIST, not information_schema: no temporary table per sample. Only
+        # connections past login count: a connect the cap is refusing shows for an instant
+        # as Connect, Busy or Killed in state "login" and never counts against the cap.
         cursor = self.conn.cursor()
-        cursor.execute(
-            # Past login: a connect the cap is refusing shows for an instant as Connect,
-            # Busy or Killed in state "login" and never counted against the cap.
-            "SELECT COUNT(*) FROM information_schema.PROCESSLIST WHERE USER = %s"
-            " AND COMMAND NOT IN ('Connect', 'Killed') AND STATE <> 'login'",
-            [self.user],
+        cursor.execute("SHOW PROCESSLIST")
+        return sum(
+            1
+            for _id, user, _host, _db, command, _time, state, *_ in cursor.fetchall()
+            if user == self.user and command not in ("Connect", "Killed") and state != "login"
         )
-        return int(cursor.fetchone()[0])
 
     def run(self) -> None:
         while not self.halt.is_set():
@@ -338,9 +339,11 @@ def main(argv: list[str] | None = None) -> int:
         args.duration, args.rounds, args.overhead_seconds, args.warmup = 1, 1, 1, 0
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # run the finally blocks
 
-    with tempfile.TemporaryDirectory(prefix="pa_dbhealth-bench-") as tmp, started(tmp) as info:
+    with (
+        tempfile.TemporaryDirectory(prefix="pa_dbhealth-bench-") as tmp,
+        started(Path(args.keep or tmp), keep=bool(args.keep)) as info,
+    ):
         work = Path(args.keep or tmp)
-        work.mkdir(parents=True, exist_ok=True)
         print(f"machine: {machine(info)}", flush=True)
         results = []
         for config in [CONFIGS[i] for i in args.only or DEFAULT]:
@@ -366,12 +369,12 @@ def main(argv: list[str] | None = None) -> int:
 
 
 @contextlib.contextmanager
-def started(tmp: str) -> Iterator[sandbox.SandboxInfo]:
-    info = sandbox.start(Path(tmp) / "db")
+def started(work: Path, *, keep: bool) -> Iterator[sandbox.SandboxInfo]:
+    info = sandbox.start(work / "db")
     try:
         yield info
     finally:
-        sandbox.stop(info)
+        sandbox.stop(info, remove=not keep)
 
 
 if __name__ == "__main__":

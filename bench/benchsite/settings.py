@@ -7,7 +7,7 @@ its connection) and the sandbox's ``DB_*`` variables.
 
 import os
 
-SECRET_KEY = "bench-only"  # noqa: S105
+SECRET_KEY = "bench-only"
 DEBUG = False
 ALLOWED_HOSTS = ["127.0.0.1", "localhost"]
 ROOT_URLCONF = "benchsite.urls"
