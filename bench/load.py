@@ -176,13 +176,16 @@ class Sampler(threading.Thread):
     def count(self) -> int:
         # SHOW PROCESSLIST, not information_schema: no temporary table per sample. Only
         # connections past login count: a connect the cap is refusing shows for an instant
-        # as Connect, Busy or Killed in state "login" and never counts against the cap.
+        # as Connect, Busy or Killed in state "login" and never counts against the cap; a
+        # closing one (Quit) no longer does.
         cursor = self.conn.cursor()
         cursor.execute("SHOW PROCESSLIST")
         return sum(
             1
             for _id, user, _host, _db, command, _time, state, *_ in cursor.fetchall()
-            if user == self.user and command not in ("Connect", "Killed") and state != "login"
+            if user == self.user
+            and command not in ("Connect", "Killed", "Quit")
+            and state != "login"
         )
 
     def run(self) -> None:
