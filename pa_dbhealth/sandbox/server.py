@@ -210,6 +210,7 @@ def _server_args(
         f"--socket={base / 'mysqld.sock'}",
         f"--pid-file={base / 'mysqld.pid'}",
         f"--log-error={base / 'error.log'}",
+        f"--tmpdir={base / 'tmp'}",
         "--skip-name-resolve",
         f"--wait-timeout={limits['wait_timeout']}",
         f"--interactive-timeout={limits['wait_timeout']}",
@@ -326,7 +327,7 @@ def start(
                 f"a sandbox is already running in {base} "
                 f"on port {previous.port} (pid {previous.pid})"
             )
-    for leftover in ("data", STATE_FILE, "mysqld.sock", "mysqld.pid", "error.log"):
+    for leftover in ("data", "tmp", STATE_FILE, "mysqld.sock", "mysqld.pid", "error.log"):
         path = base / leftover
         if path.is_dir():
             shutil.rmtree(path)
@@ -335,6 +336,7 @@ def start(
     base.mkdir(parents=True, exist_ok=True)
     data = base / "data"
     log = base / "error.log"
+    (base / "tmp").mkdir(exist_ok=True)
     _initialise(server, install_db, flavour, data, log)
 
     chosen = port or free_port(host)
