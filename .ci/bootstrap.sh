@@ -30,6 +30,8 @@ PY
         && ! PATH="$PATH:/usr/sbin:/usr/local/sbin" command -v mysqld >/dev/null 2>&1; then
         pkgs+=(mariadb-server)
     fi
+    # wrk drives the load benchmark (bench/load.py) and its smoke test.
+    command -v wrk >/dev/null 2>&1 || pkgs+=(wrk)
     printf '%s\n' "${pkgs[@]}"
 }
 
