@@ -11,9 +11,8 @@ from __future__ import annotations
 import contextlib
 import enum
 import math
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from dataclasses import dataclass, field
-from types import MethodType
 from typing import Any
 
 from django.db import Error as DatabaseError
@@ -23,6 +22,7 @@ from django.db.backends.base.base import BaseDatabaseWrapper
 from pa_dbhealth import conf, tracker, vendors
 from pa_dbhealth.errors import Classified, Kind, classify
 from pa_dbhealth.hygiene import idle_limit
+from pa_dbhealth.retry import single_attempt
 
 
 class Status(enum.Enum):
@@ -153,7 +153,7 @@ def connect(connection: BaseDatabaseWrapper, timeout: float) -> None:
     while it connects: the shared ``DATABASES`` entry is never changed, so no other request
     and no later connect sees it. A shorter ``connect_timeout`` in ``OPTIONS`` is kept, and
     a connection pool (PostgreSQL ``OPTIONS["pool"]``) keeps its own timeout. The connect is
-    not retried when the cap is full (see ``_without_retry``): the check reports it at once.
+    not retried when the cap is full (``retry.single_attempt``): the check reports it at once.
     """
     original = connection.settings_dict
     options = dict(original.get("OPTIONS") or {})
@@ -164,31 +164,11 @@ def connect(connection: BaseDatabaseWrapper, timeout: float) -> None:
         if not (isinstance(current, int | float) and 0 < current <= seconds):
             options[key] = seconds
     connection.settings_dict = {**original, "OPTIONS": options}
-    plain = _without_retry(connection)
-    if plain is not None:
-        connection.get_new_connection = plain  # type: ignore[method-assign,assignment]
     try:
-        connection.ensure_connection()
+        with single_attempt():
+            connection.ensure_connection()
     finally:
         connection.settings_dict = original
-        if plain is not None:
-            del connection.get_new_connection
-
-
-def _without_retry(connection: BaseDatabaseWrapper) -> Callable[[Any], Any] | None:
-    """The connect of the backend under pa_dbhealth's retrying one, bound to ``connection``.
-
-    ``pa_dbhealth.backends.mysql`` waits up to ``CONNECT_RETRY`` seconds for a free
-    connection; a health check must say at once that the cap is full, so it connects the
-    way the backend's parent (Django's own) does. None when the backend is not ours.
-    """
-    mro = type(connection).__mro__
-    if "get_new_connection" not in vars(mro[0]) or not mro[0].__module__.startswith("pa_dbhealth."):
-        return None
-    for klass in mro[1:]:
-        if "get_new_connection" in vars(klass) and not klass.__module__.startswith("pa_dbhealth."):
-            return MethodType(vars(klass)["get_new_connection"], connection)
-    return None
 
 
 def _close(connection: BaseDatabaseWrapper) -> None:

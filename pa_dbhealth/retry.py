@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import random
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from typing import TypeVar
 
 from pa_dbhealth.errors import Classified, classify
@@ -23,6 +25,19 @@ FACTOR = 2.0
 
 OnRetry = Callable[[Classified, int, float], None]
 OnGiveUp = Callable[[Classified, int, float], None]
+
+_single_attempt: ContextVar[bool] = ContextVar("pa_dbhealth_single_attempt", default=False)
+
+
+@contextmanager
+def single_attempt() -> Iterator[None]:
+    """Within this block every ``connect_with_retry`` tries once: for callers that must
+    answer at once, such as the health view at a full cap."""
+    token = _single_attempt.set(True)
+    try:
+        yield
+    finally:
+        _single_attempt.reset(token)
 
 
 def backoff(attempt: int, *, first: float | None = None, cap: float | None = None) -> float:
@@ -54,11 +69,12 @@ def connect_with_retry(
     the last error is re-raised unchanged. A wait never runs past the deadline; the last
     attempt is made at it. Any error that is not a cap is raised at once, without a callback.
     ``first_delay`` and ``max_delay`` default to :data:`FIRST_DELAY` and :data:`MAX_DELAY`.
+    Inside :func:`single_attempt` the budget is 0.
     """
     first = FIRST_DELAY if first_delay is None else first_delay
     cap = MAX_DELAY if max_delay is None else max_delay
     start = time.monotonic()
-    deadline = start + max(0.0, budget)
+    deadline = start + (0.0 if _single_attempt.get() else max(0.0, budget))
     attempt = 0
     while True:
         attempt += 1
