@@ -16,11 +16,11 @@ from typing import Any
 
 from asgiref.sync import iscoroutinefunction, markcoroutinefunction, sync_to_async
 from django.db import DEFAULT_DB_ALIAS, DatabaseError, connections
-from django.db.utils import load_backend
 from django.http import HttpRequest, HttpResponse
 
 from pa_dbhealth import hygiene, tracker, vendors
 from pa_dbhealth.errors import Classified, Kind, classify
+from pa_dbhealth.retry import single_attempt
 
 logger = logging.getLogger(__name__)
 
@@ -72,7 +72,8 @@ class ConnectionHygieneMiddleware:
             return self.__acall__(request)
         hygiene.refresh_connections()
         response = self.get_response(request)
-        hygiene.refresh_connections()
+        if not response.streaming:  # a streaming body may still query: Django closes after it
+            hygiene.refresh_connections()
         return response
 
     async def __acall__(self, request: HttpRequest) -> HttpResponse:
@@ -80,7 +81,8 @@ class ConnectionHygieneMiddleware:
         await sync_to_async(hygiene.refresh_connections)()
         get_response: Callable[[HttpRequest], Awaitable[HttpResponse]] = self.get_response
         response = await get_response(request)
-        await sync_to_async(hygiene.refresh_connections)()
+        if not response.streaming:
+            await sync_to_async(hygiene.refresh_connections)()
         return response
 
     def process_exception(self, request: HttpRequest, exception: Exception) -> HttpResponse | None:
@@ -167,11 +169,10 @@ def server_rows(alias: str) -> str:
     probe = None
     try:
         if connection.connection is None or connection.errors_occurred:
-            # Django's own backend for the probe: one attempt, no retrying backend's wait.
-            backend = load_backend(f"django.db.backends.{connection.vendor}")
-            probe = backend.DatabaseWrapper(dict(connection.settings_dict), alias)
+            probe = type(connection)(dict(connection.settings_dict), alias)
             connection = probe
-        snapshot = vendors.account_snapshot(connection)
+        with single_attempt():  # one attempt: no retrying backend's wait in an error path
+            snapshot = vendors.account_snapshot(connection)
     except DatabaseError as exc:
         return (
             f"The server's list of the account's connections is unavailable: {classify(exc).short}"

@@ -197,3 +197,15 @@ def test_no_query_and_no_connection_for_a_view_without_database_use(
     with django_assert_num_queries(0):
         assert Client().get("/no-database/").status_code == 200
     assert connections["default"].connection is None
+
+
+@mysql
+@urls
+def test_a_streaming_body_keeps_the_request_connection() -> None:
+    # CONN_MAX_AGE = 0: the connection is given back when a response is rendered, but a
+    # streaming body runs later and may query: it must not need a second connection.
+    assert connections["default"].settings_dict["CONN_MAX_AGE"] == 0
+    response = Client().get("/streaming/")
+    first, second = b"".join(response.streaming_content).decode().split(",")
+    assert first == second
+    response.close()

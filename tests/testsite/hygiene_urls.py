@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 from django.db import connections
-from django.http import HttpRequest, HttpResponse
+from django.http import HttpRequest, HttpResponse, StreamingHttpResponse
 from django.urls import path
 
 
@@ -27,7 +29,25 @@ def second_connection(request: HttpRequest) -> HttpResponse:
     return HttpResponse("two connections")
 
 
+def connection_id() -> str:
+    with connections["default"].cursor() as cursor:
+        cursor.execute("SELECT CONNECTION_ID()")
+        return str(cursor.fetchone()[0])
+
+
+def streaming(request: HttpRequest) -> StreamingHttpResponse:
+    """Queries in the view and again while the body streams out."""
+    first = connection_id()
+
+    def body() -> Iterator[str]:
+        yield f"{first},"
+        yield connection_id()
+
+    return StreamingHttpResponse(body())
+
+
 urlpatterns = [
+    path("streaming/", streaming),
     path("no-database/", no_database),
     path("select-one/", select_one),
     path("second-connection/", second_connection),
