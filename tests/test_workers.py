@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import signal
 import socket
 import subprocess
 import sys
@@ -107,6 +108,10 @@ def test_under_a_real_uwsgi(tmp_path: Path) -> None:
                     raise AssertionError(log.read_text()[-2000:]) from None
                 time.sleep(0.2)
     finally:
-        proc.terminate()
-        proc.wait(timeout=30)
+        proc.send_signal(signal.SIGINT)  # uWSGI's immediate shutdown (SIGTERM waits for workers)
+        try:
+            proc.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
     assert body == "6|uWSGI (3 processes x 2 threads)"
