@@ -257,3 +257,27 @@ def test_an_atomic_block_is_not_retried_or_reentered(
     assert ids_inside == held_ids
     assert retries_inside == []
     assert time.monotonic() - started < 1.0
+
+
+def server_autocommit(wrapper: DatabaseWrapper) -> int:
+    with wrapper.cursor() as cursor:
+        cursor.execute("SELECT @@autocommit")
+        return int(cursor.fetchone()[0])
+
+
+def test_connects_in_django_autocommit_mode_and_transactions_still_work(
+    make_wrapper: Make,
+) -> None:
+    # The connect skips MySQLdb's "autocommit off, then on again": the mode must still be
+    # Django's, on the server too, and atomic blocks must still switch it off and back.
+    wrapper = make_wrapper()
+    wrapper.ensure_connection()
+    assert wrapper.connection.get_autocommit() is True
+    assert server_autocommit(wrapper) == 1
+    with transaction.atomic(using=ALIAS):
+        assert server_autocommit(wrapper) == 0
+    assert server_autocommit(wrapper) == 1
+    manual = make_wrapper(AUTOCOMMIT=False)
+    manual.ensure_connection()
+    assert server_autocommit(manual) == 0
+    assert manual.get_autocommit() is False

@@ -24,6 +24,14 @@ logger = logging.getLogger("pa_dbhealth.backends.mysql")
 
 
 class DatabaseWrapper(mysql_base.DatabaseWrapper):
+    def get_connection_params(self) -> dict[str, Any]:
+        params: dict[str, Any] = super().get_connection_params()
+        # Connect in the autocommit mode Django will set anyway: MySQLdb would otherwise
+        # switch it off (PEP 249) and Django back on, two round trips on every connect while
+        # the connection counts against the cap. OPTIONS["autocommit"] still wins.
+        params.setdefault("autocommit", self.settings_dict["AUTOCOMMIT"])
+        return params
+
     @async_unsafe
     def get_new_connection(self, conn_params: Any) -> Any:
         parent = super().get_new_connection
