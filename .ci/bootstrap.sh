@@ -30,6 +30,10 @@ PY
         && ! PATH="$PATH:/usr/sbin:/usr/local/sbin" command -v mysqld >/dev/null 2>&1; then
         pkgs+=(mariadb-server)
     fi
+    # The suite also starts a throwaway PostgreSQL of its own from these binaries.
+    if ! command -v initdb >/dev/null 2>&1 && ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; then
+        pkgs+=(postgresql)
+    fi
     # wrk drives the load benchmark (bench/load.py) and its smoke test.
     command -v wrk >/dev/null 2>&1 || pkgs+=(wrk)
     printf '%s\n' "${pkgs[@]}"
