@@ -15,7 +15,7 @@ from django.db import DatabaseError, connections
 from django.db.backends.base.base import BaseDatabaseWrapper
 
 from pa_dbhealth import conf, findings, vendors
-from pa_dbhealth.errors import Kind, classify
+from pa_dbhealth.errors import Kind, classify, server_address
 from pa_dbhealth.findings import Finding, Level
 from pa_dbhealth.hygiene import idle_limit
 from pa_dbhealth.vendors import AccountSnapshot, ServerFacts
@@ -186,9 +186,7 @@ def _server_findings(
 def _connect_finding(alias: str, db: dict[str, Any], exc: Exception) -> Finding:
     classified = classify(exc)
     if classified.kind is Kind.UNREACHABLE:
-        host = db.get("HOST") or "localhost"
-        port = db.get("PORT") or "default port"
-        return findings.unreachable(alias, str(host), str(port), classified.short)
+        return findings.unreachable(alias, server_address(db), classified.short)
     hint = _CONNECT_HINTS.get(classified.kind, "Check DATABASES and the server's log.")
     return findings.cannot_connect(alias, classified.short, hint)
 

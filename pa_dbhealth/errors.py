@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import enum
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 
 
 class Kind(enum.Enum):
@@ -93,3 +95,10 @@ def classify(exc: BaseException) -> Classified:
     if "could not connect" in text.lower() or "connection refused" in text.lower():
         return Classified(Kind.UNREACHABLE, None, text.splitlines()[0])
     return Classified(Kind.OTHER, None, text.splitlines()[0] if text else type(original).__name__)
+
+
+def server_address(settings_dict: Mapping[str, Any]) -> str:
+    """``host:port`` of a ``DATABASES`` entry, for messages about a server that does not answer."""
+    host = settings_dict.get("HOST") or "localhost"
+    port = settings_dict.get("PORT") or "default port"
+    return f"{host}:{port}"

@@ -131,11 +131,11 @@ def pool_recycle_too_long(alias: str, kind: str, recycle: float, timeout: int, f
     )
 
 
-def unreachable(alias: str, host: str, port: str, error: str) -> Finding:
+def unreachable(alias: str, address: str, error: str) -> Finding:
     return _f(
         11,
         Level.ERROR,
-        f"Cannot reach the database server of {alias!r} at {host}:{port}: {error}",
+        f"Cannot reach the database server of {alias!r} at {address}: {error}",
         "Check HOST and PORT in DATABASES and that the server runs; on PythonAnywhere the host "
         "is <username>.mysql.pythonanywhere-services.com.",
     )

@@ -146,3 +146,20 @@ def expect_installed() -> bool:
 def idle_timeout(wait_timeout: Callable[[int], None]) -> Callable[[int], None]:
     """The same as ``wait_timeout``, by the name the hygiene tests use."""
     return wait_timeout
+
+
+@pytest.fixture
+def retrying_alias(server: sandbox.SandboxInfo) -> Iterator[str]:
+    """The suite's server through pa_dbhealth's retrying backend, as the alias "retrying"."""
+    alias = "retrying"
+    configured = connections.configure_settings(
+        {
+            "default": dict(connections.settings["default"]),
+            alias: server.database_settings(engine="pa_dbhealth.backends.mysql"),
+        }
+    )
+    connections.settings[alias] = configured[alias]
+    yield alias
+    connections[alias].close()
+    del connections[alias]
+    del connections.settings[alias]

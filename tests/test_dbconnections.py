@@ -182,10 +182,26 @@ def test_sqlite_does_not_apply() -> None:
 
 
 @pytest.mark.usefixtures("unblocked_db")
+def test_through_the_retrying_backend_it_says_it_waits_and_keeps_to_the_budget(
+    raw_connections: Any, settings: Any, retrying_alias: str
+) -> None:
+    settings.PA_DBHEALTH = {"CONNECT_RETRY": 1.5}
+    raw_connections(3)
+    started = time.monotonic()
+    _out, err, code = run("--database", retrying_alias)
+    elapsed = time.monotonic() - started
+    assert code == 2
+    assert err.startswith("waiting: the account is at its cap of 3 connections (1226)")
+    assert "gave up after 1." in err
+    assert elapsed < 2.5  # one budget, not the backend's and then the command's
+
+
+@pytest.mark.usefixtures("unblocked_db")
 def test_unreachable_server_is_a_clear_error() -> None:
     _out, err, code = run("--database", "unreachable")
     assert code == 2
-    assert "database 'unreachable': (200" in err  # 2002 or 2003
+    assert "database 'unreachable' at 127.0.0.1:9: (200" in err  # 2002 or 2003
+    assert len(err.strip().splitlines()) == 1
 
 
 def test_misuse() -> None:

@@ -22,8 +22,8 @@ from django.db import Error as DatabaseError
 from django.db.backends.base.base import BaseDatabaseWrapper
 
 from pa_dbhealth import conf, vendors
-from pa_dbhealth.errors import Classified, classify
-from pa_dbhealth.retry import connect_with_retry
+from pa_dbhealth.errors import Classified, Kind, classify, server_address
+from pa_dbhealth.retry import connect_with_retry, single_attempt
 
 WAY_OUT = (
     "Free a connection and run this again. On PythonAnywhere: reload the web app (Web tab, "
@@ -148,7 +148,10 @@ class Command(BaseCommand):
                     )
             return result
         except DatabaseError as exc:
-            raise CommandError(f"database {alias!r}: {classify(exc).short}", returncode=2) from exc
+            found = classify(exc)
+            where = f" at {server_address(connection.settings_dict)}"
+            where = where if found.kind is Kind.UNREACHABLE else ""
+            raise CommandError(f"database {alias!r}{where}: {found.short}", returncode=2) from exc
         finally:
             if opened and not connection.in_atomic_block:
                 with contextlib.suppress(DatabaseError):
@@ -175,8 +178,14 @@ class Command(BaseCommand):
                 self.stderr.write(f"still waiting ({now - start:.0f} s of {budget:g} s)")
             said = now
 
+        def attempt() -> None:
+            # This loop does the waiting and says so; a retrying backend must not wait
+            # silently inside each attempt (and double the budget).
+            with single_attempt():
+                connection.ensure_connection()
+
         try:
-            connect_with_retry(connection.ensure_connection, budget=budget, on_retry=on_retry)
+            connect_with_retry(attempt, budget=budget, on_retry=on_retry)
         except DatabaseError as exc:
             classified = classify(exc)
             if not classified.kind.is_cap:
