@@ -2,15 +2,19 @@
 
 Every test that touches MySQL talks to this server: an ``app`` account capped at
 3 connections (like PythonAnywhere's) and an uncapped ``admin`` account for watching.
+The PostgreSQL tests get a throwaway PostgreSQL of their own (``pgserver``), started the
+first time one of them runs.
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
-from collections.abc import Callable, Iterator
+import time
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
+import pgserver
 import pytest
 from django.conf import settings
 from django.db import connections
@@ -163,3 +167,82 @@ def retrying_alias(server: sandbox.SandboxInfo) -> Iterator[str]:
     connections[alias].close()
     del connections[alias]
     del connections.settings[alias]
+
+
+# --- PostgreSQL: a throwaway server of the suite's own, started when a test first asks ---
+
+
+@pytest.fixture(scope="session")
+def pg_server() -> Iterator[pgserver.PgServer]:
+    """The suite's own PostgreSQL (see ``pgserver``): a role ``app`` capped at 3 connections
+    and an uncapped superuser ``admin``. Tests skip when the binaries are not installed."""
+    try:
+        info = pgserver.start()
+    except pgserver.PgMissing as exc:
+        pytest.skip(f"PostgreSQL tests need the server: {exc}")
+    except pgserver.PgServerError as exc:
+        pytest.fail(f"cannot start the test PostgreSQL: {exc}", pytrace=False)
+    yield info
+    pgserver.stop(info)
+
+
+@pytest.fixture
+def pg_admin(pg_server: pgserver.PgServer) -> Iterator[Any]:
+    """A raw psycopg connection (autocommit) of the uncapped superuser, which sees everyone."""
+    with pg_server.connect(admin=True) as conn:
+        yield conn
+
+
+def pg_role_pids(admin: Any, role: str = "app") -> list[int]:
+    """Backend pids of the role's connections, as the superuser sees them."""
+    rows = admin.execute(
+        "SELECT pid FROM pg_stat_activity"
+        " WHERE usename = %s AND backend_type = 'client backend' ORDER BY pid",
+        [role],
+    )
+    return [int(pid) for (pid,) in rows]
+
+
+def pg_wait_for_pids(admin: Any, expected: Iterable[int], timeout: float = 10.0) -> list[int]:
+    """Wait until the role's connections are ``expected``: a backend leaves
+    ``pg_stat_activity`` a moment after its client closes or it is terminated."""
+    wanted = sorted(expected)
+    deadline = time.monotonic() + timeout
+    while (pids := pg_role_pids(admin)) != wanted and time.monotonic() < deadline:
+        time.sleep(0.01)
+    return pids
+
+
+@pytest.fixture
+def pg(pg_server: pgserver.PgServer, pg_admin: Any, django_db_blocker: Any) -> Iterator[str]:
+    """The alias "pg": Django's connection to the suite's PostgreSQL as the capped role, on
+    its own database (no test database), with database access allowed. Each test starts
+    and ends with no connection of the role."""
+    alias = "pg"
+    assert pg_wait_for_pids(pg_admin, []) == [], "connections of a previous test are left"
+    configured = connections.configure_settings(
+        {"default": dict(connections.settings["default"]), alias: pg_server.database_settings()}
+    )
+    connections.settings[alias] = configured[alias]
+    with django_db_blocker.unblock():
+        yield alias
+        connections[alias].close()
+    del connections[alias]
+    del connections.settings[alias]
+
+
+@pytest.fixture
+def pg_raw(pg: str, pg_server: pgserver.PgServer, pg_admin: Any) -> Iterator[Callable[..., Any]]:
+    """Open N raw psycopg connections of the capped role; closed (and gone) after the test."""
+    opened: list[Any] = []
+
+    def open_(count: int, **kwargs: Any) -> list[Any]:
+        new = [pg_server.connect(**kwargs) for _ in range(count)]
+        opened.extend(new)
+        return new
+
+    yield open_
+    for conn in opened:
+        conn.close()
+    connections[pg].close()
+    pg_wait_for_pids(pg_admin, [])

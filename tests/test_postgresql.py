@@ -1,0 +1,217 @@
+"""PostgreSQL against a real server: the suite's own, a role capped at 3 connections.
+
+Every figure is read back from the server as its superuser sees it (``pg_admin``).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable
+from http import HTTPStatus
+from io import StringIO
+from typing import Any
+
+import pytest
+from conftest import pg_role_pids, pg_wait_for_pids
+from django.core.management import call_command
+from django.core.management.base import CommandError
+from django.db import connections
+from django.test import Client
+
+from pa_dbhealth import vendors
+from pa_dbhealth.errors import Kind, classify
+
+psycopg = pytest.importorskip("psycopg")
+
+Raw = Callable[..., list[Any]]
+TOKEN = "a-health-token-for-the-tests"
+
+
+def backend_pid(alias: str) -> int:
+    pid: int = connections[alias].connection.info.backend_pid
+    return pid
+
+
+def command(name: str, *args: str) -> tuple[str, str, int]:
+    """Run a management command; returns ``(stdout, stderr, exit code)``."""
+    out, err = StringIO(), StringIO()
+    try:
+        call_command(name, *args, stdout=out, stderr=err, no_color=True)
+    except CommandError as exc:
+        return out.getvalue(), err.getvalue() + str(exc), exc.returncode
+    return out.getvalue(), err.getvalue(), 0
+
+
+# --- vendors: the figures are the server's ------------------------------------------------
+
+
+def test_server_facts_match_the_server(pg: str, pg_server: Any, pg_admin: Any) -> None:
+    facts = vendors.server_facts(connections[pg])
+    version, max_connections = pg_admin.execute(
+        "SELECT current_setting('server_version'), current_setting('max_connections')::int"
+    ).fetchone()
+    assert (facts.vendor, facts.flavour, facts.applicable) == ("postgresql", "PostgreSQL", True)
+    assert facts.version == version
+    assert facts.max_connections == max_connections == 20
+    assert facts.account_limit == 3  # the role's CONNECTION LIMIT (pg_roles.rolconnlimit)
+    assert facts.wait_timeout == pg_server.idle_session_timeout == 300
+    assert facts.idle_in_transaction_timeout == 60
+    assert facts.net_read_timeout is None and facts.interactive_timeout is None
+    assert facts.user == "app"
+    assert facts.connection_id == backend_pid(pg)
+
+
+@pytest.mark.parametrize("extra", [0, 2])
+def test_snapshot_counts_the_role_connections(
+    pg: str, pg_raw: Raw, pg_admin: Any, extra: int
+) -> None:
+    raws = pg_raw(extra)
+    snapshot = vendors.account_snapshot(connections[pg])
+    own = backend_pid(pg)
+    assert snapshot.total == extra + 1
+    assert [c.id for c in snapshot.connections] == pg_role_pids(pg_admin)
+    assert [c.id for c in snapshot.connections if c.this_connection] == [own]
+    assert {c.id for c in snapshot.connections if c.idle} == {r.info.backend_pid for r in raws}
+    assert (snapshot.sleeping, snapshot.active) == (extra, 1)  # the probe itself is running
+    assert snapshot.account_limit == 3 and snapshot.headroom == 2 - extra
+    assert snapshot.wait_timeout == 300
+    assert all(c.user == "app" and c.db == "app" for c in snapshot.connections)
+    assert all(c.host == "127.0.0.1" for c in snapshot.connections)
+
+
+def test_other_roles_are_not_listed(pg: str, pg_admin: Any) -> None:
+    admin_pid = pg_admin.info.backend_pid
+    listed = [c.id for c in vendors.account_snapshot(connections[pg]).connections]
+    assert listed == [backend_pid(pg)]
+    assert admin_pid in [row[0] for row in pg_admin.execute("SELECT pid FROM pg_stat_activity")]
+
+
+def test_idle_time_grows(pg: str, pg_raw: Raw) -> None:
+    (raw,) = pg_raw(1)
+    first = vendors.account_snapshot(connections[pg])
+    time.sleep(1.2)
+    later = vendors.account_snapshot(connections[pg])
+    (before,) = [c for c in first.connections if c.id == raw.info.backend_pid]
+    (after,) = [c for c in later.connections if c.id == raw.info.backend_pid]
+    assert before.idle and after.idle and after.command == "idle"
+    assert after.idle_seconds >= before.idle_seconds + 1
+    assert later.longest_idle_seconds == after.idle_seconds
+
+
+def test_kill_only_own_idle_connections(pg: str, pg_raw: Raw, pg_admin: Any) -> None:
+    (raw,) = pg_raw(1)
+    connections[pg].ensure_connection()
+    own, theirs, admin_pid = backend_pid(pg), raw.info.backend_pid, pg_admin.info.backend_pid
+    killed = vendors.kill_connections(connections[pg], [theirs, own, admin_pid, 999999])
+    assert killed == [theirs]
+    assert pg_wait_for_pids(pg_admin, [own]) == [own]
+    assert pg_admin.execute("SELECT 1").fetchone() == (1,)  # the superuser's is alive
+    with pytest.raises(psycopg.OperationalError) as excinfo:
+        raw.execute("SELECT 1")
+    assert excinfo.value.sqlstate == "57P01"  # admin_shutdown: pg_terminate_backend
+    assert classify(excinfo.value).kind is Kind.LOST
+
+
+# --- dbcheck: the audit of a PostgreSQL alias --------------------------------------------------
+
+
+def audit_ids(alias: str) -> list[str]:
+    out, err, _ = command(
+        "dbcheck", "--database", alias, "--format", "json", "--fail-level", "info"
+    )
+    report = json.loads(out)["databases"][alias]
+    assert report["source"] == "server", err
+    return [f["id"] for f in report["findings"]]
+
+
+@pytest.mark.parametrize(("age", "expected"), [(600, True), (281, True), (280, False)])
+def test_dbcheck_conn_max_age_against_idle_session_timeout(
+    pg: str, settings: Any, age: int, expected: bool
+) -> None:
+    settings.PA_DBHEALTH = {"WORKERS": 2}
+    connections.settings[pg].update(CONN_MAX_AGE=age, CONN_HEALTH_CHECKS=True)
+    found = audit_ids(pg)
+    assert ("pa_dbhealth.E004" in found) is expected
+    assert "pa_dbhealth.I012" not in found  # net_read_timeout is MySQL's
+    assert "pa_dbhealth.I020" not in found  # idle_in_transaction_session_timeout is set
+    if expected:
+        out, _, code = command("dbcheck", "--database", pg)
+        assert code == 1
+        assert f"CONN_MAX_AGE'] = {age} but the server closes connections idle for 300 s" in out
+
+
+@pytest.mark.parametrize(
+    ("workers", "expected"), [(4, ["pa_dbhealth.E007"]), (3, ["pa_dbhealth.W008"]), (2, [])]
+)
+def test_dbcheck_budget_against_the_role_cap(
+    pg: str, pg_admin: Any, settings: Any, workers: int, expected: list[str]
+) -> None:
+    settings.PA_DBHEALTH = {"WORKERS": workers}
+    found = audit_ids(pg)
+    assert [i for i in found if i in ("pa_dbhealth.E007", "pa_dbhealth.W008")] == expected
+    if workers == 4:
+        out, _, _ = command("dbcheck", "--database", pg)
+        assert "may hold 3 connections, but the site can open 4 at once" in out
+        assert "PostgreSQL" in out.splitlines()[0]
+    assert pg_wait_for_pids(pg_admin, []) == []  # the audit closed what it opened
+
+
+def test_dbcheck_without_idle_in_transaction_timeout(pg: str, pg_admin: Any) -> None:
+    pg_admin.execute("ALTER ROLE app SET idle_in_transaction_session_timeout = 0")
+    try:
+        assert "pa_dbhealth.I020" in audit_ids(pg)
+    finally:
+        pg_admin.execute("ALTER ROLE app RESET idle_in_transaction_session_timeout")
+
+
+# --- the health view and dbconnections -----------------------------------------------------
+
+
+def health_of(client: Client, alias: str) -> tuple[int, dict[str, Any]]:
+    response = client.get(f"/health/{alias}/", HTTP_AUTHORIZATION=f"Bearer {TOKEN}")
+    return response.status_code, response.json()
+
+
+@pytest.mark.parametrize("held", [0, 1])
+def test_health_view_counts_equal_reality(
+    pg: str, pg_raw: Raw, pg_admin: Any, client: Client, settings: Any, held: int
+) -> None:
+    settings.PA_DBHEALTH = {"HEALTH_TOKEN": TOKEN}
+    raws = pg_raw(held)
+    status, body = health_of(client, pg)
+    db = body["databases"][pg]
+    assert status == HTTPStatus.OK
+    assert db["vendor"] == "postgresql"
+    assert db["connections"] == {
+        "total": held + 1,  # the probe's own connection is one of them
+        "active": 1,
+        "sleeping": held,
+        "limit": 3,
+        "headroom": 2 - held,
+        "longest_idle_seconds": db["connections"]["longest_idle_seconds"],
+    }
+    assert db["wait_timeout"] == 300
+    assert body["status"] == db["status"] == ("ok" if held == 0 else "warning")
+    assert connections[pg].connection is None  # it closed the connection it opened
+    pids = sorted(r.info.backend_pid for r in raws)
+    assert pg_wait_for_pids(pg_admin, pids) == pids
+
+
+def test_dbconnections_kill_idle_kills_exactly_the_idle_connections(
+    pg: str, pg_raw: Raw, pg_admin: Any
+) -> None:
+    (idle,) = pg_raw(1)
+    (busy,) = pg_raw(1, autocommit=False)
+    busy.execute("SELECT 1")  # idle in transaction: in use, not idle
+    out, err, code = command(
+        "dbconnections", "--database", pg, "--format", "json", "--kill-idle", "0"
+    )
+    assert code == 0, err
+    result = json.loads(out)["databases"][pg]
+    assert (result["vendor"], result["limit"], result["total"]) == ("postgresql", 3, 3)
+    assert result["killed"] == [idle.info.backend_pid]
+    # The command's own connection is closed too; the one in a transaction lives on.
+    assert pg_wait_for_pids(pg_admin, [busy.info.backend_pid]) == [busy.info.backend_pid]
+    assert busy.execute("SELECT 2").fetchone() == (2,)
+    assert pg_admin.execute("SELECT 1").fetchone() == (1,)
