@@ -113,6 +113,29 @@ def test_kill_only_own_idle_connections(pg: str, pg_raw: Raw, pg_admin: Any) -> 
     assert classify(excinfo.value).kind is Kind.LOST
 
 
+def test_the_session_role_is_the_account(pg: str, pg_raw: Raw, pg_admin: Any) -> None:
+    """With Django's OPTIONS["assume_role"] the connection runs as another role, but the
+    connections and the cap are those of the role that logged in (session_user)."""
+    (raw,) = pg_raw(1)
+    pg_admin.execute("CREATE ROLE reader NOLOGIN")
+    try:
+        pg_admin.execute("GRANT reader TO app")
+        connections.settings[pg]["OPTIONS"] = {"assume_role": "reader"}
+        with connections[pg].cursor() as cursor:
+            cursor.execute("SELECT current_user")
+            assert cursor.fetchone() == ("reader",)
+        facts = vendors.server_facts(connections[pg])
+        snapshot = vendors.account_snapshot(connections[pg])
+        assert (facts.user, facts.account_limit) == ("app", 3)
+        assert (snapshot.account_limit, snapshot.total, snapshot.headroom) == (3, 2, 1)
+        assert [c.id for c in snapshot.connections] == pg_role_pids(pg_admin)
+        assert [c.id for c in snapshot.connections if c.this_connection] == [backend_pid(pg)]
+    finally:
+        connections[pg].close()
+        pg_wait_for_pids(pg_admin, [raw.info.backend_pid])
+        pg_admin.execute("DROP ROLE reader")
+
+
 # --- dbcheck: the audit of a PostgreSQL alias --------------------------------------------------
 
 

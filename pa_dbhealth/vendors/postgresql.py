@@ -9,14 +9,17 @@ from django.db.backends.base.base import BaseDatabaseWrapper
 from pa_dbhealth.vendors.types import AccountConnection, AccountSnapshot, ServerFacts
 
 # pg_settings gives timeouts in milliseconds; 0 means "off". idle_session_timeout
-# exists from PostgreSQL 14 on: the sub-select yields NULL before that.
+# exists from PostgreSQL 14 on: the sub-select yields NULL before that. The account is the
+# role that logged in (session_user): the one the cap counts, even after SET ROLE (Django's
+# OPTIONS["assume_role"]). Then the server may hide the state of the account's connections
+# (NULL backend_type, state) from the assumed role: they still count, as not idle.
 FACTS_SQL = """
 SELECT current_setting('server_version'), current_setting('max_connections')::int,
        (SELECT setting::bigint FROM pg_settings WHERE name = 'idle_session_timeout'),
        (SELECT setting::bigint FROM pg_settings
          WHERE name = 'idle_in_transaction_session_timeout'),
-       (SELECT rolconnlimit FROM pg_roles WHERE rolname = current_user),
-       current_user, pg_backend_pid()
+       (SELECT rolconnlimit FROM pg_roles WHERE rolname = session_user),
+       session_user, pg_backend_pid()
 """
 
 SNAPSHOT_SQL = """
@@ -24,10 +27,10 @@ SELECT a.pid, a.usename, COALESCE(host(a.client_addr), 'local'), a.datname,
        COALESCE(a.state, ''), COALESCE(a.wait_event, ''),
        EXTRACT(EPOCH FROM (now() - COALESCE(a.state_change, a.backend_start)))::bigint,
        a.pid = pg_backend_pid(),
-       (SELECT rolconnlimit FROM pg_roles WHERE rolname = current_user),
+       (SELECT rolconnlimit FROM pg_roles WHERE rolname = session_user),
        (SELECT setting::bigint FROM pg_settings WHERE name = 'idle_session_timeout')
 FROM pg_stat_activity a
-WHERE a.usename = current_user AND a.backend_type = 'client backend'
+WHERE a.usename = session_user AND COALESCE(a.backend_type, 'client backend') = 'client backend'
 ORDER BY a.pid
 """
 
