@@ -16,7 +16,7 @@ import pytest
 from conftest import pg_role_pids, pg_wait_for_pids
 from django.core.management import call_command
 from django.core.management.base import CommandError
-from django.db import connections
+from django.db import connections, transaction
 from django.test import Client
 
 from pa_dbhealth import vendors
@@ -97,6 +97,31 @@ def test_idle_time_grows(pg: str, pg_raw: Raw) -> None:
     assert before.idle and after.idle and after.command == "idle"
     assert after.idle_seconds >= before.idle_seconds + 1
     assert later.longest_idle_seconds == after.idle_seconds
+
+
+def test_idle_seconds_are_never_overstated(pg: str, pg_raw: Raw) -> None:
+    """Whole seconds idle, rounded down as MySQL's TIME is: ``--kill-idle 1`` must not kill
+    a connection idle for 0.6 s."""
+    started = time.monotonic()
+    (raw,) = pg_raw(1)
+    time.sleep(0.6)
+    snapshot = vendors.account_snapshot(connections[pg])
+    elapsed = time.monotonic() - started
+    (idle,) = [c for c in snapshot.connections if c.id == raw.info.backend_pid]
+    assert idle.idle_seconds <= elapsed
+
+
+def test_idle_seconds_inside_a_transaction(pg: str, pg_raw: Raw) -> None:
+    """now() is the transaction's start: the clock must be the statement's."""
+    (raw,) = pg_raw(1)
+    with transaction.atomic(using=pg):
+        with connections[pg].cursor() as cursor:
+            cursor.execute("SELECT 1")  # the transaction has begun
+        time.sleep(1.2)
+        snapshot = vendors.account_snapshot(connections[pg])
+    (idle,) = [c for c in snapshot.connections if c.id == raw.info.backend_pid]
+    assert idle.idle_seconds >= 1
+    assert all(c.seconds >= 0 for c in snapshot.connections)
 
 
 def test_kill_only_own_idle_connections(pg: str, pg_raw: Raw, pg_admin: Any) -> None:

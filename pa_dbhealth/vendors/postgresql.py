@@ -13,6 +13,8 @@ from pa_dbhealth.vendors.types import AccountConnection, AccountSnapshot, Server
 # role that logged in (session_user): the one the cap counts, even after SET ROLE (Django's
 # OPTIONS["assume_role"]). Then the server may hide the state of the account's connections
 # (NULL backend_type, state) from the assumed role: they still count, as not idle.
+# Seconds in the state are whole seconds rounded down (as MySQL's TIME), on the clock, not
+# now(), which inside a transaction is the transaction's start.
 FACTS_SQL = """
 SELECT current_setting('server_version'), current_setting('max_connections')::int,
        (SELECT setting::bigint FROM pg_settings WHERE name = 'idle_session_timeout'),
@@ -25,7 +27,7 @@ SELECT current_setting('server_version'), current_setting('max_connections')::in
 SNAPSHOT_SQL = """
 SELECT a.pid, a.usename, COALESCE(host(a.client_addr), 'local'), a.datname,
        COALESCE(a.state, ''), COALESCE(a.wait_event, ''),
-       EXTRACT(EPOCH FROM (now() - COALESCE(a.state_change, a.backend_start)))::bigint,
+       floor(EXTRACT(EPOCH FROM clock_timestamp() - COALESCE(a.state_change, a.backend_start))),
        a.pid = pg_backend_pid(),
        (SELECT rolconnlimit FROM pg_roles WHERE rolname = session_user),
        (SELECT setting::bigint FROM pg_settings WHERE name = 'idle_session_timeout')
