@@ -39,7 +39,7 @@ _MYSQL_CODES = {
     1049: Kind.UNKNOWN_DATABASE,
 }
 _PG_STATES = {
-    "53300": Kind.TOO_MANY,  # too_many_connections, also "too many connections for role"
+    "53300": Kind.TOO_MANY,  # too_many_connections (for the role's cap: _PG_CONNECT_WORDS)
     "57P01": Kind.LOST,  # admin_shutdown (pg_terminate_backend)
     "08006": Kind.LOST,
     "08003": Kind.LOST,
@@ -47,6 +47,12 @@ _PG_STATES = {
     "28000": Kind.ACCESS_DENIED,
     "3D000": Kind.UNKNOWN_DATABASE,
 }
+# psycopg's connect errors carry no SQLSTATE: the server's 53300 messages by their words.
+_PG_CONNECT_WORDS = (
+    ("too many connections for role", Kind.ACCOUNT_CAP),  # the role's CONNECTION LIMIT
+    ("too many clients already", Kind.TOO_MANY),  # max_connections
+    ("connection slots are reserved", Kind.TOO_MANY),  # all but the superusers' slots
+)
 _RESOURCE = re.compile(r"'(max_\w+)' resource", re.IGNORECASE)
 
 
@@ -90,6 +96,9 @@ def classify(exc: BaseException) -> Classified:
             return Classified(kind, code, message, resource)
         return Classified(_MYSQL_CODES.get(code, Kind.OTHER), code, message)
     text = str(original).strip()
+    for words, kind in _PG_CONNECT_WORDS:
+        if words in text.lower():
+            return Classified(kind, "53300", text)
     if "too many connections" in text.lower():
         return Classified(Kind.TOO_MANY, None, text)
     if "could not connect" in text.lower() or "connection refused" in text.lower():

@@ -17,6 +17,7 @@ from conftest import pg_role_pids, pg_wait_for_pids
 from django.core.management import call_command
 from django.core.management.base import CommandError
 from django.db import connections, transaction
+from django.db.utils import OperationalError
 from django.test import Client
 
 from pa_dbhealth import vendors
@@ -161,6 +162,42 @@ def test_the_session_role_is_the_account(pg: str, pg_raw: Raw, pg_admin: Any) ->
         pg_admin.execute("DROP ROLE reader")
 
 
+# --- errors: what psycopg raises, classified --------------------------------------------------
+
+
+def test_the_fourth_connection_of_the_capped_role_is_the_cap(pg: str, pg_raw: Raw) -> None:
+    pg_raw(3)
+    with pytest.raises(psycopg.OperationalError) as raw_error:
+        pg_raw(1)
+    with pytest.raises(OperationalError) as django_error:  # Django's, with psycopg's as cause
+        connections[pg].ensure_connection()
+    for error in (raw_error.value, django_error.value):
+        classified = classify(error)
+        assert 'too many connections for role "app"' in classified.message
+        assert classified.kind is Kind.ACCOUNT_CAP  # the role's cap, not the server's
+        assert classified.kind.is_cap
+        assert classified.short.startswith("(53300) ")
+
+
+@pytest.mark.parametrize(
+    ("held", "words"),
+    [(17, "remaining connection slots are reserved"), (20, "too many clients already")],
+)
+def test_a_full_server_is_too_many(pg_server: Any, held: int, words: str) -> None:
+    """max_connections 20, 3 of them reserved for superusers: the server is full for the
+    role before its own cap is."""
+    admins = [pg_server.connect(admin=True) for _ in range(held)]
+    try:
+        with pytest.raises(psycopg.OperationalError) as excinfo:
+            pg_server.connect()
+    finally:
+        for conn in admins:
+            conn.close()
+    classified = classify(excinfo.value)
+    assert words in classified.message
+    assert classified.kind is Kind.TOO_MANY and classified.kind.is_cap
+
+
 # --- dbcheck: the audit of a PostgreSQL alias --------------------------------------------------
 
 
@@ -213,6 +250,15 @@ def test_dbcheck_without_idle_in_transaction_timeout(pg: str, pg_admin: Any) -> 
         pg_admin.execute("ALTER ROLE app RESET idle_in_transaction_session_timeout")
 
 
+def test_dbcheck_when_the_role_cap_is_full(pg: str, pg_raw: Raw) -> None:
+    pg_raw(3)
+    out, _, _ = command("dbcheck", "--database", pg, "--format", "json")
+    (finding,) = [f for f in json.loads(out)["databases"][pg]["findings"] if f["level"] == "error"]
+    assert finding["id"] == "pa_dbhealth.E018"
+    assert 'too many connections for role "app"' in finding["message"]
+    assert "dbconnections" in finding["hint"]  # how to find and free the role's connections
+
+
 # --- the health view and dbconnections -----------------------------------------------------
 
 
@@ -244,6 +290,18 @@ def test_health_view_counts_equal_reality(
     assert connections[pg].connection is None  # it closed the connection it opened
     pids = sorted(r.info.backend_pid for r in raws)
     assert pg_wait_for_pids(pg_admin, pids) == pids
+
+
+def test_health_view_when_the_role_cap_is_full(
+    pg: str, pg_raw: Raw, client: Client, settings: Any
+) -> None:
+    settings.PA_DBHEALTH = {"HEALTH_TOKEN": TOKEN}
+    pg_raw(3)
+    status, body = health_of(client, pg)
+    assert status == HTTPStatus.SERVICE_UNAVAILABLE
+    db = body["databases"][pg]
+    assert db["error"] == "connection cap reached"
+    assert 'too many connections for role "app"' in db["detail"]
 
 
 def test_dbconnections_kill_idle_kills_exactly_the_idle_connections(
