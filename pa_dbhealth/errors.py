@@ -41,6 +41,8 @@ _MYSQL_CODES = {
 _PG_STATES = {
     "53300": Kind.TOO_MANY,  # too_many_connections (for the role's cap: _PG_CONNECT_WORDS)
     "57P01": Kind.LOST,  # admin_shutdown (pg_terminate_backend)
+    "57P05": Kind.LOST,  # idle_session_timeout dropped it
+    "25P03": Kind.LOST,  # idle_in_transaction_session_timeout dropped it
     "08006": Kind.LOST,
     "08003": Kind.LOST,
     "28P01": Kind.ACCESS_DENIED,
@@ -101,6 +103,8 @@ def classify(exc: BaseException) -> Classified:
             return Classified(kind, "53300", text)
     if "too many connections" in text.lower():
         return Classified(Kind.TOO_MANY, None, text)
+    if text == "the connection is closed":  # psycopg, using a connection the server dropped
+        return Classified(Kind.LOST, None, text)
     if "could not connect" in text.lower() or "connection refused" in text.lower():
         return Classified(Kind.UNREACHABLE, None, text.splitlines()[0])
     return Classified(Kind.OTHER, None, text.splitlines()[0] if text else type(original).__name__)

@@ -20,7 +20,7 @@ from django.db import connections, transaction
 from django.db.utils import OperationalError
 from django.test import Client
 
-from pa_dbhealth import vendors
+from pa_dbhealth import health, vendors
 from pa_dbhealth.errors import Kind, classify
 
 psycopg = pytest.importorskip("psycopg")
@@ -137,6 +137,10 @@ def test_kill_only_own_idle_connections(pg: str, pg_raw: Raw, pg_admin: Any) -> 
         raw.execute("SELECT 1")
     assert excinfo.value.sqlstate == "57P01"  # admin_shutdown: pg_terminate_backend
     assert classify(excinfo.value).kind is Kind.LOST
+    with pytest.raises(psycopg.OperationalError) as again:
+        raw.execute("SELECT 1")
+    assert str(again.value) == "the connection is closed"
+    assert classify(again.value).kind is Kind.LOST
 
 
 def test_the_session_role_is_the_account(pg: str, pg_raw: Raw, pg_admin: Any) -> None:
@@ -196,6 +200,28 @@ def test_a_full_server_is_too_many(pg_server: Any, held: int, words: str) -> Non
     classified = classify(excinfo.value)
     assert words in classified.message
     assert classified.kind is Kind.TOO_MANY and classified.kind.is_cap
+
+
+@pytest.mark.parametrize(
+    ("setting", "autocommit", "sqlstate"),
+    [
+        ("idle_session_timeout", True, "57P05"),
+        ("idle_in_transaction_session_timeout", False, "25P03"),
+    ],
+)
+def test_a_connection_dropped_by_an_idle_timeout_is_lost(
+    pg_raw: Raw, setting: str, autocommit: bool, sqlstate: str
+) -> None:
+    (raw,) = pg_raw(1, autocommit=autocommit)
+    raw.execute(f"SET {setting} = '1s'")  # in a transaction when not in autocommit mode
+    time.sleep(1.3)
+    with pytest.raises(psycopg.Error) as dropped:  # 25P03 is an InternalError
+        raw.execute("SELECT 1")
+    assert dropped.value.sqlstate == sqlstate
+    assert classify(dropped.value).kind is Kind.LOST
+    with pytest.raises(psycopg.Error) as again:
+        raw.execute("SELECT 1")
+    assert classify(again.value).kind is Kind.LOST  # "the connection is closed", or the same
 
 
 # --- dbcheck: the audit of a PostgreSQL alias --------------------------------------------------
@@ -302,6 +328,19 @@ def test_health_view_when_the_role_cap_is_full(
     db = body["databases"][pg]
     assert db["error"] == "connection cap reached"
     assert 'too many connections for role "app"' in db["detail"]
+
+
+def test_health_probe_reopens_a_connection_the_idle_timeout_dropped(pg: str, pg_admin: Any) -> None:
+    with connections[pg].cursor() as cursor:
+        cursor.execute("SET idle_session_timeout = '1s'")
+    dropped = backend_pid(pg)
+    time.sleep(1.3)
+    result = health.probe(pg)
+    assert result.status is health.Status.OK, result.detail
+    assert result.snapshot is not None and result.snapshot.total == 1
+    assert dropped not in [c.id for c in result.snapshot.connections]
+    assert connections[pg].connection is None
+    assert pg_wait_for_pids(pg_admin, []) == []
 
 
 def test_dbconnections_kill_idle_kills_exactly_the_idle_connections(
