@@ -98,7 +98,7 @@ def _same_account_aliases(alias: str) -> int:
 
 
 def _pool_findings(
-    alias: str, db: dict[str, Any], cap: int | None, timeout: int | None, limit: float
+    alias: str, db: dict[str, Any], cap: int | None, timeout: int | None, limit: float, vendor: str
 ) -> list[Finding]:
     found = []
     if str(db.get("ENGINE", "")).startswith("dj_db_conn_pool"):
@@ -128,11 +128,11 @@ def _pool_findings(
         found.append(findings.pool_too_big(alias, kind, size, overflow, cap, fix))
     if timeout is not None and (recycle < 0 or recycle > limit):
         shown = float("inf") if recycle < 0 else recycle
-        found.append(findings.pool_recycle_too_long(alias, kind, shown, timeout, fix))
+        found.append(findings.pool_recycle_too_long(alias, kind, shown, timeout, fix, vendor))
     return found
 
 
-def _budget_findings(alias: str, cap: int | None) -> list[Finding]:
+def _budget_findings(alias: str, cap: int | None, vendor: str) -> list[Finding]:
     if cap is None:
         return []
     workers = concurrent_workers()
@@ -146,21 +146,21 @@ def _budget_findings(alias: str, cap: int | None) -> list[Finding]:
         breakdown += f" + {tasks} task connection(s)"
     if need > cap:
         allowed = max((cap - tasks) // aliases, 0)
-        return [findings.budget_over_cap(alias, need, breakdown, cap, allowed)]
+        return [findings.budget_over_cap(alias, need, breakdown, cap, allowed, vendor)]
     if need == cap:
-        return [findings.budget_at_cap(alias, need, breakdown, cap)]
+        return [findings.budget_at_cap(alias, need, breakdown, cap, vendor)]
     return []
 
 
 def _settings_findings(
-    alias: str, db: dict[str, Any], timeout: int | None, limit: float
+    alias: str, db: dict[str, Any], timeout: int | None, limit: float, vendor: str
 ) -> list[Finding]:
     found = []
     age = db.get("CONN_MAX_AGE", 0)
     if age is None and timeout is not None:
-        found.append(findings.conn_max_age_unlimited(alias, timeout))
+        found.append(findings.conn_max_age_unlimited(alias, timeout, vendor))
     elif age is not None and timeout is not None and age > limit:
-        found.append(findings.conn_max_age_too_long(alias, int(age), timeout, limit))
+        found.append(findings.conn_max_age_too_long(alias, int(age), timeout, limit, vendor))
     if (age is None or age > 0) and not db.get("CONN_HEALTH_CHECKS", False):
         found.append(findings.no_health_checks(alias, age))
     return found
@@ -242,9 +242,10 @@ def audit_alias(alias: str, *, offline: bool = False) -> AliasAudit:
             report.findings.append(findings.margin_clamped(options.TIMEOUT_MARGIN, timeout, limit))
     report.server["idle_limit"] = None if timeout is None else limit
 
-    report.findings.extend(_settings_findings(alias, db, timeout, limit))
-    report.findings.extend(_pool_findings(alias, db, cap, timeout, limit))
-    report.findings.extend(_budget_findings(alias, cap))
+    vendor = connection.vendor
+    report.findings.extend(_settings_findings(alias, db, timeout, limit, vendor))
+    report.findings.extend(_pool_findings(alias, db, cap, timeout, limit, vendor))
+    report.findings.extend(_budget_findings(alias, cap, vendor))
     if facts is not None and snapshot is not None:
         report.findings.extend(_server_findings(alias, facts, snapshot, timeout))
     return report

@@ -52,25 +52,47 @@ def _f(number: int, level: Level, message: str, hint: str) -> Finding:
     return Finding(_id(number, level), level, message, hint)
 
 
-def conn_max_age_too_long(alias: str, age: int, timeout: int, limit: float) -> Finding:
+# The errors users meet, in each vendor's words (no MySQL error for a PostgreSQL alias).
+_LOST = {
+    "mysql": "(2006, 'Server has gone away')",
+    "postgresql": "'terminating connection due to idle-session timeout'",
+}
+_CAP = {
+    "mysql": "(1226, 'max_user_connections')",
+    "postgresql": "'too many connections for role'",
+}
+_WAIT_HINT = {
+    "mysql": " ENGINE 'pa_dbhealth.backends.mysql' makes short bursts wait instead of failing.",
+}
+
+
+def _lost(vendor: str) -> str:
+    return _LOST.get(vendor, "a lost-connection error")
+
+
+def _cap(vendor: str) -> str:
+    return _CAP.get(vendor, "a too-many-connections error")
+
+
+def conn_max_age_too_long(alias: str, age: int, timeout: int, limit: float, vendor: str) -> Finding:
     return _f(
         4,
         Level.ERROR,
         f"DATABASES[{alias!r}]['CONN_MAX_AGE'] = {age} but the server closes connections "
         f"idle for {timeout} s: a connection kept past {timeout} s fails with "
-        "(2006, 'Server has gone away').",
+        f"{_lost(vendor)}.",
         f"Set DATABASES[{alias!r}]['CONN_MAX_AGE'] = {int(limit)} or less (the server's "
         f"{timeout} s minus TIMEOUT_MARGIN), or 0 to close connections after each request.",
     )
 
 
-def conn_max_age_unlimited(alias: str, timeout: int | None) -> Finding:
+def conn_max_age_unlimited(alias: str, timeout: int | None, vendor: str) -> Finding:
     timeout_text = f"after {timeout} s" if timeout else "when they have been idle too long"
     return _f(
         5,
         Level.ERROR,
         f"DATABASES[{alias!r}]['CONN_MAX_AGE'] = None keeps connections forever, but the server "
-        f"closes idle ones {timeout_text}: the next query then fails with 2006.",
+        f"closes idle ones {timeout_text}: the next query then fails with {_lost(vendor)}.",
         f"Set DATABASES[{alias!r}]['CONN_MAX_AGE'] to 0, or to a number of seconds below the "
         "server's idle timeout minus TIMEOUT_MARGIN.",
     )
@@ -87,27 +109,29 @@ def no_health_checks(alias: str, age: int | None) -> Finding:
     )
 
 
-def budget_over_cap(alias: str, need: int, breakdown: str, cap: int, allowed: int) -> Finding:
+def budget_over_cap(
+    alias: str, need: int, breakdown: str, cap: int, allowed: int, vendor: str
+) -> Finding:
     return _f(
         7,
         Level.ERROR,
         f"The account behind {alias!r} may hold {cap} connections, but the site can open "
-        f"{need} at once ({breakdown}): the excess gets (1226, 'max_user_connections').",
+        f"{need} at once ({breakdown}): the excess gets {_cap(vendor)}.",
         f"Run at most {allowed} concurrent web worker(s) (processes x threads), or fewer "
         "aliases or TASK_CONNECTIONS on this account; set PA_DBHEALTH['WORKERS'] to what you "
-        "run. ENGINE 'pa_dbhealth.backends.mysql' makes short bursts wait instead of failing.",
+        f"run.{_WAIT_HINT.get(vendor, '')}",
     )
 
 
-def budget_at_cap(alias: str, need: int, breakdown: str, cap: int) -> Finding:
+def budget_at_cap(alias: str, need: int, breakdown: str, cap: int, vendor: str) -> Finding:
     return _f(
         8,
         Level.WARNING,
         f"The site can open {need} connections at once ({breakdown}), exactly the {cap} the "
         f"account behind {alias!r} may hold: one console or leaked connection makes it fail "
-        "with 1226.",
+        f"with {_cap(vendor)}.",
         "Leave one connection free: run one worker fewer, or keep consoles and scheduled tasks "
-        "off while the site is busy; ENGINE 'pa_dbhealth.backends.mysql' waits for a free one.",
+        f"off while the site is busy.{_WAIT_HINT.get(vendor, '')}",
     )
 
 
@@ -121,12 +145,15 @@ def pool_too_big(alias: str, kind: str, size: int, overflow: int, cap: int, fix:
     )
 
 
-def pool_recycle_too_long(alias: str, kind: str, recycle: float, timeout: int, fix: str) -> Finding:
+def pool_recycle_too_long(
+    alias: str, kind: str, recycle: float, timeout: int, fix: str, vendor: str
+) -> Finding:
     return _f(
         10,
         Level.ERROR,
         f"DATABASES[{alias!r}] uses {kind} which keeps connections for {recycle:g} s, but the "
-        f"server closes connections idle for {timeout} s: pooled connections die with 2006.",
+        f"server closes connections idle for {timeout} s: pooled connections die with "
+        f"{_lost(vendor)}.",
         fix,
     )
 

@@ -227,6 +227,12 @@ def test_a_connection_dropped_by_an_idle_timeout_is_lost(
 # --- dbcheck: the audit of a PostgreSQL alias --------------------------------------------------
 
 
+def assert_no_mysql_words(report: str) -> None:
+    """No MySQL error, variable or backend in advice for a PostgreSQL alias."""
+    for word in ("2006", "1226", "2013", "max_user_connections", "wait_timeout", "backends.mysql"):
+        assert word not in report, word
+
+
 def audit_ids(alias: str) -> list[str]:
     out, err, _ = command(
         "dbcheck", "--database", alias, "--format", "json", "--fail-level", "info"
@@ -250,6 +256,8 @@ def test_dbcheck_conn_max_age_against_idle_session_timeout(
         out, _, code = command("dbcheck", "--database", pg)
         assert code == 1
         assert f"CONN_MAX_AGE'] = {age} but the server closes connections idle for 300 s" in out
+        assert "idle-session timeout" in out
+        assert_no_mysql_words(out)
 
 
 @pytest.mark.parametrize(
@@ -265,6 +273,8 @@ def test_dbcheck_budget_against_the_role_cap(
         out, _, _ = command("dbcheck", "--database", pg)
         assert "may hold 3 connections, but the site can open 4 at once" in out
         assert "PostgreSQL" in out.splitlines()[0]
+        assert "'too many connections for role'" in out
+        assert_no_mysql_words(out)
     assert pg_wait_for_pids(pg_admin, []) == []  # the audit closed what it opened
 
 

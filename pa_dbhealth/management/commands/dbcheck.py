@@ -12,6 +12,8 @@ from pa_dbhealth.audit import AliasAudit, audit_alias, site_findings
 from pa_dbhealth.findings import Finding, Level
 
 LEVELS = {level.label: level for level in Level}
+# What each server calls the timeout after which it drops an idle connection.
+IDLE_TIMEOUT_NAMES = {"mysql": "wait_timeout", "postgresql": "idle_session_timeout"}
 
 
 class Command(BaseCommand):
@@ -93,7 +95,7 @@ class Command(BaseCommand):
         timeouts = [
             f"{name} {server[key]} s"
             for key, name in (
-                ("wait_timeout", "wait_timeout"),
+                ("wait_timeout", IDLE_TIMEOUT_NAMES.get(report.vendor, "idle timeout")),
                 ("interactive_timeout", "interactive_timeout"),
                 ("net_read_timeout", "net_read_timeout"),
                 ("idle_in_transaction_timeout", "idle_in_transaction_session_timeout"),
