@@ -20,7 +20,7 @@ from pa_dbhealth.errors import Classified, classify
 T = TypeVar("T")
 
 FIRST_DELAY = 0.005  # seconds before the first retry (upper bound of its jitter)
-MAX_DELAY = 0.05  # no single wait is longer than this
+MAX_DELAY = 0.02  # no single wait is longer than this
 FACTOR = 2.0
 
 OnRetry = Callable[[Classified, int, float], None]
