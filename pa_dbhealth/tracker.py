@@ -50,6 +50,8 @@ class _ThreadState(threading.local):
 
 
 _local = _ThreadState()
+# Under the autoreloader (runserver) Django runs the command in a thread of this name.
+AUTORELOAD_THREAD = "django-main-thread"
 # Threads expected to hold connections: they served a request or use the hygiene tools.
 _holders: weakref.WeakSet[threading.Thread] = weakref.WeakSet()
 
@@ -138,7 +140,11 @@ class _Record:
         thread = self.thread()
         if thread is None or not thread.is_alive():
             return False
-        return thread is threading.main_thread() or thread in _holders
+        return (
+            thread is threading.main_thread()
+            or thread.name == AUTORELOAD_THREAD
+            or thread in _holders
+        )
 
     def snapshot(self) -> TrackedConnection:
         wrapper = self.wrapper()

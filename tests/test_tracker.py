@@ -140,6 +140,14 @@ def test_a_thread_that_serves_requests_is_not_a_leak() -> None:
 
 
 @mysql
+def test_runservers_command_thread_is_not_a_leak() -> None:
+    # Under the autoreloader, runserver's checks and migration check run in this thread.
+    with Holder(tracker.AUTORELOAD_THREAD):
+        (held,) = _by_thread(tracker.AUTORELOAD_THREAD)
+        assert not held.probable_leak
+
+
+@mysql
 def test_a_connection_opened_at_import_time_is_a_probable_leak(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
