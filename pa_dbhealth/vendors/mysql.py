@@ -63,20 +63,7 @@ def account_snapshot(connection: BaseDatabaseWrapper) -> AccountSnapshot:
     with connection.cursor() as cursor:
         cursor.execute(SNAPSHOT_SQL)
         rows = cursor.fetchall()
-    connections = [
-        AccountConnection(
-            id=int(row[0]),
-            user=str(row[1]),
-            host=str(row[2] or ""),
-            db=row[3],
-            command=str(row[4]),
-            state=str(row[5] or ""),
-            seconds=int(row[6] or 0),
-            idle=row[4] == "Sleep",
-            this_connection=bool(row[7]),
-        )
-        for row in rows
-    ]
+    connections = [AccountConnection.from_row(row, idle_command="Sleep") for row in rows]
     # The probe's own connection is always listed, so rows is never empty.
     first = rows[0]
     return AccountSnapshot(

@@ -68,20 +68,7 @@ def account_snapshot(connection: BaseDatabaseWrapper) -> AccountSnapshot:
     with connection.cursor() as cursor:
         cursor.execute(SNAPSHOT_SQL)
         rows = cursor.fetchall()
-    connections = [
-        AccountConnection(
-            id=int(row[0]),
-            user=str(row[1]),
-            host=str(row[2]),
-            db=row[3],
-            command=str(row[4]),
-            state=str(row[5]),
-            seconds=int(row[6] or 0),
-            idle=row[4] == "idle",
-            this_connection=bool(row[7]),
-        )
-        for row in rows
-    ]
+    connections = [AccountConnection.from_row(row, idle_command="idle") for row in rows]
     first = rows[0]
     return AccountSnapshot(
         account_limit=_limit(first[8]), wait_timeout=_seconds(first[9]), connections=connections

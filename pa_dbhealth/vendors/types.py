@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -45,6 +46,22 @@ class AccountConnection:
     seconds: int  # seconds in the current command/state
     idle: bool  # waiting for the client, outside a transaction: "Sleep" / "idle"
     this_connection: bool  # the connection the probe itself ran on
+
+    @classmethod
+    def from_row(cls, row: Sequence[Any], *, idle_command: str) -> AccountConnection:
+        """From a vendor's row ``(id, user, host, db, command, state, seconds, is this one)``;
+        ``idle_command`` is what the server calls a connection waiting for its client."""
+        return cls(
+            id=int(row[0]),
+            user=str(row[1]),
+            host=str(row[2] or ""),
+            db=row[3],
+            command=str(row[4]),
+            state=str(row[5] or ""),
+            seconds=int(row[6] or 0),
+            idle=row[4] == idle_command,
+            this_connection=bool(row[7]),
+        )
 
     @property
     def idle_seconds(self) -> int:
