@@ -213,3 +213,38 @@ def test_a_streaming_body_keeps_the_request_connection() -> None:
     first, second = b"".join(response.streaming_content).decode().split(",")
     assert first == second
     response.close()
+
+
+@pytest.fixture
+def quota_alias(server: Any, admin: Any) -> Iterator[str]:
+    """An alias for an account whose hourly query quota is one query."""
+    admin.execute(
+        "CREATE USER 'quota'@'%' IDENTIFIED BY 'quota-password' WITH MAX_QUERIES_PER_HOUR 1"
+    )
+    admin.execute("GRANT ALL PRIVILEGES ON `app`.* TO 'quota'@'%'")
+    alias = "quota"
+    settings_dict = {**server.database_settings(), "USER": "quota", "PASSWORD": "quota-password"}
+    configured = connections.configure_settings(
+        {"default": dict(connections.settings["default"]), alias: settings_dict}
+    )
+    connections.settings[alias] = configured[alias]
+    yield alias
+    connections[alias].close()
+    del connections[alias]
+    del connections.settings[alias]
+    admin.execute("DROP USER 'quota'@'%'")
+
+
+@pytest.mark.usefixtures("unblocked_db")
+@urls
+def test_an_hourly_quota_answers_503_saying_waiting_will_not_help(
+    quota_alias: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    with caplog.at_level(logging.ERROR, logger="pa_dbhealth.middleware"):
+        response = Client().get(f"/select-one-on/{quota_alias}/")
+    assert response.status_code == 503
+    assert response["Retry-After"] == str(middleware.QUOTA_RETRY_AFTER)
+    assert b"hourly quota max_queries_per_hour is used up" in response.content
+    assert b"will not help" in response.content
+    (report,) = [r.getMessage() for r in caplog.records if r.name == "pa_dbhealth.middleware"]
+    assert f"Database {quota_alias!r}: the hourly quota max_queries_per_hour is used up" in report

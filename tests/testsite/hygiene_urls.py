@@ -46,7 +46,14 @@ def streaming(request: HttpRequest) -> StreamingHttpResponse:
     return StreamingHttpResponse(body())
 
 
+def select_one_on(request: HttpRequest, alias: str) -> HttpResponse:
+    with connections[alias].cursor() as cursor:
+        cursor.execute("SELECT 1")
+        return HttpResponse(str(cursor.fetchone()[0]))
+
+
 urlpatterns = [
+    path("select-one-on/<str:alias>/", select_one_on),
     path("streaming/", streaming),
     path("no-database/", no_database),
     path("select-one/", select_one),
