@@ -16,6 +16,7 @@ from typing import Any
 
 from asgiref.sync import iscoroutinefunction, markcoroutinefunction, sync_to_async
 from django.db import DEFAULT_DB_ALIAS, DatabaseError, connections
+from django.db.backends.base.base import BaseDatabaseWrapper
 from django.http import HttpRequest, HttpResponse
 
 from pa_dbhealth import hygiene, tracker, vendors
@@ -93,15 +94,33 @@ class ConnectionHygieneMiddleware:
             close_lost_connections(found)
             return None
         if found.kind.is_cap or found.kind is Kind.HOURLY_QUOTA:
-            alias = failing_alias()
+            alias = failing_alias(exception)
             if snapshot_throttle.ready():
                 logger.error("%s", cap_report(found, alias))
             return cap_response(found)
         return None
 
 
-def failing_alias() -> str:
-    """The alias of the request thread's connection that just failed (Django marks it)."""
+def failing_alias(exception: BaseException) -> str:
+    """The alias of the connection that raised ``exception``.
+
+    Django's connection wrapper is on the exception's traceback (``ensure_connection``, the
+    cursor, its error wrapper): the innermost one is taken. A connection's
+    ``errors_occurred`` flag is only the fallback: it stays set on an alias whose connect
+    failed earlier until it connects again, so it can name an older failure.
+    """
+    alias = None
+    frame = exception.__traceback__
+    while frame is not None:
+        owner = frame.tb_frame.f_locals.get("self")
+        wrapper = (
+            owner if isinstance(owner, BaseDatabaseWrapper) else getattr(owner, "wrapper", None)
+        )
+        if isinstance(wrapper, BaseDatabaseWrapper):
+            alias = str(wrapper.alias)
+        frame = frame.tb_next
+    if alias is not None:
+        return alias
     for connection in connections.all(initialized_only=True):
         if connection.errors_occurred:
             return str(connection.alias)

@@ -240,6 +240,11 @@ def quota_alias(server: Any, admin: Any) -> Iterator[str]:
 def test_an_hourly_quota_answers_503_saying_waiting_will_not_help(
     quota_alias: str, caplog: pytest.LogCaptureFixture
 ) -> None:
+    # An older failure on another alias stays flagged on its connection: the log must
+    # still name the alias that failed now.
+    with pytest.raises(OperationalError):
+        connections["unreachable"].ensure_connection()
+    assert connections["unreachable"].errors_occurred
     with caplog.at_level(logging.ERROR, logger="pa_dbhealth.middleware"):
         response = Client().get(f"/select-one-on/{quota_alias}/")
     assert response.status_code == 503
