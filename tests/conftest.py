@@ -142,6 +142,24 @@ def account_ids(admin: Any) -> Callable[[], list[int]]:
     return lambda: account_connection_ids(admin)
 
 
+@pytest.fixture
+def settled_ids(admin: Any) -> Callable[[Callable[[list[int]], bool]], list[int]]:
+    """The account's connection ids once ``settled(ids)`` holds, or after 5 s.
+
+    A client's close only sends COM_QUIT: the server lists the connection until its thread
+    has read it, so a check right after a close must give the server that instant."""
+
+    def wait(settled: Callable[[list[int]], bool], timeout: float = 5.0) -> list[int]:
+        deadline = time.monotonic() + timeout
+        ids = account_connection_ids(admin)
+        while not settled(ids) and time.monotonic() < deadline:
+            time.sleep(0.01)
+            ids = account_connection_ids(admin)
+        return ids
+
+    return wait
+
+
 def expect_installed() -> bool:
     return os.environ.get("PA_DBHEALTH_EXPECT_INSTALLED") == "1"
 

@@ -38,7 +38,7 @@ def run_json(*args: str) -> dict[str, Any]:
 
 
 @mysql
-def test_json_lists_every_connection_of_the_account(raw_connections: Any, account_ids: Any) -> None:
+def test_json_lists_every_connection_of_the_account(raw_connections: Any, settled_ids: Any) -> None:
     connections["default"].close()
     raws = raw_connections(2)
     time.sleep(1.1)
@@ -64,7 +64,8 @@ def test_json_lists_every_connection_of_the_account(raw_connections: Any, accoun
             assert row["command"] == "Sleep" and row["idle_seconds"] >= 1
             assert row["db"] == "app"
     # It looked with a connection of its own and closed it again.
-    assert sorted(account_ids()) == sorted(r.thread_id() for r in raws)
+    expected = sorted(r.thread_id() for r in raws)
+    assert settled_ids(lambda ids: sorted(ids) == expected) == expected
 
 
 @mysql
@@ -83,17 +84,9 @@ def test_text_table(raw_connections: Any) -> None:
     assert "1 active, 1 sleeping; the server drops connections idle for 300 s" in out
 
 
-def gone_from_the_server(account_ids: Any, expected: list[int]) -> bool:
-    """KILL returns before the killed thread has left the process list: wait a moment."""
-    deadline = time.monotonic() + 5
-    while sorted(account_ids()) != sorted(expected) and time.monotonic() < deadline:
-        time.sleep(0.05)
-    return sorted(account_ids()) == sorted(expected)
-
-
 @mysql
 def test_kill_idle_kills_exactly_the_idle_connections_of_the_account(
-    raw_connections: Any, account_ids: Any, admin: Any
+    raw_connections: Any, settled_ids: Any, admin: Any
 ) -> None:
     connection = connections["default"]
     connection.ensure_connection()  # the command's own, open before it starts
@@ -108,7 +101,8 @@ def test_kill_idle_kills_exactly_the_idle_connections_of_the_account(
     assert f"killed: {old.thread_id()}" in out
     (marked,) = [line for line in out.splitlines() if line.endswith("<- killed")]
     assert marked.split()[0] == str(old.thread_id())
-    assert gone_from_the_server(account_ids, [own, young.thread_id()])
+    expected = sorted([own, young.thread_id()])
+    assert sorted(settled_ids(lambda ids: sorted(ids) == expected)) == expected
     admin.execute("SELECT CONNECTION_ID()")  # the other account's connection still works
     assert admin.fetchone()[0] == admin_id
     assert connection.connection.thread_id() == own  # left open: the command did not open it
@@ -117,17 +111,17 @@ def test_kill_idle_kills_exactly_the_idle_connections_of_the_account(
 
 
 @mysql
-def test_kill_idle_0_never_kills_its_own(raw_connections: Any, account_ids: Any) -> None:
+def test_kill_idle_0_never_kills_its_own(raw_connections: Any, settled_ids: Any) -> None:
     connections["default"].ensure_connection()
     own = connections["default"].connection.thread_id()
     raws = raw_connections(2)
     result = run_json("--kill-idle", "0")
     assert sorted(result["killed"]) == sorted(r.thread_id() for r in raws)
-    assert gone_from_the_server(account_ids, [own])
+    assert settled_ids(lambda ids: ids == [own]) == [own]
 
 
 @mysql
-def test_dry_run_kills_nothing(raw_connections: Any, account_ids: Any) -> None:
+def test_dry_run_kills_nothing(raw_connections: Any, account_ids: Any, settled_ids: Any) -> None:
     connections["default"].close()
     raws = raw_connections(2)
     time.sleep(1.1)
@@ -137,7 +131,7 @@ def test_dry_run_kills_nothing(raw_connections: Any, account_ids: Any) -> None:
     ids = ", ".join(str(i) for i in sorted(r.thread_id() for r in raws))
     assert f"would kill (dry run): {ids}" in out
     assert "killed:" not in out
-    assert account_ids() == before
+    assert settled_ids(lambda ids: ids == before) == before
     assert sorted(run_json("--kill-idle", "1", "--dry-run")["would_kill"]) == before
 
 
