@@ -60,6 +60,7 @@ def connect_with_retry(
     on_giveup: OnGiveUp | None = None,
     first_delay: float | None = None,
     max_delay: float | None = None,
+    wait: Callable[[float], T | None] | None = None,
 ) -> T:
     """Call ``connect()``; while it fails because connections are used up, wait and retry.
 
@@ -69,6 +70,8 @@ def connect_with_retry(
     the last error is re-raised unchanged. A wait never runs past the deadline; the last
     attempt is made at it. Any error that is not a cap is raised at once, without a callback.
     ``first_delay`` and ``max_delay`` default to :data:`FIRST_DELAY` and :data:`MAX_DELAY`.
+    ``wait(delay)`` does the waiting (default: sleep); when it returns a connection instead
+    of None (one handed over by another thread), that connection is returned at once.
     Inside :func:`single_attempt` the budget is 0.
     """
     first = FIRST_DELAY if first_delay is None else first_delay
@@ -92,4 +95,9 @@ def connect_with_retry(
             delay = min(backoff(attempt, first=first, cap=cap), deadline - now)
             if on_retry is not None:
                 on_retry(classified, attempt, delay)
-        time.sleep(delay)
+        if wait is None:
+            time.sleep(delay)
+            continue
+        handed = wait(delay)
+        if handed is not None:
+            return handed
