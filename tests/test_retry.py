@@ -93,3 +93,16 @@ def test_backoff_grows_to_its_cap_with_jitter() -> None:
     assert len(set(firsts)) > 100  # jittered: callers do not retry in lockstep
     assert all(2 * FIRST_DELAY / 2 <= backoff(2) <= 2 * FIRST_DELAY for _ in range(50))
     assert all(MAX_DELAY / 2 <= backoff(30) <= MAX_DELAY for _ in range(50))
+
+
+def test_a_connection_handed_over_during_a_wait_ends_the_retries() -> None:
+    connect, calls = failing(100, CAP)
+    waits: list[float] = []
+
+    def wait(delay: float) -> str | None:
+        waits.append(delay)
+        return "handed over" if len(waits) == 3 else None  # the first two waits end empty
+
+    assert connect_with_retry(connect, budget=5, wait=wait) == "handed over"
+    assert len(calls) == 3  # an attempt after each empty wait, none after the handoff
+    assert all(0 < delay <= MAX_DELAY for delay in waits)
