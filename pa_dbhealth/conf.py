@@ -68,6 +68,10 @@ def _token(value: Any) -> str | None:
     return None
 
 
+def _bool(value: Any) -> str | None:
+    return None if isinstance(value, bool) else "must be True or False"
+
+
 def _optional_bool(value: Any) -> str | None:
     if value is None or isinstance(value, bool):
         return None
@@ -123,6 +127,11 @@ OPTIONS: dict[str, Option] = {
         5.0,
         _number_at_least(0),
         "Seconds a connect refused by the connection cap keeps being retried.",
+    ),
+    "HANDOFF": Option(
+        True,
+        _bool,
+        "Hand a connection that is done to a thread of the same process waiting for the cap.",
     ),
     "TRACK_ORIGINS": Option(
         None,
@@ -196,6 +205,7 @@ class DBHealthSettings:
     HEALTH_TOKEN: str | None
     HEALTH_CONNECT_TIMEOUT: float
     CONNECT_RETRY: float
+    HANDOFF: bool
     TRACK_ORIGINS: bool | None
 
     @property

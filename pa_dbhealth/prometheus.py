@@ -45,6 +45,11 @@ PROCESS_METRICS = {
         "counter",
         "Connects given up after the CONNECT_RETRY budget.",
     ),
+    "connect_handoffs": (
+        "pa_dbhealth_connect_handoffs_total",
+        "counter",
+        "Connections handed from a thread done with one to a thread waiting for the cap.",
+    ),
 }
 
 

@@ -37,7 +37,14 @@ _USED = "_pa_dbhealth_used"  # time.monotonic() of the end of the wrapper's last
 _WRAPPED = "_pa_dbhealth_wrapped"  # the execute wrapper is installed
 
 _lock = threading.Lock()
-_counts = {"opened": 0, "closed": 0, "leaks": 0, "connect_retries": 0, "connect_giveups": 0}
+_counts = {
+    "opened": 0,
+    "closed": 0,
+    "leaks": 0,
+    "connect_retries": 0,
+    "connect_giveups": 0,
+    "connect_handoffs": 0,
+}
 _next_token = 0
 _records: dict[int, _Record] = {}
 
@@ -334,7 +341,9 @@ def open_connections() -> list[TrackedConnection]:
 
 def figures() -> dict[str, int]:
     """Process-wide counts since start: opened, closed, open now, probable leaks reported,
-    connects retried and given up by the retrying backend."""
+    connects retried and given up by the retrying backend, and connections it handed from a
+    thread done with one to a thread waiting for the cap (each also counts as a close and an
+    opening: the wrapper that receives it sees it open)."""
     still_open = _sweep()
     with _lock:
         counts = dict(_counts)
@@ -345,6 +354,7 @@ def figures() -> dict[str, int]:
         "leaks": counts["leaks"],
         "connect_retries": counts["connect_retries"],
         "connect_giveups": counts["connect_giveups"],
+        "connect_handoffs": counts["connect_handoffs"],
     }
 
 
@@ -358,6 +368,12 @@ def note_connect_giveup(alias: str) -> None:
     """The retrying backend gave up on a connect refused by the cap."""
     with _lock:
         _counts["connect_giveups"] += 1
+
+
+def note_handoff(alias: str) -> None:
+    """The retrying backend handed a connection to a thread waiting for the cap."""
+    with _lock:
+        _counts["connect_handoffs"] += 1
 
 
 def install() -> None:

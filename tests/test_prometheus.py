@@ -75,6 +75,7 @@ def test_full_metrics_match_the_server(client: Client, token: str, raw_connectio
         "pa_dbhealth_connection_leaks",
         "pa_dbhealth_connect_retries",
         "pa_dbhealth_connect_giveups",
+        "pa_dbhealth_connect_handoffs",
     ):
         kind, samples = families[name]
         assert kind == "counter"

@@ -62,17 +62,20 @@ def test_figures_has_the_agreed_keys() -> None:
         "leaks",
         "connect_retries",
         "connect_giveups",
+        "connect_handoffs",
     }
 
 
-def test_connect_retries_and_giveups_are_counted() -> None:
+def test_connect_retries_giveups_and_handoffs_are_counted() -> None:
     before = tracker.figures()
     tracker.note_connect_retry("default")
     tracker.note_connect_retry("default")
     tracker.note_connect_giveup("default")
+    tracker.note_handoff("default")
     after = tracker.figures()
     assert after["connect_retries"] == before["connect_retries"] + 2
     assert after["connect_giveups"] == before["connect_giveups"] + 1
+    assert after["connect_handoffs"] == before["connect_handoffs"] + 1
 
 
 @mysql

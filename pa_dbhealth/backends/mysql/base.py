@@ -6,17 +6,24 @@ account's ``max_user_connections`` (1226), the server-wide one (1203) or a full 
 (1040) is retried with jittered backoff for ``PA_DBHEALTH["CONNECT_RETRY"]`` seconds;
 then the last error is raised as Django would raise it. Hourly quotas (also 1226), a wrong
 password, an unknown database and an unreachable server are raised at once.
+
+While a thread waits between attempts, another thread of the same process that closes its
+connection to the same database, outside any transaction and without errors, hands it over
+instead (:mod:`pa_dbhealth.handoff`): the waiting thread skips the rest of its wait and the
+connect. It gets the connection as Django reuses a persistent one (``CONN_MAX_AGE`` > 0),
+session state included. ``PA_DBHEALTH["HANDOFF"] = False`` turns this off.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from typing import Any
 
 from django.db.backends.mysql import base as mysql_base
 from django.utils.asyncio import async_unsafe
 
-from pa_dbhealth import conf, tracker
+from pa_dbhealth import conf, handoff, tracker
 from pa_dbhealth.errors import Classified
 from pa_dbhealth.retry import connect_with_retry
 
@@ -24,6 +31,10 @@ logger = logging.getLogger("pa_dbhealth.backends.mysql")
 
 
 class DatabaseWrapper(mysql_base.DatabaseWrapper):
+    # What the open connection was made with, and how many times it was handed over.
+    _pa_dbhealth_opened_with: tuple[dict[str, Any], str | None] | None = None
+    _pa_dbhealth_handoffs = 0
+
     def get_connection_params(self) -> dict[str, Any]:
         params: dict[str, Any] = super().get_connection_params()
         # Connect in the autocommit mode Django will set anyway: MySQLdb would otherwise
@@ -56,9 +67,65 @@ class DatabaseWrapper(mysql_base.DatabaseWrapper):
                 classified.short,
             )
 
-        return connect_with_retry(
+        waiting_room = handoff.room(self.alias) if conf.get_settings().HANDOFF else None
+
+        def wait(delay: float) -> Any:
+            assert waiting_room is not None
+            handed = waiting_room.wait(delay)
+            if handed is None:
+                return None
+            if handed.opened_with != (conn_params, self.isolation_level):
+                logger.debug(
+                    "connection handed over for database %r had other settings", self.alias
+                )
+                self._discard(handed.raw)
+                return None
+            tracker.note_handoff(self.alias)
+            logger.debug(
+                "connect to database %r: took over a connection another thread was done with",
+                self.alias,
+            )
+            self._pa_dbhealth_handoffs = handed.handoffs
+            return handed.raw
+
+        self._pa_dbhealth_handoffs = 0
+        connection = connect_with_retry(
             lambda: parent(conn_params),
             budget=conf.get_settings().CONNECT_RETRY,
             on_retry=on_retry,
             on_giveup=on_giveup,
+            wait=wait if waiting_room is not None else None,
         )
+        self._pa_dbhealth_opened_with = (conn_params, self.isolation_level)
+        return connection
+
+    def init_connection_state(self) -> None:
+        # A connection handed over by another thread was set up when it was opened.
+        if not self._pa_dbhealth_handoffs:
+            super().init_connection_state()
+
+    def _close(self) -> None:
+        if self.connection is not None and self._may_hand_over():
+            handed = handoff.Handed(
+                self.connection, self._pa_dbhealth_opened_with, self._pa_dbhealth_handoffs + 1
+            )
+            if handoff.room(self.alias).offer(handed):
+                return
+        super()._close()  # type: ignore[misc]
+
+    def _may_hand_over(self) -> bool:
+        """A connection in a clean state, not handed over too often already, and allowed."""
+        return (
+            self._pa_dbhealth_opened_with is not None
+            and self._pa_dbhealth_handoffs < handoff.MAX_HANDOFFS
+            and not self.in_atomic_block
+            and not self.needs_rollback
+            and not self.errors_occurred
+            and self.autocommit
+            and conf.get_settings().HANDOFF
+        )
+
+    @staticmethod
+    def _discard(raw: Any) -> None:
+        with contextlib.suppress(Exception):  # closed all the same: it was not ours to use
+            raw.close()

@@ -1,0 +1,251 @@
+"""Handing a connection to a thread waiting for the cap, against the real capped server.
+
+The receiving thread is made to wait long between attempts (a slot freed by a real close
+is then only noticed at its deadline), so a prompt connect can only be a handoff and each
+test knows which connection it got from the server's own ids.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
+from django.db import connections, transaction
+from django.db.utils import DatabaseError
+from django.test import override_settings
+
+from pa_dbhealth import handoff, retry, tracker
+from pa_dbhealth.backends.mysql.base import DatabaseWrapper
+
+ALIAS = "handoff"
+
+pytestmark = pytest.mark.usefixtures("unblocked_db")
+
+
+@pytest.fixture
+def settings_of(server: Any) -> Callable[..., dict[str, Any]]:
+    def make(**overrides: Any) -> dict[str, Any]:
+        settings_dict = {**server.database_settings(engine="pa_dbhealth.backends.mysql")}
+        settings_dict.update(overrides)
+        return dict(connections.configure_settings({"default": settings_dict})["default"])
+
+    return make
+
+
+@pytest.fixture
+def slow_retries(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Waits of 20-30 s between attempts: only a handoff or the deadline ends one."""
+    monkeypatch.setattr(retry, "FIRST_DELAY", 30.0)
+    monkeypatch.setattr(retry, "MAX_DELAY", 30.0)
+
+
+class Receiver(threading.Thread):
+    """Connects in its own thread (connections belong to threads), reports what it got."""
+
+    def __init__(self, settings_dict: dict[str, Any]) -> None:
+        super().__init__(daemon=True)
+        self.settings_dict = settings_dict
+        self.got: int | None = None
+        self.waited = 0.0
+        self.error: BaseException | None = None
+        self.done_with = threading.Event()  # set by the test: close the connection now
+        self.wrapper: DatabaseWrapper | None = None
+
+    def run(self) -> None:
+        wrapper = DatabaseWrapper(self.settings_dict, alias=ALIAS)
+        self.wrapper = wrapper
+        try:
+            started = time.monotonic()
+            wrapper.ensure_connection()
+            self.waited = time.monotonic() - started
+            with wrapper.cursor() as cursor:
+                cursor.execute("SELECT CONNECTION_ID()")
+                self.got = int(cursor.fetchone()[0])
+            self.done_with.wait(10)
+        except BaseException as exc:  # reported to the test thread
+            self.error = exc
+        finally:
+            wrapper.close()
+
+    def result(self) -> int:
+        self.done_with.set()
+        self.join(15)
+        assert not self.is_alive()
+        if self.error is not None:
+            raise self.error
+        assert self.got is not None
+        return self.got
+
+
+def start_waiting(receiver: Receiver) -> Receiver:
+    """Start ``receiver`` and return once it waits in the room (its connect was refused)."""
+    receiver.start()
+    deadline = time.monotonic() + 5
+    while handoff.room(ALIAS).waiting < 1:
+        assert time.monotonic() < deadline, "the receiver never waited for the cap"
+        time.sleep(0.005)
+    return receiver
+
+
+@pytest.fixture
+def giver(settings_of: Callable[..., dict[str, Any]]) -> Iterator[DatabaseWrapper]:
+    """A connected wrapper of this thread, the one to hand its connection over."""
+    wrapper = DatabaseWrapper(settings_of(), alias=ALIAS)
+    connections[ALIAS] = wrapper  # so that transaction.atomic(using=ALIAS) finds it
+    wrapper.ensure_connection()
+    yield wrapper
+    wrapper.close()
+    del connections[ALIAS]
+
+
+def handoffs() -> int:
+    return int(tracker.figures()["connect_handoffs"])
+
+
+def given_id(wrapper: DatabaseWrapper) -> int:
+    return int(wrapper.connection.thread_id())
+
+
+@pytest.mark.usefixtures("slow_retries")
+def test_a_closed_connection_goes_to_the_waiting_thread(
+    giver: DatabaseWrapper,
+    settings_of: Callable[..., dict[str, Any]],
+    raw_connections: Any,
+    settled_ids: Callable[[Callable[[list[int]], bool]], list[int]],
+) -> None:
+    raw_connections(2)  # with the giver's, the cap of 3 is full
+    before, given = handoffs(), given_id(giver)
+    receiver = start_waiting(Receiver(settings_of()))
+    giver.close()
+
+    assert receiver.result() == given  # the same server connection, not a new one
+    assert receiver.waited < 5  # woken by the handoff, long before its next attempt
+    assert giver.connection is None
+    assert handoffs() == before + 1
+    assert given not in settled_ids(
+        lambda ids: given not in ids
+    )  # the receiver's close was a real one: nobody waited
+    assert handoff.room(ALIAS).waiting == 0
+
+
+@pytest.mark.usefixtures("slow_retries")
+@pytest.mark.parametrize(
+    "state", ["atomic block", "error occurred", "turned off"], ids=lambda state: state
+)
+def test_a_connection_not_fit_to_pass_on_is_closed(
+    state: str,
+    giver: DatabaseWrapper,
+    settings_of: Callable[..., dict[str, Any]],
+    raw_connections: Any,
+    settled_ids: Callable[[Callable[[list[int]], bool]], list[int]],
+) -> None:
+    raw_connections(2)
+    before, given = handoffs(), given_id(giver)
+    with override_settings(PA_DBHEALTH={"CONNECT_RETRY": 1.0}):
+        receiver = start_waiting(Receiver(settings_of()))
+    if state == "atomic block":
+        with transaction.atomic(using=ALIAS):
+            giver.close()
+            assert given not in settled_ids(
+                lambda ids: given not in ids
+            )  # closed, not handed into someone's block
+    else:
+        if state == "error occurred":
+            with pytest.raises(DatabaseError), giver.cursor() as cursor:
+                cursor.execute("SELECT * FROM no_such_table")
+        # Turned off after the receiver started waiting: the closing side checks it too.
+        with override_settings(PA_DBHEALTH={"HANDOFF": state != "turned off"}):
+            giver.close()
+        assert given not in settled_ids(lambda ids: given not in ids)
+
+    got = receiver.result()  # at its deadline, into the slot the real close freed
+    assert got != given
+    assert receiver.waited >= 0.9
+    assert handoffs() == before
+
+
+def test_a_connection_is_passed_on_at_most_max_handoffs_times(
+    monkeypatch: pytest.MonkeyPatch,
+    giver: DatabaseWrapper,
+    settings_of: Callable[..., dict[str, Any]],
+    raw_connections: Any,
+    settled_ids: Callable[[Callable[[list[int]], bool]], list[int]],
+) -> None:
+    monkeypatch.setattr(retry, "FIRST_DELAY", 30.0)
+    monkeypatch.setattr(retry, "MAX_DELAY", 30.0)
+    monkeypatch.setattr(handoff, "MAX_HANDOFFS", 1)
+    raw_connections(2)
+    given = given_id(giver)
+    first = start_waiting(Receiver(settings_of()))
+    giver.close()
+    deadline = time.monotonic() + 5
+    while first.got is None:  # the first receiver has it and uses it
+        assert time.monotonic() < deadline
+        time.sleep(0.005)
+    assert first.got == given
+    with override_settings(PA_DBHEALTH={"CONNECT_RETRY": 1.0}):
+        second = start_waiting(Receiver(settings_of()))
+    assert first.result() == given  # it closes: handed over once already, so for real
+    assert given not in settled_ids(lambda ids: given not in ids)
+    assert second.result() != given
+
+
+def test_a_waiter_with_other_settings_does_not_use_it(
+    giver: DatabaseWrapper,
+    settings_of: Callable[..., dict[str, Any]],
+    raw_connections: Any,
+    settled_ids: Callable[[Callable[[list[int]], bool]], list[int]],
+    slow_retries: None,
+) -> None:
+    raw_connections(2)
+    given = given_id(giver)
+    other = settings_of(OPTIONS={"init_command": "SET @pa_dbhealth_test = 1"})
+    receiver = start_waiting(Receiver(other))
+    giver.close()
+
+    got = receiver.result()
+    # It closed the one handed to it, which freed the slot, and connected at once.
+    assert got != given
+    assert receiver.waited < 5
+    assert given not in settled_ids(lambda ids: given not in ids)
+
+
+def test_nothing_handed_in_is_left_behind() -> None:
+    """Many waiters with short waits, many offers: each offer taken is taken once."""
+    room = handoff.WaitingRoom()
+    taken: list[Any] = []
+    offered: list[Any] = []
+    lock = threading.Lock()
+    stop = time.monotonic() + 0.5
+
+    def wait() -> None:
+        while time.monotonic() < stop:
+            got = room.wait(0.001)
+            if got is not None:
+                with lock:
+                    taken.append(got.raw)
+
+    def offer(base: int) -> None:
+        n = 0
+        while time.monotonic() < stop:
+            n += 1
+            item = handoff.Handed(raw=(base, n), opened_with=None, handoffs=1)
+            if room.offer(item):
+                with lock:
+                    offered.append(item.raw)
+
+    threads = [threading.Thread(target=wait) for _ in range(4)]
+    threads += [threading.Thread(target=offer, args=(i,)) for i in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+
+    assert offered  # the test did exercise handoffs
+    assert sorted(taken) == sorted(offered)
+    assert room.wait(0) is None
+    assert room.waiting == 0
+    assert not room.offer(handoff.Handed(raw=None, opened_with=None, handoffs=1))
