@@ -24,6 +24,7 @@ def test_missing_setting_means_defaults() -> None:
         assert values.WORKERS is None
         assert values.HEALTH_TOKEN is None
         assert values.CONNECT_RETRY == 5.0
+        assert values.HANDOFF is True
         assert conf.problems() == []
 
 
@@ -73,6 +74,8 @@ def test_unknown_key_without_match_lists_known_keys() -> None:
         ("HEALTH_CONNECT_TIMEOUT", 0, 0.5),
         ("CONNECT_RETRY", -0.1, 0),
         ("CONNECT_RETRY", "5", 2.5),
+        ("HANDOFF", "no", False),
+        ("HANDOFF", None, True),
         ("TRACK_ORIGINS", "yes", True),
     ],
 )
