@@ -72,6 +72,7 @@ class Result:
     errors_1226: int
     retries: int
     giveups: int
+    handoffs: int
 
     @property
     def ok_per_second(self) -> float:
@@ -212,8 +213,8 @@ class Sampler(threading.Thread):
         self.conn.close()
 
 
-def log_counts(log: Path, offset: int) -> tuple[int, int, int]:
-    """(requests failed with 1226, connect retries, give-ups) logged after ``offset``."""
+def log_counts(log: Path, offset: int) -> tuple[int, int, int, int]:
+    """(requests failed with 1226, connect retries, give-ups, handoffs) logged after ``offset``."""
     with log.open("rb") as f:
         f.seek(offset)
         text = f.read().decode(errors="replace")
@@ -221,6 +222,7 @@ def log_counts(log: Path, offset: int) -> tuple[int, int, int]:
         len(re.findall(r"^django\.request .*\(1226, ", text, re.MULTILINE)),
         len(re.findall(r"^pa_dbhealth\.backends\.mysql connect .* refused", text, re.MULTILINE)),
         len(re.findall(r"^pa_dbhealth\.backends\.mysql gave up", text, re.MULTILINE)),
+        len(re.findall(r"^pa_dbhealth\.backends\.mysql .*: took over", text, re.MULTILINE)),
     )
 
 
@@ -239,7 +241,7 @@ def run_config(config: Config, info: sandbox.SandboxInfo, args: Any, work: Path)
         sampler.halt.set()
         server.stop()
         sampler.close()
-    errors_1226, retries, giveups = log_counts(log, offset)
+    errors_1226, retries, giveups, handoffs = log_counts(log, offset)
     with contextlib.closing(Sampler(info)) as after:
         after.wait_empty()
     return Result(
@@ -255,6 +257,7 @@ def run_config(config: Config, info: sandbox.SandboxInfo, args: Any, work: Path)
         errors_1226=errors_1226,
         retries=retries,
         giveups=giveups,
+        handoffs=handoffs,
     )
 
 
@@ -309,16 +312,16 @@ def table(results: list[Result], hold: float) -> str:
     bound = LIMIT / hold
     rows = [
         "| configuration | 2xx/s | p50 ms | p99 ms | non-2xx | 1226 errors "
-        "| retries | give-ups | most held | mean held | held/request ms | limit 3/hold "
-        "| of limit |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "| retries | give-ups | handoffs | most held | mean held | held/request ms "
+        "| limit 3/hold | of limit |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for r in results:
         rows.append(
             f"| {r.config.name} | {r.ok_per_second:.1f} | {r.p50_ms:.1f} | {r.p99_ms:.1f} "
             f"| {r.non_2xx + r.socket_errors} | {r.errors_1226} | {r.retries} | {r.giveups} "
-            f"| {r.max_held} | {r.mean_held:.2f} | {r.held_per_request_ms:.1f} | {bound:.0f}/s "
-            f"| {r.ok_per_second / bound:.0%} |"
+            f"| {r.handoffs} | {r.max_held} | {r.mean_held:.2f} | {r.held_per_request_ms:.1f} "
+            f"| {bound:.0f}/s | {r.ok_per_second / bound:.0%} |"
         )
     return "\n".join(rows)
 
