@@ -5,14 +5,24 @@ middleware (pa_dbhealth installed in both), alternating short blocks, and prints
 per request of each and their ratio. Not a test: run it on a quiet machine.
 
     .venv/bin/python bench/middleware_overhead.py [--requests 2000] [--rounds 101]
+    .venv/bin/python bench/middleware_overhead.py --instructions [--requests 1000]
+
+``--instructions`` counts machine instructions instead of timing (valgrind's callgrind,
+the same count on every run, whatever else the machine is doing): each side runs in its own
+process under callgrind, once with and once without the measured requests, and the
+difference divided by the number of requests is that side's cost per request.
 """
 
 from __future__ import annotations
 
 import argparse
 import io
+import os
 import platform
+import re
+import shutil
 import statistics
+import subprocess
 import sys
 import time
 from collections.abc import Callable
@@ -90,11 +100,63 @@ def cpu_model() -> str:
     return platform.processor() or "unknown"
 
 
+SIDES = {"plain": [], "hygiene": ["pa_dbhealth.middleware.ConnectionHygieneMiddleware"]}
+WARM_UP = 500
+
+
+def child(side: str, requests: int) -> None:
+    """One side's run under callgrind: set up, warm up, then ``requests`` requests."""
+    configure()
+    run = handler(SIDES[side])
+    for _ in range(WARM_UP + requests):
+        run()
+
+
+def instructions(side: str, requests: int) -> int:
+    """Instructions callgrind counts for the whole of ``child(side, requests)``."""
+    valgrind = shutil.which("valgrind")
+    if valgrind is None:
+        raise SystemExit("valgrind is not installed: `apt-get install valgrind`")
+    cmd = [valgrind, "--tool=callgrind", "--callgrind-out-file=/dev/null"]
+    cmd += [sys.executable, __file__, "--child", side, str(requests)]
+    env = {**os.environ, "PYTHONHASHSEED": "0"}  # the same dicts, the same probes
+    out = subprocess.run(cmd, capture_output=True, text=True, env=env, check=True)
+    match = re.search(r"Collected : (\d+)", out.stderr)
+    if not match:
+        raise SystemExit(f"no instruction count in callgrind's output:\n{out.stderr}")
+    return int(match.group(1))
+
+
+def count_instructions(requests: int) -> None:
+    per: dict[str, float] = {}
+    for side in SIDES:
+        base, loaded = instructions(side, 0), instructions(side, requests)
+        per[side] = (loaded - base) / requests
+    ratio = per["hygiene"] / per["plain"]
+    print(
+        f"machine: {cpu_model()}; Python {platform.python_version()}, Django {django.get_version()}"
+    )
+    print(f"instructions per request (callgrind, {requests} requests after {WARM_UP}):")
+    print(f"  plain Django:                {per['plain']:10.0f}")
+    print(f"  with the hygiene middleware: {per['hygiene']:10.0f}")
+    print(f"  ratio: {ratio:.4f} ({(ratio - 1) * 100:+.2f} %)")
+
+
 def main() -> None:
+    if len(sys.argv) == 4 and sys.argv[1] == "--child":
+        child(sys.argv[2], int(sys.argv[3]))
+        return
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--requests", type=int, default=2000, help="requests per block")
+    parser.add_argument("--requests", type=int, default=None, help="requests per block")
     parser.add_argument("--rounds", type=int, default=101, help="pairs of blocks")
+    parser.add_argument(
+        "--instructions", action="store_true", help="count instructions under valgrind"
+    )
     args = parser.parse_args()
+    if args.instructions:
+        count_instructions(args.requests or 1000)
+        return
+    args.requests = args.requests or 2000
     configure()
     plain = handler([])
     hygiene = handler(["pa_dbhealth.middleware.ConnectionHygieneMiddleware"])
