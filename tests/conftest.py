@@ -142,6 +142,20 @@ def account_ids(admin: Any) -> Callable[[], list[int]]:
     return lambda: account_connection_ids(admin)
 
 
+def wait_until_settled(admin: Any, allowed: Iterable[int] = (), timeout: float = 5.0) -> None:
+    """Wait until the account holds only the connections this process has open (as the
+    tracker knows them) and ``allowed``: a connection a client closed a moment ago is
+    still listed until the server has read its COM_QUIT, and a probe would count it."""
+    from pa_dbhealth import tracker
+
+    deadline = time.monotonic() + timeout
+    while True:
+        held = {c.vendor_id for c in tracker.open_connections()} | set(allowed)
+        if set(account_connection_ids(admin)) <= held or time.monotonic() > deadline:
+            return
+        time.sleep(0.01)
+
+
 @pytest.fixture
 def settled_ids(admin: Any) -> Callable[[Callable[[list[int]], bool]], list[int]]:
     """The account's connection ids once ``settled(ids)`` holds, or after 5 s.

@@ -10,6 +10,7 @@ from io import StringIO
 from typing import Any
 
 import pytest
+from conftest import wait_until_settled
 from django.core.management import call_command
 from django.core.management.base import CommandError
 from django.db import connections
@@ -337,7 +338,8 @@ def test_unknown_alias_and_bad_arguments_are_usage_errors() -> None:
 
 
 @mysql
-def test_text_report_header_has_the_server_facts(server: Any) -> None:
+def test_text_report_header_has_the_server_facts(server: Any, admin: Any) -> None:
+    wait_until_settled(admin)  # "1 open now": no closing connection of an earlier test
     out, _, _ = dbcheck("--database", "default")
     assert (
         f"default: {server.flavour} {server.version} at {server.host}:{server.port} as app@" in out

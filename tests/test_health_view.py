@@ -9,13 +9,13 @@ from http import HTTPStatus
 from typing import Any
 
 import pytest
-from conftest import account_connection_ids
+from conftest import account_connection_ids, wait_until_settled
 from django.contrib.auth.models import User
 from django.db import connections
 from django.test import Client, RequestFactory
 from django.urls import reverse
 
-from pa_dbhealth import health, sandbox, tracker, views
+from pa_dbhealth import health, sandbox, views
 from pa_dbhealth.vendors import AccountConnection, AccountSnapshot
 
 mysql = pytest.mark.django_db(transaction=True)
@@ -29,44 +29,28 @@ def token(settings: Any) -> str:
 
 
 class Settle:
-    """The server lists a connection until its thread has read the client's COM_QUIT, so a
-    probe right after a close can count it. Each test starts, and each request through
-    ``get`` ends, once the account holds only what this process still has open (and what
-    was there before the request)."""
+    """Each test starts, and each request through ``get`` ends, once the account holds only
+    what this process has open (and what it held before the request): see
+    ``wait_until_settled``."""
 
     admin: Any = None
-
-    @classmethod
-    def wait(cls, allowed: frozenset[int] = frozenset()) -> None:
-        if cls.admin is None:
-            return
-        deadline = time.monotonic() + 5
-        while time.monotonic() < deadline:
-            held = {c.vendor_id for c in tracker.open_connections()}
-            if set(account_connection_ids(cls.admin)) <= held | allowed:
-                return
-            time.sleep(0.01)
-
-    @classmethod
-    def ids(cls) -> frozenset[int]:
-        return (
-            frozenset(account_connection_ids(cls.admin)) if cls.admin is not None else frozenset()
-        )
 
 
 @pytest.fixture(autouse=True)
 def settled(admin: Any) -> Iterator[None]:
     Settle.admin = admin
-    Settle.wait()
+    wait_until_settled(admin)
     yield
     Settle.admin = None
 
 
 def get(client: Client, alias: str = "default", *, bearer: str | None = None, **extra: Any) -> Any:
     headers: dict[str, Any] = {"HTTP_AUTHORIZATION": f"Bearer {bearer}"} if bearer else {}
-    before = Settle.ids()
+    admin = Settle.admin
+    before = account_connection_ids(admin) if admin is not None else []
     response = client.get(f"/health/{alias}/", **headers, **extra)
-    Settle.wait(allowed=before)
+    if admin is not None:
+        wait_until_settled(admin, allowed=before)
     return response
 
 

@@ -4,6 +4,7 @@ lost connections, and no cost for a view that does not use the database."""
 from __future__ import annotations
 
 import logging
+import re
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -165,7 +166,8 @@ def test_the_log_lists_the_server_rows_when_this_thread_can_ask(
         response = Client().get("/second-connection/")
     assert response.status_code == 503
     (report,) = [r.getMessage() for r in caplog.records if r.name == "pa_dbhealth.middleware"]
-    assert "The account's connections on the server (3, cap 3):" in report
+    # 3, or 4 when the server still lists the refused connect, in state Connect.
+    assert re.search(r"The account's connections on the server \([34], cap 3\):", report)
     for conn in raw:
         assert f"id {conn.thread_id()} host " in report
     assert "command Sleep" in report
