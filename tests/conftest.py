@@ -142,36 +142,38 @@ def account_ids(admin: Any) -> Callable[[], list[int]]:
     return lambda: account_connection_ids(admin)
 
 
+def account_ids_once(
+    admin: Any, settled: Callable[[list[int]], bool], timeout: float = 5.0
+) -> list[int]:
+    """The account's connection ids once ``settled(ids)`` holds, or after ``timeout``.
+
+    A client's close only sends COM_QUIT: the server lists the connection until its thread
+    has read it, so a check or a probe right after a close must give the server that instant.
+    """
+    deadline = time.monotonic() + timeout
+    ids = account_connection_ids(admin)
+    while not settled(ids) and time.monotonic() < deadline:
+        time.sleep(0.01)
+        ids = account_connection_ids(admin)
+    return ids
+
+
 def wait_until_settled(admin: Any, allowed: Iterable[int] = (), timeout: float = 5.0) -> None:
     """Wait until the account holds only the connections this process has open (as the
-    tracker knows them) and ``allowed``: a connection a client closed a moment ago is
-    still listed until the server has read its COM_QUIT, and a probe would count it."""
+    tracker knows them) and ``allowed``."""
     from pa_dbhealth import tracker
 
-    deadline = time.monotonic() + timeout
-    while True:
-        held = {c.vendor_id for c in tracker.open_connections()} | set(allowed)
-        if set(account_connection_ids(admin)) <= held or time.monotonic() > deadline:
-            return
-        time.sleep(0.01)
+    def settled(ids: list[int]) -> bool:
+        held = {c.vendor_id for c in tracker.open_connections()}
+        return set(ids) <= held | set(allowed)
+
+    account_ids_once(admin, settled, timeout)
 
 
 @pytest.fixture
 def settled_ids(admin: Any) -> Callable[[Callable[[list[int]], bool]], list[int]]:
-    """The account's connection ids once ``settled(ids)`` holds, or after 5 s.
-
-    A client's close only sends COM_QUIT: the server lists the connection until its thread
-    has read it, so a check right after a close must give the server that instant."""
-
-    def wait(settled: Callable[[list[int]], bool], timeout: float = 5.0) -> list[int]:
-        deadline = time.monotonic() + timeout
-        ids = account_connection_ids(admin)
-        while not settled(ids) and time.monotonic() < deadline:
-            time.sleep(0.01)
-            ids = account_connection_ids(admin)
-        return ids
-
-    return wait
+    """``account_ids_once`` for this test's admin connection."""
+    return lambda settled: account_ids_once(admin, settled)
 
 
 def expect_installed() -> bool:
