@@ -1,11 +1,13 @@
 """The one rule of staleness: when a connection must be closed before it is used again.
 
-A connection of the calling thread is stale when it is obsolete (older than CONN_MAX_AGE,
-or its autocommit was left changed), broken (an error occurred and it no longer answers a
-ping), or idle for longer than the server's idle timeout minus ``TIMEOUT_MARGIN``, whatever
+A connection of the calling thread is stale when it is dead (its socket shows the server
+closed it: ``core.liveness``, no round trip), obsolete (older than CONN_MAX_AGE, or its
+autocommit was left changed), broken (an error occurred and it no longer answers a ping),
+or idle for longer than the server's idle timeout minus ``TIMEOUT_MARGIN``, whatever
 CONN_MAX_AGE says. Idle time is measured from the end of its last query (the tracker keeps
-it). A stale connection inside an atomic block is never closed: it is left, with a warning.
-This is Django's ``close_old_connections`` plus the idle rule Django lacks.
+it). A connection in use (a cursor still open on it: a server-side iterator between two
+chunks) is never closed, and a stale connection inside an atomic block is left, with a
+warning. This is Django's ``close_old_connections`` plus the rules Django lacks.
 
 The server's idle timeout is learned once per alias per process, from the first connection
 that opens (one query, ``vendors.server_facts``); until then, or when the server cannot
@@ -19,71 +21,69 @@ import logging
 import time
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import ContextDecorator
-from typing import Any, NamedTuple, TypeVar, overload
+from typing import Any, TypeVar, overload
 
 from asgiref.sync import iscoroutinefunction, sync_to_async
+from django.apps import apps
+from django.core.exceptions import ImproperlyConfigured
 from django.db import DatabaseError
 from django.db.backends.base.base import BaseDatabaseWrapper
 
-from pa_dbhealth import tracker, vendors
+from pa_dbhealth import tracker
 from pa_dbhealth.conf import get_settings
+from pa_dbhealth.core import liveness, vendors
+from pa_dbhealth.core.look import in_look
+from pa_dbhealth.core.timeouts import Learned
 
 logger = logging.getLogger(__name__)
 
 T = TypeVar("T")
 F = TypeVar("F", bound=Callable[..., Any])
 
-
-class IdleLimit(NamedTuple):
-    seconds: float  # a connection idle this long counts as stale
-    clamped: bool  # TIMEOUT_MARGIN was not smaller than the timeout: half the timeout is used
-
-
-def idle_limit(server_timeout: float, margin: float) -> IdleLimit:
-    """Seconds of idleness after which a connection is stale: the timeout minus the margin,
-    or half the timeout when the margin would leave nothing (a margin >= the timeout)."""
-    if margin < server_timeout:
-        return IdleLimit(float(server_timeout - margin), False)
-    return IdleLimit(server_timeout / 2, True)
-
-
 # alias -> the idle timeout its server reported (None: the server drops no idle connection)
-_learned: dict[str, int | None] = {}
+LEARNED = Learned()
+
+
+def require_app(tool: str) -> None:
+    """Raise ImproperlyConfigured when ``tool`` is used without the app installed: without
+    its tracker nothing knows when a connection was last used, and the tools do nothing."""
+    if not apps.is_installed("pa_dbhealth"):
+        raise ImproperlyConfigured(
+            f"{tool} needs 'pa_dbhealth' in INSTALLED_APPS (it installs the connection "
+            "tracker the staleness rule reads); add it and restart."
+        )
 
 
 def server_idle_timeout(alias: str) -> float | None:
     """The server's idle timeout for ``alias``: as learned, else SERVER_IDLE_TIMEOUT."""
-    if alias in _learned:
-        learned = _learned[alias]
-        return None if learned is None else float(learned)
-    return float(get_settings().SERVER_IDLE_TIMEOUT)
+    return LEARNED.server_timeout(alias, get_settings().SERVER_IDLE_TIMEOUT)
 
 
 def alias_idle_limit(alias: str) -> float | None:
     """Seconds after which a connection of ``alias`` is stale; None when the server has no
     idle timeout."""
-    timeout = server_idle_timeout(alias)
-    if timeout is None:
-        return None
-    return idle_limit(timeout, get_settings().TIMEOUT_MARGIN).seconds
+    options = get_settings()
+    return LEARNED.idle_limit(alias, options.SERVER_IDLE_TIMEOUT, options.TIMEOUT_MARGIN)
 
 
 def forget_server_timeouts() -> None:
     """Learn the servers' idle timeouts again from the next connections (after the server's
     wait_timeout changed, or a connection was lost sooner than expected)."""
-    _learned.clear()
+    LEARNED.forget()
 
 
 def learn_server_timeout(sender: Any, connection: BaseDatabaseWrapper, **kwargs: Any) -> None:
-    """Receiver of ``connection_created``: ask the first connection of each alias."""
+    """Receiver of ``connection_created``: ask the first connection of each alias (not a
+    look's, which must stay bounded: the next connection is asked instead)."""
     alias = str(connection.alias)
-    if alias in _learned:
+    if LEARNED.knows(alias) or in_look():
         return
-    if not vendors.is_applicable(connection):
-        _learned[alias] = None
+    if not vendors.is_applicable(connection.vendor):
+        LEARNED.learn(alias, None)
         return
     try:
-        _learned[alias] = vendors.server_facts(connection).wait_timeout
+        with connection.wrap_database_errors:
+            LEARNED.learn(alias, vendors.server_facts(connection.connection).wait_timeout)
     except DatabaseError as exc:  # asked again at the next connection
         logger.debug("Could not read the idle timeout of %r: %s", alias, exc)
 
@@ -104,6 +104,8 @@ def stale_reason(
     """
     if connection.connection is None:
         return None
+    if liveness.is_dead(connection.connection):
+        return "the server closed it (its socket shows the end of the connection)"
     now = time.monotonic() if now is None else now
     if not connection.in_atomic_block:
         if connection.get_autocommit() != connection.settings_dict["AUTOCOMMIT"]:
@@ -144,6 +146,8 @@ def refresh_connections(
     closed = []
     now = time.monotonic()
     for connection in open_now:
+        if tracker.in_use(connection):
+            continue  # a cursor is still open on it (an iterator between chunks): never closed
         reason = stale_reason(
             connection, now=now, idle_seconds=idle_seconds, between_items=between_items
         )
@@ -174,6 +178,7 @@ class FreshConnections(ContextDecorator):
     """``fresh_connections()``: a context manager and decorator (sync and async)."""
 
     def __enter__(self) -> FreshConnections:
+        require_app("fresh_connections")
         tracker.mark_holder()
         refresh_connections()
         return self
@@ -216,8 +221,9 @@ def keep_fresh(iterable: Iterable[T], every: float | None = None) -> Iterator[T]
     ``every``: seconds of idleness after which a connection is replaced between items
     (default: the server's idle timeout minus TIMEOUT_MARGIN). Costs no query per item.
     """
-    if every is not None and not every > 0:
+    if every is not None and not (isinstance(every, int | float) and 0 < every < float("inf")):
         raise ValueError(f"every must be a number of seconds > 0, not {every!r}")
+    require_app("keep_fresh")
     return _keep_fresh(iterable, every)
 
 

@@ -19,9 +19,10 @@ from django.db import DEFAULT_DB_ALIAS, DatabaseError, connections
 from django.db.backends.base.base import BaseDatabaseWrapper
 from django.http import HttpRequest, HttpResponse
 
-from pa_dbhealth import hygiene, tracker, vendors
-from pa_dbhealth.errors import Classified, Kind, classify
-from pa_dbhealth.retry import single_attempt
+from pa_dbhealth import hygiene, tracker
+from pa_dbhealth.core import vendors
+from pa_dbhealth.core.errors import Classified, Kind, classify
+from pa_dbhealth.look import LookTimedOut, look
 
 logger = logging.getLogger(__name__)
 
@@ -63,6 +64,7 @@ class ConnectionHygieneMiddleware:
     async_capable = True
 
     def __init__(self, get_response: Callable[[HttpRequest], Any]) -> None:
+        hygiene.require_app("ConnectionHygieneMiddleware")
         self.get_response = get_response
         self.async_mode = iscoroutinefunction(get_response)
         if self.async_mode:
@@ -183,22 +185,13 @@ def server_rows(alias: str) -> str:
     """The account's connections as the server lists them: asked on an open connection of
     this thread, else with one connect attempt (which a full cap refuses)."""
     connection = connections[alias]
-    if not vendors.is_applicable(connection):
+    if not vendors.is_applicable(connection.vendor):
         return "The server cannot be asked about the account's connections."
-    probe = None
     try:
-        if connection.connection is None or connection.errors_occurred:
-            probe = type(connection)(dict(connection.settings_dict), alias)
-            connection = probe
-        with single_attempt():  # one attempt: no retrying backend's wait in an error path
-            snapshot = vendors.account_snapshot(connection)
-    except DatabaseError as exc:
-        return (
-            f"The server's list of the account's connections is unavailable: {classify(exc).short}"
-        )
-    finally:
-        if probe is not None:
-            probe.close()
+        snapshot = look(alias, vendors.account_snapshot)
+    except (DatabaseError, LookTimedOut) as exc:
+        found = classify(exc).short if isinstance(exc, DatabaseError) else str(exc)
+        return f"The server's list of the account's connections is unavailable: {found}"
     limit = snapshot.account_limit if snapshot.account_limit is not None else "no cap"
     lines = [f"The account's connections on the server ({snapshot.total}, cap {limit}):"]
     lines += [

@@ -35,6 +35,7 @@ logger = logging.getLogger(__name__)
 _OPENING = "_pa_dbhealth_token"  # set on the wrapper at each connect: tells reconnects apart
 _USED = "_pa_dbhealth_used"  # time.monotonic() of the end of the wrapper's last query
 _WRAPPED = "_pa_dbhealth_wrapped"  # the execute wrapper is installed
+_CURSORS = "_pa_dbhealth_cursors"  # the driver cursors the wrapper made (a WeakSet)
 
 _lock = threading.Lock()
 _counts = {
@@ -231,6 +232,36 @@ def _touch(execute: Callable[..., Any], sql: Any, params: Any, many: bool, conte
         setattr(context["connection"], _USED, time.monotonic())
 
 
+def _counting_cursors(connection: BaseDatabaseWrapper) -> None:
+    """Keep a weak set of the driver cursors ``connection`` makes, to tell an iterator
+    between two chunks (a cursor still open) from an idle connection."""
+    made: weakref.WeakSet[Any] = weakref.WeakSet()
+    create_cursor = connection.create_cursor
+
+    def counted(name: Any = None) -> Any:
+        cursor = create_cursor(name)
+        with contextlib.suppress(TypeError):  # a cursor type without weak references
+            made.add(cursor)
+        return cursor
+
+    setattr(connection, _CURSORS, made)
+    connection.create_cursor = counted  # type: ignore[method-assign]
+
+
+def _cursor_open(cursor: Any) -> bool:
+    closed = getattr(cursor, "closed", None)  # psycopg
+    if isinstance(closed, bool):
+        return not closed
+    return getattr(cursor, "connection", None) is not None  # mysqlclient, PyMySQL
+
+
+def in_use(connection: BaseDatabaseWrapper) -> bool:
+    """Whether a cursor is still open on the connection (a result not read to its end, such
+    as ``QuerySet.iterator()`` between chunks): then it must not be closed."""
+    made = getattr(connection, _CURSORS, None)
+    return made is not None and any(_cursor_open(cursor) for cursor in list(made))
+
+
 def last_used(connection: BaseDatabaseWrapper) -> float | None:
     """``time.monotonic()`` of the end of the connection's last query (or of its opening)."""
     value = getattr(connection, _USED, None)
@@ -260,6 +291,7 @@ def connection_created(sender: Any, connection: BaseDatabaseWrapper, **kwargs: A
         # First in the list, so a ``with connection.execute_wrapper(...)`` around the
         # opening still pops its own wrapper, not this one.
         connection.execute_wrappers.insert(0, _touch)
+        _counting_cursors(connection)
         setattr(connection, _WRAPPED, True)
     with _lock:
         _next_token += 1
@@ -278,10 +310,10 @@ def connection_created(sender: Any, connection: BaseDatabaseWrapper, **kwargs: A
 
 
 def _track_origins() -> bool:
-    from pa_dbhealth.conf import get_settings
+    from pa_dbhealth.conf import track_origins
 
     try:
-        return get_settings().track_origins
+        return track_origins()
     except Exception:  # settings not configured: a bare script
         return False
 

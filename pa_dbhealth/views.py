@@ -17,8 +17,9 @@ from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_safe
 
-from pa_dbhealth import conf, prometheus
-from pa_dbhealth.health import Status, check
+from pa_dbhealth import conf
+from pa_dbhealth.core import prometheus
+from pa_dbhealth.health import Status, check, process_figures
 
 FORMATS = ("json", "prometheus")
 
@@ -70,12 +71,16 @@ def health(request: HttpRequest, databases: Sequence[str] | None = None) -> Http
     # up in the database: not when a database just failed, so a request cannot wait on a
     # server the probe found unreachable.
     full = _token_matches(request) or (all(db.up for db in report.databases) and _is_staff(request))
+    process = process_figures() if full else None
+    response: HttpResponse
     if _wants_prometheus(request):
-        return HttpResponse(
-            prometheus.render(report, full=full), content_type=prometheus.CONTENT_TYPE
-        )
-    body: dict[str, Any] = {"status": report.status.value}
-    if full:
-        body["databases"] = {db.alias: db.as_dict() for db in report.databases}
-    critical = report.status is Status.CRITICAL
-    return JsonResponse(body, status=HTTPStatus.SERVICE_UNAVAILABLE if critical else HTTPStatus.OK)
+        text = prometheus.render(report, full=full, process=process)
+        response = HttpResponse(text, content_type=prometheus.CONTENT_TYPE)
+    else:
+        body: dict[str, Any] = {"status": report.status.value}
+        if full:
+            body["databases"] = {db.alias: db.as_dict(process) for db in report.databases}
+        critical = report.status is Status.CRITICAL
+        status = HTTPStatus.SERVICE_UNAVAILABLE if critical else HTTPStatus.OK
+        response = JsonResponse(body, status=status)
+    return response

@@ -280,3 +280,10 @@ def pg_raw(pg: str, pg_server: pgserver.PgServer, pg_admin: Any) -> Iterator[Cal
         conn.close()
     connections[pg].close()
     pg_wait_for_pids(pg_admin, [])
+
+
+def dbapi(alias: str) -> Any:
+    """The DB-API connection behind Django's connection to ``alias`` (opened if needed):
+    what the core's vendor probes take."""
+    connections[alias].ensure_connection()
+    return connections[alias].connection

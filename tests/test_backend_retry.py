@@ -17,7 +17,7 @@ from django.test import override_settings
 
 from pa_dbhealth import tracker
 from pa_dbhealth.backends.mysql.base import DatabaseWrapper
-from pa_dbhealth.errors import Kind, classify
+from pa_dbhealth.core.errors import Kind, classify
 
 ALIAS = "retrying"
 LOGGER = "pa_dbhealth.backends.mysql"

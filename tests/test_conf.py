@@ -5,6 +5,7 @@ from django.core.checks import run_checks
 from django.test import override_settings
 
 from pa_dbhealth import conf
+from pa_dbhealth.core.options import OPTIONS, shown
 
 
 def _ids(setting: object) -> list[tuple[str, str]]:
@@ -77,29 +78,53 @@ def test_unknown_key_without_match_lists_known_keys() -> None:
         ("HANDOFF", "no", False),
         ("HANDOFF", None, True),
         ("TRACK_ORIGINS", "yes", True),
+        # Numbers that would break at run time: NaN, infinities, beyond any real figure.
+        ("HEALTH_CONNECT_TIMEOUT", float("nan"), 3),
+        ("HEALTH_CONNECT_TIMEOUT", float("inf"), 3),
+        ("HEALTH_CONNECT_TIMEOUT", 2**31, 60),
+        ("CONNECT_RETRY", float("inf"), 300),
+        ("CONNECT_RETRY", float("nan"), 0.5),
+        pytest.param("SERVER_IDLE_TIMEOUT", 10**400, 31536000, id="SERVER_IDLE_TIMEOUT-10**400"),
+        pytest.param("WORKERS", 10**5000, 100000, id="WORKERS-10**5000"),
+        ("TIMEOUT_MARGIN", float("-inf"), 20),
     ],
 )
 def test_each_key_is_validated(key: str, bad: object, good: object) -> None:
     found = _ids({key: bad})
     assert [i for i, _ in found] == ["pa_dbhealth.E003"]
-    assert key in found[0][1] and repr(bad) in found[0][1]
+    assert key in found[0][1] and shown(bad) in found[0][1]
     with override_settings(PA_DBHEALTH={key: bad}):
         # A bad value never crashes a request: the default is used until it is fixed.
-        assert getattr(conf.get_settings(), key) == conf.OPTIONS[key].default
+        assert getattr(conf.get_settings(), key) == OPTIONS[key].default
     assert _ids({key: good}) == []
     with override_settings(PA_DBHEALTH={key: good}):
         assert getattr(conf.get_settings(), key) == good
 
 
 def test_every_key_has_a_default_that_passes_its_own_validation() -> None:
-    for key, option in conf.OPTIONS.items():
+    for key, option in OPTIONS.items():
         assert option.validate(option.default) is None, key
 
 
 def test_track_origins_follows_debug_when_none() -> None:
     with override_settings(DEBUG=True, PA_DBHEALTH={}):
-        assert conf.get_settings().track_origins is True
+        assert conf.track_origins() is True
     with override_settings(DEBUG=True, PA_DBHEALTH={"TRACK_ORIGINS": False}):
-        assert conf.get_settings().track_origins is False
+        assert conf.track_origins() is False
     with override_settings(DEBUG=False, PA_DBHEALTH={}):
-        assert conf.get_settings().track_origins is False
+        assert conf.track_origins() is False
+
+
+def test_a_huge_integer_is_shown_without_breaking_the_checks() -> None:
+    """repr() of an int of more than 4300 digits raises: the message says its size instead."""
+    (found,) = _ids({"WORKERS": 10**5000})
+    assert found[1] == (
+        "PA_DBHEALTH['WORKERS'] = <an integer of about 5001 digits> must be None or a whole "
+        "number from 1 to 100000."
+    )
+
+
+def test_a_key_in_the_wrong_case_gets_its_right_name() -> None:
+    with override_settings(PA_DBHEALTH={"workers": 2}):
+        (problem,) = conf.problems()
+    assert problem.hint == "Did you mean 'WORKERS'?"

@@ -53,12 +53,16 @@ def test_json_lists_every_connection_of_the_account(raw_connections: Any, settle
     for row in rows:
         assert set(row) == {
             "id",
+            "user",
             "host",
             "db",
             "command",
             "state",
+            "seconds",
+            "idle",
             "idle_seconds",
             "this_connection",
+            "in_transaction",
         }
         if not row["this_connection"]:
             assert row["command"] == "Sleep" and row["idle_seconds"] >= 1
@@ -96,7 +100,7 @@ def test_kill_idle_kills_exactly_the_idle_connections_of_the_account(
     admin_id = admin.fetchone()[0]
     time.sleep(1.5)
     (young,) = raw_connections(1)
-    out, err, code = run("--kill-idle", "1")
+    out, err, code = run("--kill-idle", "1", "--include-transactions")
     assert code == 0, err
     assert f"killed: {old.thread_id()}" in out
     (marked,) = [line for line in out.splitlines() if line.endswith("<- killed")]
@@ -115,9 +119,42 @@ def test_kill_idle_0_never_kills_its_own(raw_connections: Any, settled_ids: Any)
     connections["default"].ensure_connection()
     own = connections["default"].connection.thread_id()
     raws = raw_connections(2)
-    result = run_json("--kill-idle", "0")
+    result = run_json("--kill-idle", "0", "--include-transactions")
     assert sorted(result["killed"]) == sorted(r.thread_id() for r in raws)
     assert settled_ids(lambda ids: ids == [own]) == [own]
+
+
+@mysql
+def test_kill_idle_spares_connections_whose_transaction_it_cannot_see(
+    raw_connections: Any, account_ids: Any
+) -> None:
+    """The capped account has no PROCESS privilege (as on PythonAnywhere): the server does
+    not show whether its idle connections are inside a transaction, so none is killed
+    unless --include-transactions says so, and the output says why."""
+    connections["default"].close()
+    (raw,) = raw_connections(1)
+    time.sleep(1.1)
+    out, err, code = run("--kill-idle", "1")
+    assert code == 0, err
+    assert "killed: none" in out
+    assert (
+        f"spared: {raw.thread_id()} (the server does not show its transaction: "
+        "--include-transactions)" in out
+    )
+    assert raw.thread_id() in account_ids()
+    raw.cursor().execute("SELECT 1")
+
+
+def test_include_transactions_goes_with_kill_idle() -> None:
+    _out, err, code = run("--include-transactions")
+    assert code == 2 and "--include-transactions goes with --kill-idle SECONDS" in err
+
+
+@pytest.mark.parametrize("value", ["nan", "inf", "-inf", "1e400", "-1"])
+def test_seconds_must_be_finite(value: str) -> None:
+    for flag in ("--kill-idle", "--watch"):
+        with pytest.raises(CommandError, match="seconds must be from 0 to"):
+            call_command("dbconnections", f"{flag}={value}")
 
 
 @mysql

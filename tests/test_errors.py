@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from pa_dbhealth.errors import Kind, classify
+from pa_dbhealth.core.errors import Kind, classify
 
 
 def test_cap_error_from_the_server(raw_connections: Any) -> None:

@@ -17,8 +17,9 @@ from django.db import connections, transaction
 from django.db.utils import DatabaseError
 from django.test import override_settings
 
-from pa_dbhealth import handoff, retry, tracker
+from pa_dbhealth import tracker
 from pa_dbhealth.backends.mysql.base import DatabaseWrapper
+from pa_dbhealth.core import handoff, retry
 
 ALIAS = "handoff"
 

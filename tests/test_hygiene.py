@@ -14,7 +14,8 @@ from django.db.utils import OperationalError
 from django.test import override_settings
 
 from pa_dbhealth import fresh_connections, hygiene, keep_fresh, tracker
-from pa_dbhealth.errors import Kind, classify
+from pa_dbhealth.core.errors import Kind, classify
+from pa_dbhealth.core.timeouts import idle_limit
 
 mysql = pytest.mark.django_db(transaction=True)
 
@@ -187,5 +188,5 @@ def test_the_server_timeout_is_learned(idle_timeout: Callable[[int], None]) -> N
 
 
 def test_idle_limit_is_the_timeout_minus_the_margin() -> None:
-    assert hygiene.idle_limit(300, 20) == (280.0, False)
-    assert hygiene.idle_limit(10, 20) == (5.0, True)
+    assert idle_limit(300, 20) == (280.0, False)
+    assert idle_limit(10, 20) == (5.0, True)

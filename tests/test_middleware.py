@@ -18,7 +18,7 @@ from django.db.utils import OperationalError
 from django.test import AsyncClient, Client, override_settings
 
 from pa_dbhealth import middleware, tracker
-from pa_dbhealth.errors import Kind, classify
+from pa_dbhealth.core.errors import Kind, classify
 
 mysql = pytest.mark.django_db(transaction=True)
 urls = override_settings(ROOT_URLCONF="testsite.hygiene_urls")
@@ -175,14 +175,30 @@ def test_the_log_lists_the_server_rows_when_this_thread_can_ask(
 
 @mysql
 @urls
-def test_a_lost_connection_is_closed_for_the_next_request(
+def test_a_connection_the_server_killed_is_replaced_before_the_request_uses_it(
+    admin: Any, persistent: None
+) -> None:
+    client = Client(raise_request_exception=False)
+    assert client.get("/select-one/").status_code == 200
+    killed = connections["default"].connection.thread_id()
+    admin.execute("KILL CONNECTION %s", [killed])
+    assert client.get("/select-one/").status_code == 200  # its socket said it was gone
+    assert connections["default"].connection.thread_id() != killed
+
+
+@mysql
+@urls
+def test_a_connection_lost_during_a_request_is_closed_for_the_next_one(
     admin: Any, caplog: pytest.LogCaptureFixture, persistent: None
 ) -> None:
     client = Client(raise_request_exception=False)
     assert client.get("/select-one/").status_code == 200
-    admin.execute("KILL CONNECTION %s", [connections["default"].connection.thread_id()])
+    victim = connections["default"].connection.thread_id()
+    killer = threading.Timer(0.5, admin.execute, ["KILL CONNECTION %s", [victim]])
+    killer.start()
     with caplog.at_level(logging.WARNING, logger="pa_dbhealth.middleware"):
-        assert client.get("/select-one/").status_code == 500
+        assert client.get("/sleep/3/").status_code == 500
+    killer.join()
     assert connections["default"].connection is None
     assert "was lost" in caplog.text
     assert client.get("/select-one/").content == b"1"

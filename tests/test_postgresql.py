@@ -6,6 +6,7 @@ Every figure is read back from the server as its superuser sees it (``pg_admin``
 from __future__ import annotations
 
 import json
+import threading
 import time
 from collections.abc import Callable
 from http import HTTPStatus
@@ -13,15 +14,16 @@ from io import StringIO
 from typing import Any
 
 import pytest
-from conftest import pg_role_pids, pg_wait_for_pids
+from conftest import dbapi, pg_role_pids, pg_wait_for_pids
 from django.core.management import call_command
 from django.core.management.base import CommandError
 from django.db import connections, transaction
 from django.db.utils import OperationalError
 from django.test import Client
 
-from pa_dbhealth import health, vendors
-from pa_dbhealth.errors import Kind, classify
+from pa_dbhealth import health
+from pa_dbhealth.core import vendors
+from pa_dbhealth.core.errors import Kind, classify
 
 psycopg = pytest.importorskip("psycopg")
 
@@ -48,7 +50,7 @@ def command(name: str, *args: str) -> tuple[str, str, int]:
 
 
 def test_server_facts_match_the_server(pg: str, pg_server: Any, pg_admin: Any) -> None:
-    facts = vendors.server_facts(connections[pg])
+    facts = vendors.server_facts(dbapi(pg))
     version, max_connections = pg_admin.execute(
         "SELECT current_setting('server_version'), current_setting('max_connections')::int"
     ).fetchone()
@@ -68,7 +70,7 @@ def test_snapshot_counts_the_role_connections(
     pg: str, pg_raw: Raw, pg_admin: Any, extra: int
 ) -> None:
     raws = pg_raw(extra)
-    snapshot = vendors.account_snapshot(connections[pg])
+    snapshot = vendors.account_snapshot(dbapi(pg))
     own = backend_pid(pg)
     assert snapshot.total == extra + 1
     assert [c.id for c in snapshot.connections] == pg_role_pids(pg_admin)
@@ -83,16 +85,16 @@ def test_snapshot_counts_the_role_connections(
 
 def test_other_roles_are_not_listed(pg: str, pg_admin: Any) -> None:
     admin_pid = pg_admin.info.backend_pid
-    listed = [c.id for c in vendors.account_snapshot(connections[pg]).connections]
+    listed = [c.id for c in vendors.account_snapshot(dbapi(pg)).connections]
     assert listed == [backend_pid(pg)]
     assert admin_pid in [row[0] for row in pg_admin.execute("SELECT pid FROM pg_stat_activity")]
 
 
 def test_idle_time_grows(pg: str, pg_raw: Raw) -> None:
     (raw,) = pg_raw(1)
-    first = vendors.account_snapshot(connections[pg])
+    first = vendors.account_snapshot(dbapi(pg))
     time.sleep(1.2)
-    later = vendors.account_snapshot(connections[pg])
+    later = vendors.account_snapshot(dbapi(pg))
     (before,) = [c for c in first.connections if c.id == raw.info.backend_pid]
     (after,) = [c for c in later.connections if c.id == raw.info.backend_pid]
     assert before.idle and after.idle and after.command == "idle"
@@ -106,7 +108,7 @@ def test_idle_seconds_are_never_overstated(pg: str, pg_raw: Raw) -> None:
     started = time.monotonic()
     (raw,) = pg_raw(1)
     time.sleep(0.6)
-    snapshot = vendors.account_snapshot(connections[pg])
+    snapshot = vendors.account_snapshot(dbapi(pg))
     elapsed = time.monotonic() - started
     (idle,) = [c for c in snapshot.connections if c.id == raw.info.backend_pid]
     assert idle.idle_seconds <= elapsed
@@ -119,7 +121,7 @@ def test_idle_seconds_inside_a_transaction(pg: str, pg_raw: Raw) -> None:
         with connections[pg].cursor() as cursor:
             cursor.execute("SELECT 1")  # the transaction has begun
         time.sleep(1.2)
-        snapshot = vendors.account_snapshot(connections[pg])
+        snapshot = vendors.account_snapshot(dbapi(pg))
     (idle,) = [c for c in snapshot.connections if c.id == raw.info.backend_pid]
     assert idle.idle_seconds >= 1
     assert all(c.seconds >= 0 for c in snapshot.connections)
@@ -129,8 +131,9 @@ def test_kill_only_own_idle_connections(pg: str, pg_raw: Raw, pg_admin: Any) -> 
     (raw,) = pg_raw(1)
     connections[pg].ensure_connection()
     own, theirs, admin_pid = backend_pid(pg), raw.info.backend_pid, pg_admin.info.backend_pid
-    killed = vendors.kill_connections(connections[pg], [theirs, own, admin_pid, 999999])
-    assert killed == [theirs]
+    result = vendors.kill_idle(dbapi(pg), [theirs, own, admin_pid, 999999])
+    assert result.killed == [theirs]
+    assert result.spared == {own: "gone", admin_pid: "gone", 999999: "gone"}
     assert pg_wait_for_pids(pg_admin, [own]) == [own]
     assert pg_admin.execute("SELECT 1").fetchone() == (1,)  # the superuser's is alive
     with pytest.raises(psycopg.OperationalError) as excinfo:
@@ -141,6 +144,33 @@ def test_kill_only_own_idle_connections(pg: str, pg_raw: Raw, pg_admin: Any) -> 
         raw.execute("SELECT 1")
     assert str(again.value) == "the connection is closed"
     assert classify(again.value).kind is Kind.LOST
+
+
+def test_kill_spares_idle_in_transaction_unless_asked(pg: str, pg_raw: Raw, pg_admin: Any) -> None:
+    clean, busy = pg_raw(2)
+    busy.execute("BEGIN")
+    busy.execute("SELECT 1")  # now idle in transaction
+    ids = [clean.info.backend_pid, busy.info.backend_pid]
+    time.sleep(1.1)
+    result = vendors.kill_idle(dbapi(pg), ids, min_idle=1)
+    assert result.killed == [clean.info.backend_pid]
+    assert result.spared == {busy.info.backend_pid: "in transaction"}
+    busy.execute("SELECT 1")  # still alive, still in its transaction
+    result = vendors.kill_idle(dbapi(pg), [busy.info.backend_pid], include_transactions=True)
+    assert result.killed == [busy.info.backend_pid]
+
+
+def test_kill_spares_a_connection_busy_again_since_the_listing(pg: str, pg_raw: Raw) -> None:
+    (raw,) = pg_raw(1)
+    worker = threading.Thread(target=raw.execute, args=("SELECT pg_sleep(1.5)",))
+    worker.start()
+    time.sleep(0.3)
+    try:
+        result = vendors.kill_idle(dbapi(pg), [raw.info.backend_pid])
+    finally:
+        worker.join()
+    assert result.killed == [] and result.spared == {raw.info.backend_pid: "busy"}
+    assert raw.execute("SELECT 1").fetchone() == (1,)
 
 
 def test_the_session_role_is_the_account(pg: str, pg_raw: Raw, pg_admin: Any) -> None:
@@ -154,8 +184,8 @@ def test_the_session_role_is_the_account(pg: str, pg_raw: Raw, pg_admin: Any) ->
         with connections[pg].cursor() as cursor:
             cursor.execute("SELECT current_user")
             assert cursor.fetchone() == ("reader",)
-        facts = vendors.server_facts(connections[pg])
-        snapshot = vendors.account_snapshot(connections[pg])
+        facts = vendors.server_facts(dbapi(pg))
+        snapshot = vendors.account_snapshot(dbapi(pg))
         assert (facts.user, facts.account_limit) == ("app", 3)
         assert (snapshot.account_limit, snapshot.total, snapshot.headroom) == (3, 2, 1)
         assert [c.id for c in snapshot.connections] == pg_role_pids(pg_admin)

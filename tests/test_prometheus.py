@@ -11,7 +11,8 @@ from django.db import connections
 from django.test import Client
 from prometheus_client.parser import text_string_to_metric_families
 
-from pa_dbhealth import health, prometheus
+from pa_dbhealth import health
+from pa_dbhealth.core import prometheus
 
 mysql = pytest.mark.django_db(transaction=True)
 TOKEN = "a-health-token-for-the-tests"

@@ -12,8 +12,8 @@ from collections.abc import Callable
 import MySQLdb
 import pytest
 
-from pa_dbhealth.errors import Classified, Kind
-from pa_dbhealth.retry import FIRST_DELAY, MAX_DELAY, backoff, connect_with_retry
+from pa_dbhealth.core.errors import Classified, Kind
+from pa_dbhealth.core.retry import FIRST_DELAY, MAX_DELAY, backoff, connect_with_retry
 
 CAP = MySQLdb.OperationalError(
     1226, "User 'app' has exceeded the 'max_user_connections' resource (current value: 3)"

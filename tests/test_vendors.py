@@ -2,21 +2,25 @@
 
 from __future__ import annotations
 
+import contextlib
+import sqlite3
+import threading
 import time
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
+from conftest import dbapi
 from django.db import connections
-from django.db.utils import OperationalError
 
-from pa_dbhealth import vendors
+from pa_dbhealth.core import vendors
 
 mysql = pytest.mark.django_db(transaction=True)
 
 
 @mysql
 def test_server_facts_match_the_server(server: Any, admin: Any) -> None:
-    facts = vendors.server_facts(connections["default"])
+    facts = vendors.server_facts(dbapi("default"))
     admin.execute("SELECT VERSION(), @@global.max_connections, @@global.net_read_timeout")
     version, max_connections, net_read = admin.fetchone()
     assert facts.vendor == "mysql"
@@ -34,18 +38,18 @@ def test_server_facts_match_the_server(server: Any, admin: Any) -> None:
 @mysql
 def test_wait_timeout_is_read_back(wait_timeout: Any) -> None:
     wait_timeout(7)
-    assert vendors.server_facts(connections["default"]).wait_timeout == 7
-    assert vendors.account_snapshot(connections["default"]).wait_timeout == 7
+    assert vendors.server_facts(dbapi("default")).wait_timeout == 7
+    assert vendors.account_snapshot(dbapi("default")).wait_timeout == 7
 
 
 @mysql
 def test_snapshot_counts_the_account_connections(raw_connections: Any, account_ids: Any) -> None:
-    before = vendors.account_snapshot(connections["default"])
+    before = vendors.account_snapshot(dbapi("default"))
     assert [c.id for c in before.connections] == account_ids()
     assert before.total == 1
     assert [c.this_connection for c in before.connections] == [True]
     raw_connections(2)
-    after = vendors.account_snapshot(connections["default"])
+    after = vendors.account_snapshot(dbapi("default"))
     assert after.total == before.total + 2
     assert [c.id for c in after.connections] == account_ids()
     assert after.account_limit == 3
@@ -59,7 +63,7 @@ def test_snapshot_counts_the_account_connections(raw_connections: Any, account_i
 def test_idle_time_grows(raw_connections: Any) -> None:
     (raw,) = raw_connections(1)
     time.sleep(2.2)
-    snapshot = vendors.account_snapshot(connections["default"])
+    snapshot = vendors.account_snapshot(dbapi("default"))
     (idle,) = [c for c in snapshot.connections if c.id == raw.thread_id()]
     assert idle.idle and idle.command == "Sleep"
     assert idle.idle_seconds >= 2
@@ -70,7 +74,7 @@ def test_idle_time_grows(raw_connections: Any) -> None:
 def test_other_accounts_are_not_listed(admin: Any) -> None:
     admin.execute("SELECT CONNECTION_ID()")
     admin_id = admin.fetchone()[0]
-    ids = [c.id for c in vendors.account_snapshot(connections["default"]).connections]
+    ids = [c.id for c in vendors.account_snapshot(dbapi("default")).connections]
     assert admin_id not in ids
 
 
@@ -78,18 +82,114 @@ def test_other_accounts_are_not_listed(admin: Any) -> None:
 def test_kill_only_own_idle_connections(
     raw_connections: Any, admin: Any, account_ids: Any, settled_ids: Any
 ) -> None:
-    connections["default"].ensure_connection()
     (raw,) = raw_connections(1)
     admin.execute("SELECT CONNECTION_ID()")
     admin_id = admin.fetchone()[0]
-    own = connections["default"].connection.thread_id()
-    killed = vendors.kill_connections(
-        connections["default"], [raw.thread_id(), own, admin_id, 999999]
+    own = dbapi("default").thread_id()
+    result = vendors.kill_idle(
+        dbapi("default"), [raw.thread_id(), own, admin_id, 999999], include_transactions=True
     )
-    assert killed == [raw.thread_id()]
+    assert result.killed == [raw.thread_id()]
+    assert result.spared == {own: "gone", admin_id: "gone", 999999: "gone"}
     assert raw.thread_id() not in settled_ids(lambda ids: raw.thread_id() not in ids)
     assert own in account_ids()
     admin.execute("SELECT 1")  # the admin connection is alive
+
+
+@mysql
+def test_kill_spares_what_the_capped_account_cannot_see_into(raw_connections: Any) -> None:
+    """Without the PROCESS privilege (as on PythonAnywhere) the server does not show whether
+    an idle connection is inside a transaction: it is spared unless asked."""
+    (raw,) = raw_connections(1, autocommit=True)
+    result = vendors.kill_idle(dbapi("default"), [raw.thread_id()])
+    assert result.killed == [] and result.spared == {raw.thread_id(): "transaction unknown"}
+    raw.cursor().execute("SELECT 1")  # alive
+
+
+@mysql
+def test_kill_spares_a_connection_busy_again_since_the_listing(raw_connections: Any) -> None:
+    (raw,) = raw_connections(1)
+    victim = raw.thread_id()
+    worker = threading.Thread(target=raw.cursor().execute, args=("SELECT SLEEP(1.5)",))
+    worker.start()
+    time.sleep(0.3)
+    try:
+        result = vendors.kill_idle(dbapi("default"), [victim], include_transactions=True)
+    finally:
+        worker.join()
+    assert result.killed == [] and result.spared == {victim: "busy"}
+
+
+@pytest.fixture
+def at_account(server: Any, admin: Any) -> Iterator[Callable[..., Any]]:
+    """Accounts of the test's own: ``at_account(name, *grants)`` creates one (capped at 3,
+    with ALL on the sandbox's database and ``grants`` on *.*) and returns a function that
+    opens raw connections as it. All are dropped after the test."""
+    made: list[str] = []
+    opened: list[Any] = []
+
+    def make(name: str, *grants: str) -> Callable[..., Any]:
+        admin.execute("CREATE USER %s@'%%' IDENTIFIED BY 'pw' WITH MAX_USER_CONNECTIONS 3", [name])
+        made.append(name)
+        admin.execute(f"GRANT ALL ON `{server.database}`.* TO %s@'%%'", [name])
+        if grants:
+            admin.execute(f"GRANT {', '.join(grants)} ON *.* TO %s@'%%'", [name])
+
+        def open_(**kwargs: Any) -> Any:
+            conn = server.connect(user=name, password="pw", autocommit=True, **kwargs)
+            opened.append(conn)
+            return conn
+
+        return open_
+
+    yield make
+    for conn in opened:
+        with contextlib.suppress(Exception):
+            conn.close()
+    for name in made:
+        admin.execute("DROP USER %s@'%%'", [name])
+
+
+def test_an_account_name_with_at_signs_is_its_own(at_account: Any) -> None:
+    """'ops@example.com' is not 'ops': without PROCESS it still lists its own connections;
+    with PROCESS and SUPER, it lists and kills only its own, never the account 'ops'."""
+    plain = at_account("ops@example.com")
+    probe = plain()
+    snapshot = vendors.account_snapshot(probe)
+    assert [c.id for c in snapshot.connections] == [probe.thread_id()]
+    assert snapshot.account_limit == 3 and snapshot.total == 1
+
+    other = at_account("ops")()
+    powerful = at_account("root@example.com", "PROCESS", "SUPER")
+    mine, idle = powerful(), powerful()
+    listed = {c.id for c in vendors.account_snapshot(mine).connections}
+    assert listed == {mine.thread_id(), idle.thread_id()}
+    time.sleep(1.1)  # idle for a second: its (absent) transaction shows for sure
+    result = vendors.kill_idle(mine, [other.thread_id(), idle.thread_id()])
+    assert result.killed == [idle.thread_id()]
+    assert result.spared == {other.thread_id(): "gone"}
+    other.cursor().execute("SELECT 1")  # the other account's connection is alive
+
+
+def test_kill_spares_an_idle_connection_inside_a_transaction(at_account: Any, server: Any) -> None:
+    open_ = at_account("watcher", "PROCESS", "SUPER")
+    mine, clean, busy = open_(), open_(), open_()
+    cursor = busy.cursor()
+    cursor.execute("CREATE TABLE IF NOT EXISTS kept (x INT) ENGINE=InnoDB")
+    cursor.execute("START TRANSACTION")
+    cursor.execute("INSERT INTO kept VALUES (42)")  # then idle (Sleep) inside its transaction
+    result = vendors.kill_idle(mine, [clean.thread_id(), busy.thread_id()])
+    # Idle for less than a second, a connection's transaction may not show yet: spared.
+    assert result.killed == []
+    assert result.spared[clean.thread_id()] == "transaction unknown"
+    time.sleep(1.1)
+    result = vendors.kill_idle(mine, [clean.thread_id(), busy.thread_id()], min_idle=1)
+    assert result.killed == [clean.thread_id()]
+    assert result.spared == {busy.thread_id(): "in transaction"}
+    cursor.execute("COMMIT")
+    cursor.execute("SELECT x FROM kept")
+    assert cursor.fetchall() == ((42,),)
+    cursor.execute("DROP TABLE kept")
 
 
 @mysql
@@ -112,26 +212,14 @@ def test_idle_connection_dies_after_wait_timeout(wait_timeout: Any, raw_connecti
     assert excinfo.value.args[0] in (2006, 2013, 4031)
 
 
-@pytest.mark.usefixtures("unblocked_db")
 def test_sqlite_is_not_applicable() -> None:
-    connection = connections["sqlite"]
-    facts = vendors.server_facts(connection)
+    connection = sqlite3.connect(":memory:")
+    assert vendors.vendor_of(connection) == "sqlite"
+    assert vendors.is_applicable("sqlite") is False
+    facts = vendors.not_applicable("sqlite", "SQLite")
     assert facts.applicable is False
     assert facts.flavour == "SQLite"
     assert "not a server" in facts.note
     assert facts.wait_timeout is None and facts.account_limit is None
-    assert vendors.account_snapshot(connection).total == 0
-    assert vendors.kill_connections(connection, [1]) == []
-    assert vendors.is_applicable(connection) is False
-
-
-@pytest.mark.usefixtures("unblocked_db")
-def test_unreachable_server_raises_operational_error_with_host_and_port() -> None:
-    from pa_dbhealth.errors import Kind, classify
-
-    with pytest.raises(OperationalError) as excinfo:
-        vendors.server_facts(connections["unreachable"])
-    classified = classify(excinfo.value)
-    assert classified.kind is Kind.UNREACHABLE
-    assert classified.code in (2002, 2003)
-    assert "127.0.0.1" in classified.message
+    with pytest.raises(ValueError, match="cannot ask a 'sqlite' server"):
+        vendors.account_snapshot(connection)

@@ -12,18 +12,17 @@ import urllib.request
 from pathlib import Path
 
 import pytest
-from django.test import override_settings
 
-from pa_dbhealth.workers import concurrent_workers, uwsgi_workers
+from pa_dbhealth.core.workers import concurrent_workers, uwsgi_workers
 
 
 def test_setting_wins() -> None:
-    with override_settings(PA_DBHEALTH={"WORKERS": 5}):
-        assert concurrent_workers() == (5, "PA_DBHEALTH['WORKERS']")
+    assert concurrent_workers(5) == (5, "PA_DBHEALTH['WORKERS']")
+    assert concurrent_workers(5, "WORKERS") == (5, "WORKERS")
 
 
 def test_unknown_outside_uwsgi() -> None:
-    assert concurrent_workers().number is None
+    assert concurrent_workers(None).number is None
 
 
 @pytest.mark.parametrize(
@@ -45,20 +44,15 @@ def test_simulated_uwsgi_module(monkeypatch: pytest.MonkeyPatch) -> None:
     fake = types.ModuleType("uwsgi")
     fake.opt = {b"processes": b"4", b"threads": b"2", b"module": b"site.wsgi"}  # type: ignore[attr-defined]
     monkeypatch.setitem(sys.modules, "uwsgi", fake)
-    assert concurrent_workers() == (8, "uWSGI (4 processes x 2 threads)")
+    assert concurrent_workers(None) == (8, "uWSGI (4 processes x 2 threads)")
 
 
 APP = """
-import django
-from django.conf import settings
-
-settings.configure(INSTALLED_APPS=[], PA_DBHEALTH={})
-django.setup()
-from pa_dbhealth.workers import concurrent_workers
+from pa_dbhealth.core.workers import concurrent_workers
 
 
 def application(environ, start_response):
-    workers = concurrent_workers()
+    workers = concurrent_workers(None)
     start_response("200 OK", [("Content-Type", "text/plain")])
     return [f"{workers.number}|{workers.source}".encode()]
 """

@@ -46,6 +46,13 @@ def streaming(request: HttpRequest) -> StreamingHttpResponse:
     return StreamingHttpResponse(body())
 
 
+def sleep(request: HttpRequest, seconds: str) -> HttpResponse:
+    """Holds the connection in a query for ``seconds``: a test can kill it meanwhile."""
+    with connections["default"].cursor() as cursor:
+        cursor.execute("SELECT SLEEP(%s)", [float(seconds)])
+        return HttpResponse(str(cursor.fetchone()[0]))
+
+
 def select_one_on(request: HttpRequest, alias: str) -> HttpResponse:
     with connections[alias].cursor() as cursor:
         cursor.execute("SELECT 1")
@@ -55,6 +62,7 @@ def select_one_on(request: HttpRequest, alias: str) -> HttpResponse:
 urlpatterns = [
     path("select-one-on/<str:alias>/", select_one_on),
     path("streaming/", streaming),
+    path("sleep/<str:seconds>/", sleep),
     path("no-database/", no_database),
     path("select-one/", select_one),
     path("second-connection/", second_connection),

@@ -9,7 +9,7 @@ password, an unknown database and an unreachable server are raised at once.
 
 While a thread waits between attempts, another thread of the same process that closes its
 connection to the same database, outside any transaction and without errors, hands it over
-instead (:mod:`pa_dbhealth.handoff`): the waiting thread skips the rest of its wait and the
+instead (:mod:`pa_dbhealth.core.handoff`): the waiting thread skips the rest of its wait and the
 connect. It gets the connection as Django reuses a persistent one (``CONN_MAX_AGE`` > 0),
 session state included. ``PA_DBHEALTH["HANDOFF"] = False`` turns this off.
 """
@@ -23,9 +23,10 @@ from typing import Any
 from django.db.backends.mysql import base as mysql_base
 from django.utils.asyncio import async_unsafe
 
-from pa_dbhealth import conf, handoff, tracker
-from pa_dbhealth.errors import Classified
-from pa_dbhealth.retry import connect_with_retry
+from pa_dbhealth import conf, tracker
+from pa_dbhealth.core import handoff
+from pa_dbhealth.core.errors import Classified
+from pa_dbhealth.core.retry import connect_with_retry
 
 logger = logging.getLogger("pa_dbhealth.backends.mysql")
 

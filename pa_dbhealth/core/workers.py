@@ -4,8 +4,6 @@ from __future__ import annotations
 
 from typing import Any, NamedTuple
 
-from pa_dbhealth import conf
-
 
 class Workers(NamedTuple):
     number: int | None  # None: unknown
@@ -32,10 +30,10 @@ def uwsgi_workers(options: dict[Any, Any]) -> tuple[int, int]:
     return processes, _option(options, "threads")
 
 
-def concurrent_workers() -> Workers:
-    configured = conf.get_settings().WORKERS
+def concurrent_workers(configured: int | None, setting: str = "PA_DBHEALTH['WORKERS']") -> Workers:
+    """``configured`` (the WORKERS option, named ``setting``) when set, else uWSGI's."""
     if configured is not None:
-        return Workers(configured, "PA_DBHEALTH['WORKERS']")
+        return Workers(configured, setting)
     try:
         import uwsgi
     except ImportError:

@@ -1,7 +1,7 @@
 """Hand a connection to a sibling thread that is waiting for the cap, instead of closing it.
 
 When the account's cap is full, a thread of this process whose connect was refused waits
-before its next attempt (:mod:`pa_dbhealth.retry`). If, meanwhile, another thread of the
+before its next attempt (:mod:`pa_dbhealth.core.retry`). If, meanwhile, another thread of the
 same process is done with its connection, closing that connection would free a slot that
 any process may take a few milliseconds later; handing it to the waiting thread skips the
 close, the connect, and the idle gap between them.

@@ -1,7 +1,7 @@
 """The connect backoff policy: retry a connect the connection cap refused, never anything else.
 
 Retrying a *connect* is safe: nothing has been sent to the server yet. Only errors that
-:func:`pa_dbhealth.errors.classify` calls a cap (``kind.is_cap``: 1226 for
+:func:`pa_dbhealth.core.errors.classify` calls a cap (``kind.is_cap``: 1226 for
 ``max_user_connections``, 1203, 1040) are retried; an hourly quota (also 1226), a wrong
 password, an unknown database or an unreachable server are raised at once.
 """
@@ -15,7 +15,7 @@ from contextlib import contextmanager
 from contextvars import ContextVar
 from typing import TypeVar
 
-from pa_dbhealth.errors import Classified, classify
+from pa_dbhealth.core.errors import Classified, classify
 
 T = TypeVar("T")
 

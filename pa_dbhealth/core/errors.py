@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import enum
 import re
-from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -72,13 +71,18 @@ class Classified:
 
 
 def _unwrap(exc: BaseException) -> BaseException:
-    # Django re-raises driver errors as django.db.utils errors with the original as __cause__.
+    # SQLAlchemy keeps the driver's error as ``orig``; Django re-raises driver errors as
+    # django.db.utils errors with the original as ``__cause__``.
+    orig = getattr(exc, "orig", None)
+    if isinstance(orig, BaseException):
+        return orig
     cause = exc.__cause__
     return cause if cause is not None and getattr(cause, "args", None) else exc
 
 
 def classify(exc: BaseException) -> Classified:
-    """Classify a MySQLdb/psycopg/Django database error by its code, never by guesswork."""
+    """Classify a mysqlclient/PyMySQL/psycopg error, as raised or wrapped by Django or
+    SQLAlchemy, by its code, never by guesswork."""
     original = _unwrap(exc)
     args: tuple[object, ...] = tuple(getattr(original, "args", ()))
     sqlstate = getattr(original, "sqlstate", None) or getattr(original, "pgcode", None)
@@ -110,8 +114,6 @@ def classify(exc: BaseException) -> Classified:
     return Classified(Kind.OTHER, None, text.splitlines()[0] if text else type(original).__name__)
 
 
-def server_address(settings_dict: Mapping[str, Any]) -> str:
-    """``host:port`` of a ``DATABASES`` entry, for messages about a server that does not answer."""
-    host = settings_dict.get("HOST") or "localhost"
-    port = settings_dict.get("PORT") or "default port"
-    return f"{host}:{port}"
+def server_address(host: Any, port: Any) -> str:
+    """``host:port`` for messages about a server that does not answer."""
+    return f"{host or 'localhost'}:{port or 'default port'}"

@@ -1,13 +1,13 @@
 """The health report in Prometheus's text exposition format (version 0.0.4).
 
-Written by hand, so the app does not depend on ``prometheus_client`` at run time.
+Written by hand, so pa_dbhealth does not depend on ``prometheus_client`` at run time.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 
-from pa_dbhealth.health import Report, process_figures
+from pa_dbhealth.core.health import Report
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 
@@ -66,8 +66,9 @@ def _family(name: str, kind: str, help_text: str, samples: Iterable[Sample]) -> 
     return lines
 
 
-def render(report: Report, *, full: bool) -> str:
-    """The exposition text: ``pa_dbhealth_up`` alone unless ``full``, then every figure."""
+def render(report: Report, *, full: bool, process: Mapping[str, int] | None = None) -> str:
+    """The exposition text: ``pa_dbhealth_up`` alone unless ``full``, then every figure and
+    the process's counts (``process``: the tracker's figures)."""
     lines = _family(
         "pa_dbhealth_up",
         "gauge",
@@ -115,7 +116,7 @@ def render(report: Report, *, full: bool) -> str:
         "Seconds the account's longest-idle connection has been idle.",
         idle,
     )
-    figures = process_figures()
+    figures = process or {}
     for key, (name, kind, help_text) in PROCESS_METRICS.items():
         if key in figures:
             lines += _family(name, kind, help_text, [({}, figures[key])])

@@ -7,6 +7,18 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 
+def query(
+    connection: Any, sql: str, params: Sequence[Any] | None = None, *, fetch: bool = True
+) -> list[tuple[Any, ...]]:
+    """Run one parameterised statement on a DB-API connection; its rows (or [])."""
+    cursor = connection.cursor()
+    try:
+        cursor.execute(sql, params)
+        return [tuple(row) for row in cursor.fetchall()] if fetch else []
+    finally:
+        cursor.close()
+
+
 @dataclass(frozen=True)
 class ServerFacts:
     """What the server says about its limits, as seen by the account Django logs in with.
@@ -15,7 +27,7 @@ class ServerFacts:
     does not know; ``note`` then says why and every figure is None.
     """
 
-    vendor: str  # Django's connection.vendor: "mysql", "postgresql", "sqlite", ...
+    vendor: str  # "mysql", "postgresql", "sqlite", ... (Django's connection.vendor)
     flavour: str  # "MariaDB", "MySQL", "PostgreSQL", "SQLite", ...
     version: str = ""
     applicable: bool = True
@@ -44,11 +56,14 @@ class AccountConnection:
     command: str  # MySQL's COMMAND ("Sleep", "Query", ...) or PostgreSQL's state ("idle", ...)
     state: str
     seconds: int  # seconds in the current command/state
-    idle: bool  # waiting for the client, outside a transaction: "Sleep" / "idle"
+    idle: bool  # waiting for the client: "Sleep" / "idle"
     this_connection: bool  # the connection the probe itself ran on
+    in_transaction: bool | None = None  # None: the server does not say (MySQL without PROCESS)
 
     @classmethod
-    def from_row(cls, row: Sequence[Any], *, idle_command: str) -> AccountConnection:
+    def from_row(
+        cls, row: Sequence[Any], *, idle_command: str, in_transaction: bool | None = None
+    ) -> AccountConnection:
         """From a vendor's row ``(id, user, host, db, command, state, seconds, is this one)``;
         ``idle_command`` is what the server calls a connection waiting for its client."""
         return cls(
@@ -61,6 +76,7 @@ class AccountConnection:
             seconds=int(row[6] or 0),
             idle=row[4] == idle_command,
             this_connection=bool(row[7]),
+            in_transaction=in_transaction,
         )
 
     @property
@@ -100,3 +116,18 @@ class AccountSnapshot:
     @property
     def longest_idle_seconds(self) -> int:
         return max((c.idle_seconds for c in self.connections), default=0)
+
+
+@dataclass
+class KillResult:
+    """What a kill of idle connections did: the ids killed, and why each other one was spared
+    ("gone", "busy", "in transaction", "transaction unknown")."""
+
+    killed: list[int] = field(default_factory=list)
+    spared: dict[int, str] = field(default_factory=dict)
+
+    def skip(self, conn_id: int, reason: str) -> None:
+        self.spared[int(conn_id)] = reason
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"killed": self.killed, "spared": {str(k): v for k, v in self.spared.items()}}

@@ -1,0 +1,212 @@
+"""The audit's rules that hold for every face: limits, budget, what the server says.
+
+A face (Django's ``dbcheck``, ``pa_dbhealth.sqlalchemy.audit``) looks at the server once,
+then builds an :class:`Audit` from its own settings' findings and these shared ones. The
+face words the fixes in its own settings' names (:class:`Terms`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from pa_dbhealth.core import findings
+from pa_dbhealth.core.errors import Kind, classify
+from pa_dbhealth.core.findings import Finding, Level
+from pa_dbhealth.core.options import Options
+from pa_dbhealth.core.timeouts import idle_limit
+from pa_dbhealth.core.vendors import AccountSnapshot, ServerFacts
+from pa_dbhealth.core.workers import Workers
+
+
+@dataclass(frozen=True)
+class Terms:
+    """How a face names things in its fixes."""
+
+    options: str  # what the face calls the options dict: "PA_DBHEALTH", "app.config['PA_DBHEALTH']"
+    connections_command: str  # "manage.py dbconnections"
+    address: str  # where host and port are set: "HOST and PORT in DATABASES"
+    credentials: str  # "USER and PASSWORD in DATABASES"
+    database_name: str  # "NAME in DATABASES"
+    offline_flag: str = "--offline"
+    wait_at_cap: str = ""  # a sentence: how this face makes a burst wait instead of failing
+
+    def option(self, key: str) -> str:
+        return f"{self.options}[{key!r}]"
+
+
+@dataclass
+class Audit:
+    """The findings about one database, and the server's figures they were judged on."""
+
+    alias: str
+    vendor: str
+    source: str = "settings"  # "server": figures read from the live server; "settings": fallbacks
+    server: dict[str, Any] = field(default_factory=dict)
+    findings: list[Finding] = field(default_factory=list)
+
+    def sorted_findings(self) -> list[Finding]:
+        return sorted(self.findings, key=lambda f: (-f.level, f.id))
+
+    def at_or_above(self, level: Level) -> list[Finding]:
+        return [f for f in self.findings if f.level >= level]
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "vendor": self.vendor,
+            "source": self.source,
+            "server": self.server,
+            "findings": [f.as_dict() for f in self.sorted_findings()],
+        }
+
+
+@dataclass(frozen=True)
+class Limits:
+    """The server's idle timeout and the account's cap the audit judges by (None: none)."""
+
+    timeout: int | None
+    cap: int | None
+    idle_limit: float  # seconds after which a connection is stale (inf: never)
+
+
+def judge_limits(
+    report: Audit,
+    who: str,
+    facts: ServerFacts | None,
+    snapshot: AccountSnapshot | None,
+    options: Options,
+    reason: str,
+    terms: Terms,
+    address: tuple[str, str],
+) -> Limits:
+    """Fill ``report.server`` from what the server said (or, when it was not asked because
+    of ``reason``, from the options), add I015/W016, and return the limits to judge by."""
+    if facts is not None and snapshot is not None:
+        report.source = "server"
+        timeout, cap = facts.wait_timeout, facts.account_limit
+        host, port = address
+        report.server = {
+            **facts.as_dict(),
+            "host": host,
+            "port": port,
+            "connections": snapshot.total,
+        }
+    else:
+        timeout, cap = options.SERVER_IDLE_TIMEOUT, options.CONNECTION_LIMIT
+        report.server = {"wait_timeout": timeout, "account_limit": cap}
+        fix = (
+            f"Set {terms.option('SERVER_IDLE_TIMEOUT')} and {terms.option('CONNECTION_LIMIT')} to "
+            f"your host's figures, or run without {terms.offline_flag} where the server can be "
+            "reached."
+        )
+        report.findings.append(findings.server_not_asked(who, reason, timeout, cap, fix))
+    limit = float("inf")
+    if timeout is not None:
+        limit, clamped = idle_limit(timeout, options.TIMEOUT_MARGIN)
+        if clamped:
+            report.findings.append(
+                findings.margin_clamped(
+                    terms.option("TIMEOUT_MARGIN"), options.TIMEOUT_MARGIN, timeout, limit
+                )
+            )
+    report.server["idle_limit"] = None if timeout is None else limit
+    return Limits(timeout, cap, limit)
+
+
+def budget(
+    who: str,
+    cap: int | None,
+    workers: Workers,
+    per_worker: int,
+    per_worker_text: str,
+    tasks: int,
+    vendor: str,
+    terms: Terms,
+) -> list[Finding]:
+    """E007/W008/I019: connections the site can open at once against the account's cap.
+
+    Each of ``workers`` may hold ``per_worker`` connections (``per_worker_text`` says why,
+    e.g. "2 alias(es)"); ``tasks`` more are held by scheduled and always-on tasks.
+    """
+    if cap is None:
+        return []
+    if workers.number is None:
+        fix = (
+            f"Set {terms.option('WORKERS')} to processes x threads of your web server (it is "
+            "detected automatically under uWSGI)."
+        )
+        return [findings.workers_unknown(who, cap, fix)]
+    need = workers.number * per_worker + tasks
+    breakdown = f"{workers.number} worker(s) from {workers.source} x {per_worker_text}"
+    if tasks:
+        breakdown += f" + {tasks} task connection(s)"
+    wait = f" {terms.wait_at_cap}" if terms.wait_at_cap else ""
+    if need > cap:
+        allowed = max((cap - tasks) // per_worker, 0)
+        fix = (
+            f"Run at most {allowed} concurrent web worker(s) (processes x threads), or fewer "
+            f"connections per worker or {terms.option('TASK_CONNECTIONS')} on this account; set "
+            f"{terms.option('WORKERS')} to what you run.{wait}"
+        )
+        return [findings.budget_over_cap(who, need, breakdown, cap, fix, vendor)]
+    if need == cap:
+        fix = (
+            "Leave one connection free: run one worker fewer, or keep consoles and scheduled "
+            f"tasks off while the site is busy.{wait}"
+        )
+        return [findings.budget_at_cap(who, need, breakdown, cap, fix, vendor)]
+    return []
+
+
+def server_findings(
+    who: str,
+    facts: ServerFacts,
+    snapshot: AccountSnapshot,
+    timeout: int | None,
+    terms: Terms,
+    kill_flag: str,
+) -> list[Finding]:
+    """I012, I020 and W014: what the server's own settings and connections show."""
+    found = []
+    if facts.net_read_timeout is not None:
+        fix = (
+            "Fetch large results in pages (QuerySet slicing, .iterator(chunk_size=...), "
+            "yield_per) and limit what a query returns."
+        )
+        found.append(findings.net_read_timeout(who, facts.net_read_timeout, fix))
+    if facts.vendor == "postgresql" and facts.idle_in_transaction_timeout is None:
+        found.append(findings.idle_in_transaction_unlimited(who))
+    if timeout is not None:
+        fix = (
+            "Find its owner (a console, a script that set its own wait_timeout) and close it, "
+            f"or run `{terms.connections_command} {kill_flag}--kill-idle {timeout}`."
+        )
+        found.extend(
+            findings.idle_past_timeout(who, c.id, c.host, c.idle_seconds, timeout, fix)
+            for c in snapshot.connections
+            if c.idle and c.idle_seconds > timeout
+        )
+    return found
+
+
+def connect_failure(who: str, address: str, exc: BaseException, terms: Terms) -> Finding:
+    """E011 (no server answers at ``address``) or E018 (it refused the connection)."""
+    classified = classify(exc)
+    if classified.kind is Kind.UNREACHABLE:
+        fix = (
+            f"Check {terms.address} and that the server runs; on PythonAnywhere the host is "
+            "<username>.mysql.pythonanywhere-services.com."
+        )
+        return findings.unreachable(who, address, classified.short, fix)
+    fixes = {
+        Kind.ACCOUNT_CAP: "The account holds all its connections already: find them with "
+        f"`{terms.connections_command}` and free idle ones with --kill-idle; on PythonAnywhere, "
+        "reload the web app or stop the task that holds them.",
+        Kind.HOURLY_QUOTA: "The account's hourly quota is used up: waiting seconds will not "
+        "help; it resets within the hour.",
+        Kind.ACCESS_DENIED: f"Check {terms.credentials}.",
+        Kind.UNKNOWN_DATABASE: f"Check {terms.database_name} (on PythonAnywhere: "
+        "'<username>$<dbname>').",
+    }
+    fix = fixes.get(classified.kind, "Check the database settings and the server's log.")
+    return findings.cannot_connect(who, classified.short, fix)

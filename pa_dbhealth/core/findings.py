@@ -1,0 +1,249 @@
+"""The catalogue of findings: one function per id, shared by every face.
+
+Ids are public API: never reuse a retired one. Each id is written out literally where its
+finding is built, so a grep finds it. The catalogue states the problem with the real
+figures; where the fix depends on the face (Django's ``CONN_MAX_AGE`` or SQLAlchemy's
+``pool_recycle``), the face names its own setting and words the fix (``setting``, ``fix``).
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+from typing import Any
+
+
+class Level(enum.IntEnum):
+    """The same numbers as Django's check levels, so a face can pass them on as they are."""
+
+    INFO = 20
+    WARNING = 30
+    ERROR = 40
+
+    @property
+    def label(self) -> str:
+        return self.name.lower()
+
+
+@dataclass(frozen=True)
+class Finding:
+    id: str
+    level: Level
+    message: str
+    hint: str
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "level": self.level.label,
+            "message": self.message,
+            "hint": self.hint,
+        }
+
+
+# The errors users meet, in each vendor's words (no MySQL error for a PostgreSQL server).
+_LOST = {
+    "mysql": "(2006, 'Server has gone away')",
+    "postgresql": "'terminating connection due to idle-session timeout'",
+}
+_CAP = {
+    "mysql": "(1226, 'max_user_connections')",
+    "postgresql": "'too many connections for role'",
+}
+
+
+def lost_error(vendor: str) -> str:
+    return _LOST.get(vendor, "a lost-connection error")
+
+
+def cap_error(vendor: str) -> str:
+    return _CAP.get(vendor, "a too-many-connections error")
+
+
+# --- the settings of pa_dbhealth itself ---------------------------------------------------
+
+
+def settings_not_a_mapping(message: str, hint: str) -> Finding:
+    return Finding("pa_dbhealth.E001", Level.ERROR, message, hint)
+
+
+def settings_unknown_key(message: str, hint: str) -> Finding:
+    return Finding("pa_dbhealth.E002", Level.ERROR, message, hint)
+
+
+def settings_bad_value(message: str, hint: str) -> Finding:
+    return Finding("pa_dbhealth.E003", Level.ERROR, message, hint)
+
+
+# --- how long connections are kept ---------------------------------------------------------
+
+
+def kept_past_timeout(setting: str, value: str, timeout: int, vendor: str, fix: str) -> Finding:
+    return Finding(
+        "pa_dbhealth.E004",
+        Level.ERROR,
+        f"{setting} = {value} but the server closes connections idle for {timeout} s: a "
+        f"connection kept past {timeout} s fails with {lost_error(vendor)}.",
+        fix,
+    )
+
+
+def kept_forever(setting: str, value: str, timeout: int | None, vendor: str, fix: str) -> Finding:
+    when = f"after {timeout} s" if timeout else "when they have been idle too long"
+    return Finding(
+        "pa_dbhealth.E005",
+        Level.ERROR,
+        f"{setting} = {value} keeps connections forever, but the server closes idle ones "
+        f"{when}: the next query then fails with {lost_error(vendor)}.",
+        fix,
+    )
+
+
+def kept_untested(subject: str, fix: str) -> Finding:
+    return Finding(
+        "pa_dbhealth.W006",
+        Level.WARNING,
+        f"{subject}: a connection the server dropped is reused without a test.",
+        fix,
+    )
+
+
+# --- how many connections the site can open ------------------------------------------------
+
+
+def budget_over_cap(
+    who: str, need: int, breakdown: str, cap: int, fix: str, vendor: str
+) -> Finding:
+    return Finding(
+        "pa_dbhealth.E007",
+        Level.ERROR,
+        f"The account behind {who} may hold {cap} connections, but the site can open "
+        f"{need} at once ({breakdown}): the excess gets {cap_error(vendor)}.",
+        fix,
+    )
+
+
+def budget_at_cap(who: str, need: int, breakdown: str, cap: int, fix: str, vendor: str) -> Finding:
+    return Finding(
+        "pa_dbhealth.W008",
+        Level.WARNING,
+        f"The site can open {need} connections at once ({breakdown}), exactly the {cap} the "
+        f"account behind {who} may hold: one console or leaked connection makes it fail "
+        f"with {cap_error(vendor)}.",
+        fix,
+    )
+
+
+def pool_too_big(who: str, kind: str, size: int, overflow: int, cap: int, fix: str) -> Finding:
+    return Finding(
+        "pa_dbhealth.E009",
+        Level.ERROR,
+        f"{who} uses {kind} with up to {size + overflow} connections per process "
+        f"(size {size} + overflow {overflow}) but the account may hold {cap}.",
+        fix,
+    )
+
+
+def pool_recycle_too_long(
+    who: str, kind: str, recycle: float, timeout: int, fix: str, vendor: str
+) -> Finding:
+    return Finding(
+        "pa_dbhealth.E010",
+        Level.ERROR,
+        f"{who} uses {kind} which keeps connections for {recycle:g} s, but the server closes "
+        f"connections idle for {timeout} s: pooled connections die with {lost_error(vendor)}.",
+        fix,
+    )
+
+
+# --- what the server said -----------------------------------------------------------------
+
+
+def unreachable(who: str, address: str, error: str, fix: str) -> Finding:
+    return Finding(
+        "pa_dbhealth.E011",
+        Level.ERROR,
+        f"Cannot reach the database server of {who} at {address}: {error}",
+        fix,
+    )
+
+
+def net_read_timeout(who: str, seconds: int, fix: str) -> Finding:
+    return Finding(
+        "pa_dbhealth.I012",
+        Level.INFO,
+        f"The server of {who} has net_read_timeout = {seconds} s: a query returning a huge "
+        "result can fail with (2013, 'Lost connection to MySQL server during query').",
+        fix,
+    )
+
+
+def middleware_missing(path: str) -> Finding:
+    return Finding(
+        "pa_dbhealth.I013",
+        Level.INFO,
+        f"{path} is not in MIDDLEWARE: stale connections are not closed before a request "
+        "uses them and a full connection cap answers 500 instead of 503.",
+        f"Add {path!r} near the top of MIDDLEWARE.",
+    )
+
+
+def idle_past_timeout(
+    who: str, conn_id: int, host: str, idle: int, timeout: int, fix: str
+) -> Finding:
+    return Finding(
+        "pa_dbhealth.W014",
+        Level.WARNING,
+        f"Connection {conn_id} of the account behind {who} (from {host}) has been idle for "
+        f"{idle} s, longer than the server's {timeout} s timeout: it holds one of the "
+        "account's connections for nothing.",
+        fix,
+    )
+
+
+def server_not_asked(who: str, reason: str, timeout: int, cap: int, fix: str) -> Finding:
+    return Finding(
+        "pa_dbhealth.I015",
+        Level.INFO,
+        f"The server of {who} was not asked ({reason}): the audit assumes an idle timeout "
+        f"of {timeout} s and a cap of {cap} connections.",
+        fix,
+    )
+
+
+def margin_clamped(setting: str, margin: float, timeout: int, limit: float) -> Finding:
+    return Finding(
+        "pa_dbhealth.W016",
+        Level.WARNING,
+        f"{setting} = {margin:g} is not smaller than the server's idle timeout of {timeout} s: "
+        f"connections count as stale after {limit:g} s (half the timeout) instead.",
+        f"Set {setting} below {timeout}, e.g. {max(timeout // 10, 1)}.",
+    )
+
+
+def not_applicable(who: str, note: str) -> Finding:
+    return Finding("pa_dbhealth.I017", Level.INFO, f"{who}: {note}", "Nothing to do.")
+
+
+def cannot_connect(who: str, error: str, fix: str) -> Finding:
+    return Finding("pa_dbhealth.E018", Level.ERROR, f"Cannot connect to {who}: {error}", fix)
+
+
+def workers_unknown(who: str, cap: int, fix: str) -> Finding:
+    return Finding(
+        "pa_dbhealth.I019",
+        Level.INFO,
+        f"The number of concurrent web workers is unknown, so the connection budget of "
+        f"{who} (cap {cap}) cannot be checked.",
+        fix,
+    )
+
+
+def idle_in_transaction_unlimited(who: str) -> Finding:
+    return Finding(
+        "pa_dbhealth.I020",
+        Level.INFO,
+        f"The server of {who} has no idle_in_transaction_session_timeout: a session left "
+        "idle inside a transaction holds its connection (and its locks) forever.",
+        "ALTER ROLE <you> SET idle_in_transaction_session_timeout = '5min'.",
+    )

@@ -1,0 +1,108 @@
+"""One look at a server, bounded in time: what the health view, the commands, the audit and
+the cap report share.
+
+A look opens a connection if it needs one (a single attempt, with a connect timeout), asks
+its question, and closes only what it opened. It must also answer when the server does
+not: a frozen server (SIGSTOP) or a link that goes silent after the handshake leaves a read
+blocked for as long as TCP keeps the connection, which no connect timeout covers. So the
+look runs in a thread of its own and the caller waits for it at most ``seconds``; when time
+is up, the connection's socket is shut down, which ends the blocked read at once, and the
+caller gets :class:`LookTimedOut`. The connection is then dead, and whoever owns it closes
+it: it is never reused.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import socket
+import threading
+from collections.abc import Callable
+from typing import Any, Generic, TypeVar
+
+from pa_dbhealth.core.liveness import socket_fd
+
+T = TypeVar("T")
+
+
+class LookTimedOut(Exception):
+    """The server did not answer a look within its bound."""
+
+    def __init__(self, seconds: float) -> None:
+        super().__init__(f"the server did not answer within {seconds:g} s")
+        self.seconds = seconds
+
+
+def connect_timeout_options(vendor: str, seconds: float) -> dict[str, int]:
+    """Driver connect options that wait at most ``seconds`` (rounded up, at least 1) for the
+    server: mysqlclient's and PyMySQL's ``connect_timeout``, libpq's ``connect_timeout``."""
+    whole = max(1, math.ceil(seconds))
+    if vendor in ("mysql", "postgresql"):
+        return {"connect_timeout": whole}
+    return {}
+
+
+def shut_down(connection: Any) -> None:
+    """Shut down a DB-API connection's socket: a read blocked on it in another thread
+    returns at once (the driver then reports the connection lost)."""
+    fd = socket_fd(connection)
+    if fd is None:
+        return
+    try:
+        sock = socket.socket(fileno=os.dup(fd))
+    except OSError:
+        return
+    try:
+        sock.shutdown(socket.SHUT_RDWR)
+    except OSError:
+        pass  # not connected any more: nothing blocks on it
+    finally:
+        sock.close()  # closes the duplicate only
+
+
+_thread = threading.local()
+
+
+def in_look() -> bool:
+    """Whether the calling thread runs a look (whose every step must stay bounded: a
+    receiver that would query on connect leaves the connection alone here)."""
+    return bool(getattr(_thread, "looking", False))
+
+
+class _Run(Generic[T]):
+    def __init__(self, work: Callable[[], T]) -> None:
+        self.work = work
+        self.done = threading.Event()
+        self.result: T | None = None
+        self.error: BaseException | None = None
+
+    def __call__(self) -> None:
+        _thread.looking = True
+        try:
+            self.result = self.work()
+        except BaseException as exc:  # handed to the caller's thread
+            self.error = exc
+        finally:
+            self.done.set()
+
+
+def within(
+    seconds: float,
+    work: Callable[[], T],
+    *,
+    on_timeout: Callable[[], None] | None = None,
+    name: str = "pa_dbhealth-look",
+) -> T:
+    """``work()``, run in a thread of its own; its result or its exception, or
+    :class:`LookTimedOut` once ``seconds`` have passed (after ``on_timeout()``, which should
+    unblock the work: :func:`shut_down` its connection)."""
+    run = _Run(work)
+    thread = threading.Thread(target=run, name=name, daemon=True)
+    thread.start()
+    if not run.done.wait(seconds):
+        if on_timeout is not None:
+            on_timeout()
+        raise LookTimedOut(seconds)
+    if run.error is not None:
+        raise run.error
+    return run.result  # type: ignore[return-value]
