@@ -14,7 +14,9 @@ from typing import Any
 from django.db import Error as DatabaseError
 from django.db import transaction
 from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.utils.cache import patch_vary_headers
 from django.views.decorators.cache import never_cache
+from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_safe
 
 from pa_dbhealth import conf
@@ -52,6 +54,7 @@ def _wants_prometheus(request: HttpRequest) -> bool:
 
 
 @transaction.non_atomic_requests
+@csrf_exempt  # it changes nothing: a POST is answered 405, not 403
 @never_cache
 @require_safe
 def health(request: HttpRequest, databases: Sequence[str] | None = None) -> HttpResponse:
@@ -83,4 +86,7 @@ def health(request: HttpRequest, databases: Sequence[str] | None = None) -> Http
         critical = report.status is Status.CRITICAL
         status = HTTPStatus.SERVICE_UNAVAILABLE if critical else HTTPStatus.OK
         response = JsonResponse(body, status=status)
+    # What a caller sees depends on its token (and its session, which Django's session
+    # middleware adds to Vary itself when the staff check reads it).
+    patch_vary_headers(response, ("Authorization", "Accept"))
     return response

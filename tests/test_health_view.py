@@ -266,6 +266,17 @@ def test_no_store(client: Client, token: str) -> None:
 def test_only_get_and_head(client: Client) -> None:
     assert client.post("/health/default/").status_code == HTTPStatus.METHOD_NOT_ALLOWED
     assert client.head("/health/default/").status_code == HTTPStatus.OK
+    # As a browser or a monitor meets it, with CSRF checked: still 405, not 403.
+    strict = Client(enforce_csrf_checks=True)
+    assert strict.post("/dbhealth/").status_code == HTTPStatus.METHOD_NOT_ALLOWED
+
+
+@mysql
+def test_caches_are_told_the_body_depends_on_the_token(client: Client, token: str) -> None:
+    for bearer in (None, token):
+        for data in ({}, {"format": "prometheus"}):
+            vary = get(client, bearer=bearer, data=data)["Vary"]
+            assert "Authorization" in vary and "Accept" in vary
 
 
 @mysql
