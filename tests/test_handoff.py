@@ -17,7 +17,7 @@ from django.db import connections, transaction
 from django.db.utils import DatabaseError
 from django.test import override_settings
 
-from pa_dbhealth import tracker
+from pa_dbhealth import hygiene, tracker
 from pa_dbhealth.backends.mysql.base import DatabaseWrapper
 from pa_dbhealth.core import handoff, retry
 
@@ -46,9 +46,10 @@ def slow_retries(monkeypatch: pytest.MonkeyPatch) -> None:
 class Receiver(threading.Thread):
     """Connects in its own thread (connections belong to threads), reports what it got."""
 
-    def __init__(self, settings_dict: dict[str, Any]) -> None:
+    def __init__(self, settings_dict: dict[str, Any], *statements: str) -> None:
         super().__init__(daemon=True)
         self.settings_dict = settings_dict
+        self.statements = statements  # run once connected, as a request would
         self.got: int | None = None
         self.waited = 0.0
         self.error: BaseException | None = None
@@ -65,6 +66,8 @@ class Receiver(threading.Thread):
             with wrapper.cursor() as cursor:
                 cursor.execute("SELECT CONNECTION_ID()")
                 self.got = int(cursor.fetchone()[0])
+                for statement in self.statements:
+                    cursor.execute(statement)
             self.done_with.wait(10)
         except BaseException as exc:  # reported to the test thread
             self.error = exc
@@ -165,6 +168,74 @@ def test_a_connection_not_fit_to_pass_on_is_closed(
     got = receiver.result()  # at its deadline, into the slot the real close freed
     assert got != given
     assert receiver.waited >= 0.9
+    assert handoffs() == before
+
+
+@pytest.fixture
+def writes(admin: Any, server: Any) -> Iterator[Callable[[], list[str]]]:
+    """A table of the test's own in the sandbox's database; returns a reader of its rows."""
+    table = f"`{server.database}`.handoff_writes"
+    admin.execute(f"CREATE TABLE {table} (who VARCHAR(10)) ENGINE=InnoDB")
+
+    def rows() -> list[str]:
+        admin.execute(f"SELECT who FROM {table} ORDER BY who")
+        return [row[0] for row in admin.fetchall()]
+
+    yield rows
+    admin.execute(f"DROP TABLE {table}")
+
+
+@pytest.mark.usefixtures("slow_retries")
+def test_a_transaction_left_open_by_raw_sql_is_never_handed_over(
+    giver: DatabaseWrapper,
+    settings_of: Callable[..., dict[str, Any]],
+    raw_connections: Any,
+    writes: Callable[[], list[str]],
+) -> None:
+    """A request opens a transaction through a raw cursor and crashes before COMMIT; the
+    request waiting for the cap must not write into that transaction: its write would be
+    answered and then vanish with the rollback."""
+    raw_connections(2)
+    given = given_id(giver)
+    with override_settings(PA_DBHEALTH={"CONNECT_RETRY": 1.0}):
+        receiver = start_waiting(
+            Receiver(settings_of(), "INSERT INTO handoff_writes VALUES ('waiter')")
+        )
+    cursor = giver.connection.cursor()
+    cursor.execute("START TRANSACTION")  # Django's autocommit flag still says True
+    cursor.execute("INSERT INTO handoff_writes VALUES ('crashed')")
+    giver.close()  # never committed
+
+    assert receiver.result() != given
+    assert writes() == ["waiter"]
+
+
+@pytest.mark.usefixtures("slow_retries")
+@pytest.mark.parametrize("how", ["killed by the server", "error washed out by a ping"])
+def test_a_dead_or_erred_connection_is_never_handed_over(
+    how: str,
+    giver: DatabaseWrapper,
+    settings_of: Callable[..., dict[str, Any]],
+    raw_connections: Any,
+    admin: Any,
+    settled_ids: Callable[[Callable[[list[int]], bool]], list[int]],
+) -> None:
+    raw_connections(2)
+    before, given = handoffs(), given_id(giver)
+    with override_settings(PA_DBHEALTH={"CONNECT_RETRY": 1.0}):
+        receiver = start_waiting(Receiver(settings_of()))
+    if how == "killed by the server":
+        admin.execute("KILL CONNECTION %s", [given])
+        settled_ids(lambda ids: given not in ids)
+    else:
+        with pytest.raises(DatabaseError), giver.cursor() as cursor:
+            cursor.execute("SET @left_behind = 1")
+            cursor.execute("SELECT * FROM no_such_table")
+        hygiene.stale_reason(giver)  # the ping answers, so errors_occurred is cleared
+        assert not giver.errors_occurred
+    giver.close()
+
+    assert receiver.result() != given
     assert handoffs() == before
 
 

@@ -8,10 +8,14 @@ then the last error is raised as Django would raise it. Hourly quotas (also 1226
 password, an unknown database and an unreachable server are raised at once.
 
 While a thread waits between attempts, another thread of the same process that closes its
-connection to the same database, outside any transaction and without errors, hands it over
-instead (:mod:`pa_dbhealth.core.handoff`): the waiting thread skips the rest of its wait and the
-connect. It gets the connection as Django reuses a persistent one (``CONN_MAX_AGE`` > 0),
-session state included. ``PA_DBHEALTH["HANDOFF"] = False`` turns this off.
+connection to the same database hands it over instead (:mod:`pa_dbhealth.core.handoff`):
+the waiting thread skips the rest of its wait and the connect. Only a connection a fresh
+one would be indistinguishable from is handed over: alive (its socket is quiet), no error
+since it was opened (a later ping does not wash one out), outside atomic blocks, in
+autocommit, and with no transaction open on the server, raw SQL included (read from the
+server's status flags; where the driver cannot say, a ROLLBACK ends whatever may be open).
+Anything else is closed. Session state (user variables, ``SET SESSION``) does carry over,
+as with a persistent connection. ``PA_DBHEALTH["HANDOFF"] = False`` turns this off.
 """
 
 from __future__ import annotations
@@ -24,7 +28,7 @@ from django.db.backends.mysql import base as mysql_base
 from django.utils.asyncio import async_unsafe
 
 from pa_dbhealth import conf, tracker
-from pa_dbhealth.core import handoff
+from pa_dbhealth.core import handoff, liveness
 from pa_dbhealth.core.errors import Classified
 from pa_dbhealth.core.retry import connect_with_retry
 
@@ -35,6 +39,20 @@ class DatabaseWrapper(mysql_base.DatabaseWrapper):
     # What the open connection was made with, and how many times it was handed over.
     _pa_dbhealth_opened_with: tuple[dict[str, Any], str | None] | None = None
     _pa_dbhealth_handoffs = 0
+    # An error occurred on the open connection at some point (Django clears errors_occurred
+    # after a successful ping; this stays until the connection is closed).
+    _pa_dbhealth_erred = False
+    _errors_occurred = False
+
+    @property
+    def errors_occurred(self) -> bool:
+        return self._errors_occurred
+
+    @errors_occurred.setter
+    def errors_occurred(self, value: bool) -> None:
+        self._errors_occurred = value
+        if value:
+            self._pa_dbhealth_erred = True
 
     def get_connection_params(self) -> dict[str, Any]:
         params: dict[str, Any] = super().get_connection_params()
@@ -81,6 +99,9 @@ class DatabaseWrapper(mysql_base.DatabaseWrapper):
                 )
                 self._discard(handed.raw)
                 return None
+            if liveness.is_dead(handed.raw) is not False:  # the server dropped it in transit
+                self._discard(handed.raw)
+                return None
             tracker.note_handoff(self.alias)
             logger.debug(
                 "connect to database %r: took over a connection another thread was done with",
@@ -90,6 +111,7 @@ class DatabaseWrapper(mysql_base.DatabaseWrapper):
             return handed.raw
 
         self._pa_dbhealth_handoffs = 0
+        self._pa_dbhealth_erred = False
         connection = connect_with_retry(
             lambda: parent(conn_params),
             budget=conf.get_settings().CONNECT_RETRY,
@@ -106,25 +128,41 @@ class DatabaseWrapper(mysql_base.DatabaseWrapper):
             super().init_connection_state()
 
     def _close(self) -> None:
-        if self.connection is not None and self._may_hand_over():
+        room = handoff.room(self.alias)
+        if self.connection is not None and room.waiting and self._may_hand_over():
             handed = handoff.Handed(
                 self.connection, self._pa_dbhealth_opened_with, self._pa_dbhealth_handoffs + 1
             )
-            if handoff.room(self.alias).offer(handed):
+            if room.offer(handed):
                 return
         super()._close()  # type: ignore[misc]
 
     def _may_hand_over(self) -> bool:
-        """A connection in a clean state, not handed over too often already, and allowed."""
+        """Allowed, not handed over too often already, and as good as a fresh connection."""
         return (
             self._pa_dbhealth_opened_with is not None
             and self._pa_dbhealth_handoffs < handoff.MAX_HANDOFFS
             and not self.in_atomic_block
             and not self.needs_rollback
-            and not self.errors_occurred
+            and not self._pa_dbhealth_erred
             and self.autocommit
             and conf.get_settings().HANDOFF
+            and self._clean_on_the_server()
         )
+
+    def _clean_on_the_server(self) -> bool:
+        """Alive, nothing unread, and no transaction open on the server (raw SQL included)."""
+        raw = self.connection
+        if liveness.is_dead(raw) is not False:
+            return False
+        open_transaction = liveness.in_transaction(raw)
+        if open_transaction is None:  # the driver does not say: end whatever may be open
+            try:
+                raw.rollback()
+            except Exception:
+                return False
+            return True
+        return not open_transaction
 
     @staticmethod
     def _discard(raw: Any) -> None:
