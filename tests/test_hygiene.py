@@ -190,3 +190,44 @@ def test_the_server_timeout_is_learned(idle_timeout: Callable[[int], None]) -> N
 def test_idle_limit_is_the_timeout_minus_the_margin() -> None:
     assert idle_limit(300, 20) == (280.0, False)
     assert idle_limit(10, 20) == (5.0, True)
+
+
+def _iterate_with_a_pause(queryset: Any) -> list[str]:
+    """Iterate ``queryset`` in chunks of 100 under keep_fresh(every=0.05), pausing past the
+    idle limit in the middle of the second chunk: the connection must not be closed there."""
+    seen = []
+    for index, item in enumerate(keep_fresh(queryset.iterator(chunk_size=100), every=0.05)):
+        if index == 150:
+            time.sleep(0.1)
+        seen.append(item.model)
+    return seen
+
+
+def _many_content_types(using: str) -> None:
+    from django.contrib.contenttypes.models import ContentType
+
+    ContentType.objects.using(using).bulk_create(
+        [ContentType(app_label="many", model=f"m{i:03d}") for i in range(300)]
+    )
+
+
+@mysql
+def test_keep_fresh_never_closes_a_connection_in_the_middle_of_an_iterator() -> None:
+    from django.contrib.contenttypes.models import ContentType
+
+    _many_content_types("default")
+    queryset = ContentType.objects.filter(app_label="many").order_by("model")
+    assert _iterate_with_a_pause(queryset) == [f"m{i:03d}" for i in range(300)]
+    with connections["default"].cursor() as cursor:  # and the connection is fine after it
+        cursor.execute("SELECT 1")
+
+
+def test_keep_fresh_never_closes_a_server_side_cursor_between_chunks(pg: str) -> None:
+    """PostgreSQL reads an iterator through a server-side cursor, chunk by chunk."""
+    from django.contrib.contenttypes.models import ContentType
+
+    with connections[pg].schema_editor() as editor:
+        editor.create_model(ContentType)
+    _many_content_types(pg)
+    queryset = ContentType.objects.using(pg).order_by("model")
+    assert _iterate_with_a_pause(queryset) == [f"m{i:03d}" for i in range(300)]
