@@ -172,17 +172,16 @@ def test_a_connection_not_fit_to_pass_on_is_closed(
 
 
 @pytest.fixture
-def writes(admin: Any, server: Any) -> Iterator[Callable[[], list[str]]]:
+def writes(admin: Any) -> Iterator[Callable[[], list[str]]]:
     """A table of the test's own in the sandbox's database; returns a reader of its rows."""
-    table = f"`{server.database}`.handoff_writes"
-    admin.execute(f"CREATE TABLE {table} (who VARCHAR(10)) ENGINE=InnoDB")
+    admin.execute("CREATE TABLE handoff_writes (who VARCHAR(10)) ENGINE=InnoDB")
 
     def rows() -> list[str]:
-        admin.execute(f"SELECT who FROM {table} ORDER BY who")
+        admin.execute("SELECT who FROM handoff_writes ORDER BY who")
         return [row[0] for row in admin.fetchall()]
 
     yield rows
-    admin.execute(f"DROP TABLE {table}")
+    admin.execute("DROP TABLE handoff_writes")
 
 
 @pytest.mark.usefixtures("slow_retries")
