@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
+import signal
 import time
 from collections.abc import Callable, Iterator
 from http import HTTPStatus
@@ -12,7 +14,7 @@ import pytest
 from conftest import account_connection_ids, wait_until_settled
 from django.contrib.auth.models import User
 from django.db import connections
-from django.test import Client, RequestFactory
+from django.test import Client, RequestFactory, override_settings
 from django.urls import reverse
 
 from pa_dbhealth import health, sandbox, views
@@ -192,6 +194,39 @@ def test_stopped_server_is_503_within_the_connect_timeout(
     assert time.monotonic() - started < 2 + 1
     assert response.status_code == HTTPStatus.SERVICE_UNAVAILABLE
     assert response.json()["databases"][alias]["error"] == "server unreachable"
+
+
+@pytest.mark.usefixtures("unblocked_db")
+@pytest.mark.parametrize("kept", [True, False], ids=["kept connection", "own connection"])
+def test_a_frozen_server_is_503_within_the_bound(
+    client: Client, token: str, own_server: tuple[sandbox.SandboxInfo, str], kept: bool
+) -> None:
+    """SIGSTOP: the server's kernel still accepts and acknowledges, nothing answers. The
+    view must not wait for TCP to give up, and the stuck connection is not reused."""
+    info, alias = own_server
+    connections.settings[alias]["CONN_MAX_AGE"] = 60
+    connections[alias].settings_dict["CONN_MAX_AGE"] = 60
+    with override_settings(PA_DBHEALTH={"HEALTH_TOKEN": token, "HEALTH_CONNECT_TIMEOUT": 1}):
+        if kept:  # a request of this thread left its connection open (CONN_MAX_AGE = 60)
+            connections[alias].ensure_connection()
+        os.kill(info.pid, signal.SIGSTOP)
+        try:
+            started = time.monotonic()
+            response = client.get(f"/health/{alias}/", HTTP_AUTHORIZATION=f"Bearer {token}")
+            elapsed = time.monotonic() - started
+        finally:
+            os.kill(info.pid, signal.SIGCONT)
+    assert elapsed < 2 * 1 + 1.5  # the connect's bound and the answer's, not TCP's minutes
+    assert response.status_code == HTTPStatus.SERVICE_UNAVAILABLE
+    db = response.json()["databases"][alias]
+    assert db["status"] == "critical"
+    # A kept connection waits for an answer that never comes; a new one gives up in the
+    # handshake (the driver's connect timeout: "Lost connection ... reading initial
+    # communication packet").
+    assert db["error"] == ("server did not answer in time" if kept else "connection lost")
+    assert connections[alias].connection is None  # closed, never reused
+    thawed = client.get(f"/health/{alias}/")
+    assert thawed.status_code == HTTPStatus.OK  # it answers again
 
 
 @pytest.mark.usefixtures("unblocked_db")
