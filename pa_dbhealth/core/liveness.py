@@ -30,17 +30,35 @@ MARIADB_CONNECTION_SERVER_STATUS = 30
 _NATIVE_CAPSULE = b"_mysql.connection.native_connection"
 
 
+@functools.cache
+def _driver(cls: type) -> str:
+    """Which driver a connection class belongs to, asked once per class: the checks below
+    run before every reuse, so they read known attributes instead of probing for them."""
+    if hasattr(cls, "dbapi_connection"):
+        return "proxy"  # SQLAlchemy's pool proxy (also django-db-connection-pool's)
+    root = cls.__module__.partition(".")[0]
+    return root if root in ("MySQLdb", "pymysql", "psycopg", "psycopg2") else "unknown"
+
+
+def _unwrapped(connection: Any) -> tuple[str, Any]:
+    driver = _driver(type(connection))
+    if driver == "proxy":
+        connection = connection.dbapi_connection
+        driver = _driver(type(connection)) if connection is not None else "unknown"
+    return driver, connection
+
+
 def socket_fd(connection: Any) -> int | None:
     """The file descriptor of a DB-API connection's socket; None when it has none or is
     closed (mysqlclient, PyMySQL and psycopg 2/3 are known)."""
-    connection = getattr(connection, "dbapi_connection", None) or connection  # a pool's proxy
-    sock = getattr(connection, "_sock", None)  # PyMySQL
-    target = sock if sock is not None else connection
-    fileno = getattr(target, "fileno", None)
-    if fileno is None:
-        return None
+    driver, connection = _unwrapped(connection)
     try:
-        fd = int(fileno())
+        if driver == "pymysql":
+            sock = connection._sock
+            return None if sock is None else int(sock.fileno())
+        if driver == "unknown":
+            return None
+        fd = int(connection.fileno())
     except Exception:  # a closed connection raises
         return None
     return fd if fd >= 0 else None
@@ -56,14 +74,16 @@ def is_dead(connection: Any) -> bool | None:
     """True when an idle connection must not be used again (the server closed it, or it
     holds unread data); False when its socket is quiet; None when there is no socket to ask
     (SQLite, an unknown driver)."""
-    connection = getattr(connection, "dbapi_connection", None) or connection  # a pool's proxy
-    if getattr(connection, "closed", False) is True or getattr(connection, "open", 1) == 0:
-        return True  # psycopg's closed; mysqlclient's open
-    if getattr(connection, "_sock", 0) is None:
-        return True  # PyMySQL after close
+    driver, connection = _unwrapped(connection)
+    if driver == "unknown":
+        return None
+    if driver == "MySQLdb" and not connection.open:
+        return True
+    if driver in ("psycopg", "psycopg2") and connection.closed:
+        return True
     fd = socket_fd(connection)
     if fd is None:
-        return None
+        return True  # a known driver without a socket: closed
     try:
         return _readable(fd)
     except (OSError, ValueError):
@@ -73,20 +93,14 @@ def is_dead(connection: Any) -> bool | None:
 def in_transaction(connection: Any) -> bool | None:
     """Whether the server holds a transaction open on this connection (raw SQL included),
     as of the end of its last statement; None when the driver does not say."""
-    connection = getattr(connection, "dbapi_connection", None) or connection  # a pool's proxy
-    info = getattr(connection, "info", None)
-    status = getattr(info, "transaction_status", None)
-    if status is not None:  # psycopg 3 and 2: IDLE is 0 (ACTIVE, INTRANS, INERROR, UNKNOWN)
-        return int(status) != 0
-    flags = getattr(connection, "server_status", None)  # PyMySQL
-    if isinstance(flags, int):
-        return bool(flags & SERVER_STATUS_IN_TRANS)
-    read = _mysqlclient_status_reader()
-    if read is not None and hasattr(connection, "_get_native_connection"):
-        flags = read(connection)
-        if flags is not None:
-            return bool(flags & SERVER_STATUS_IN_TRANS)
-    return None
+    driver, connection = _unwrapped(connection)
+    if driver in ("psycopg", "psycopg2"):  # IDLE is 0 (ACTIVE, INTRANS, INERROR, UNKNOWN)
+        return int(connection.info.transaction_status) != 0
+    if driver == "pymysql":
+        return bool(connection.server_status & SERVER_STATUS_IN_TRANS)
+    read = _mysqlclient_status_reader() if driver == "MySQLdb" else None
+    flags = None if read is None else read(connection)
+    return None if flags is None else bool(flags & SERVER_STATUS_IN_TRANS)
 
 
 @functools.cache
