@@ -30,14 +30,23 @@ MARIADB_CONNECTION_SERVER_STATUS = 30
 _NATIVE_CAPSULE = b"_mysql.connection.native_connection"
 
 
-@functools.cache
+_DRIVERS: dict[type, str] = {}
+
+
 def _driver(cls: type) -> str:
     """Which driver a connection class belongs to, asked once per class: the checks below
     run before every reuse, so they read known attributes instead of probing for them."""
-    if hasattr(cls, "dbapi_connection"):
-        return "proxy"  # SQLAlchemy's pool proxy (also django-db-connection-pool's)
-    root = cls.__module__.partition(".")[0]
-    return root if root in ("MySQLdb", "pymysql", "psycopg", "psycopg2") else "unknown"
+    found = _DRIVERS.get(cls)
+    if found is None:
+        root = cls.__module__.partition(".")[0]
+        if hasattr(cls, "dbapi_connection"):
+            found = "proxy"  # SQLAlchemy's pool proxy (also django-db-connection-pool's)
+        elif root in ("MySQLdb", "pymysql", "psycopg", "psycopg2"):
+            found = root
+        else:
+            found = "unknown"
+        _DRIVERS[cls] = found
+    return found
 
 
 def _unwrapped(connection: Any) -> tuple[str, Any]:
