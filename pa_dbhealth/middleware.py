@@ -18,6 +18,7 @@ from asgiref.sync import iscoroutinefunction, markcoroutinefunction, sync_to_asy
 from django.db import DEFAULT_DB_ALIAS, DatabaseError, connections
 from django.db.backends.base.base import BaseDatabaseWrapper
 from django.http import HttpRequest, HttpResponse
+from django.template import TemplateDoesNotExist, loader
 
 from pa_dbhealth import hygiene, tracker
 from pa_dbhealth.core import vendors
@@ -29,6 +30,14 @@ logger = logging.getLogger(__name__)
 RETRY_AFTER = 5  # seconds: a connection usually frees up within a request or two
 QUOTA_RETRY_AFTER = 3600  # an hourly quota resets within the hour, not in seconds
 SNAPSHOT_EVERY = 60.0  # seconds: at most one snapshot log per minute per process
+CAP_BODY = (
+    "Service unavailable: the site's database connections are all in use. "
+    "Try again in a few seconds.\n"
+)
+QUOTA_BODY = (
+    "Service unavailable: the site's database has used up its hourly quota. "
+    "Waiting a few seconds will not help: it resets within the hour.\n"
+)
 
 
 class Throttle:
@@ -99,7 +108,7 @@ class ConnectionHygieneMiddleware:
             alias = failing_alias(exception)
             if snapshot_throttle.ready():
                 logger.error("%s", cap_report(found, alias))
-            return cap_response(found)
+            return cap_response(found, request)
         return None
 
 
@@ -142,20 +151,21 @@ def close_lost_connections(found: Classified) -> None:
     hygiene.forget_server_timeouts()  # the server may drop connections sooner than learned
 
 
-def cap_response(found: Classified) -> HttpResponse:
-    if found.kind is Kind.HOURLY_QUOTA:
-        body = (
-            f"Service unavailable: the database account's hourly quota {found.resource} is "
-            "used up. Waiting a few seconds will not help: it resets within the hour.\n"
-        )
-        retry_after = QUOTA_RETRY_AFTER
+def cap_response(found: Classified, request: HttpRequest | None = None) -> HttpResponse:
+    """503 + Retry-After for a visitor: in words a visitor can use, never the driver's
+    message (it names the account, and on PostgreSQL the host and port: those go to the
+    log). A project template ``503.html`` gives the page the site's own look; it gets
+    ``retry_after`` (seconds) and ``quota`` (True for an hourly quota)."""
+    quota = found.kind is Kind.HOURLY_QUOTA
+    retry_after = QUOTA_RETRY_AFTER if quota else RETRY_AFTER
+    try:
+        template = loader.get_template("503.html")
+    except TemplateDoesNotExist:
+        body = QUOTA_BODY if quota else CAP_BODY
+        response = HttpResponse(body, status=503, content_type="text/plain; charset=utf-8")
     else:
-        body = (
-            "Service unavailable: the database account's connections are all in use "
-            f"({found.short}). Try again in a few seconds.\n"
-        )
-        retry_after = RETRY_AFTER
-    response = HttpResponse(body, status=503, content_type="text/plain; charset=utf-8")
+        context = {"retry_after": retry_after, "quota": quota}
+        response = HttpResponse(template.render(context, request), status=503)
     response["Retry-After"] = str(retry_after)
     return response
 
