@@ -45,6 +45,7 @@ _counts = {
     "connect_retries": 0,
     "connect_giveups": 0,
     "connect_handoffs": 0,
+    "probes_refused": 0,
 }
 _next_token = 0
 _records: dict[int, _Record] = {}
@@ -373,9 +374,10 @@ def open_connections() -> list[TrackedConnection]:
 
 def figures() -> dict[str, int]:
     """Process-wide counts since start: opened, closed, open now, probable leaks reported,
-    connects retried and given up by the retrying backend, and connections it handed from a
+    connects retried and given up by the retrying backend, connections it handed from a
     thread done with one to a thread waiting for the cap (each also counts as a close and an
-    opening: the wrapper that receives it sees it open)."""
+    opening: the wrapper that receives it sees it open), and single-attempt looks refused by
+    the cap (not give-ups: nobody waited)."""
     still_open = _sweep()
     with _lock:
         counts = dict(_counts)
@@ -387,6 +389,7 @@ def figures() -> dict[str, int]:
         "connect_retries": counts["connect_retries"],
         "connect_giveups": counts["connect_giveups"],
         "connect_handoffs": counts["connect_handoffs"],
+        "probes_refused": counts["probes_refused"],
     }
 
 
@@ -400,6 +403,13 @@ def note_connect_giveup(alias: str) -> None:
     """The retrying backend gave up on a connect refused by the cap."""
     with _lock:
         _counts["connect_giveups"] += 1
+
+
+def note_probe_refused(alias: str) -> None:
+    """A look's single connect attempt (health view, commands, cap report) was refused by the
+    cap: not a give-up, nothing waited."""
+    with _lock:
+        _counts["probes_refused"] += 1
 
 
 def note_handoff(alias: str) -> None:

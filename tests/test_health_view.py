@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import os
 import signal
 import time
@@ -149,6 +150,33 @@ def test_the_retrying_backend_does_not_make_the_check_wait(
     assert response.status_code == HTTPStatus.SERVICE_UNAVAILABLE
     assert response.json()["databases"][retrying_alias]["error"] == "connection cap reached"
     assert type(connections[retrying_alias]).__module__ == "pa_dbhealth.backends.mysql.base"
+
+
+@pytest.mark.usefixtures("unblocked_db")
+def test_a_refused_look_is_not_a_give_up(
+    client: Client,
+    settings: Any,
+    raw_connections: Any,
+    retrying_alias: str,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Monitoring at a full cap must not look like requests giving up: no WARNING, no
+    give-up counted; the refusal has its own counter."""
+    settings.PA_DBHEALTH = {"HEALTH_TOKEN": TOKEN}
+    raw_connections(3)
+    before = health.process_figures()
+    with caplog.at_level(logging.DEBUG, logger="pa_dbhealth"):
+        for _ in range(5):
+            assert get(client, retrying_alias).status_code == HTTPStatus.SERVICE_UNAVAILABLE
+    after = health.process_figures()
+    assert after["connect_giveups"] == before["connect_giveups"]
+    assert after["probes_refused"] == before["probes_refused"] + 5
+    assert not [
+        r
+        for r in caplog.records
+        if r.name.startswith("pa_dbhealth") and r.levelno >= logging.WARNING
+    ]
+    assert "for a look refused, not retried: (1226)" in caplog.text
 
 
 @pytest.mark.usefixtures("unblocked_db")

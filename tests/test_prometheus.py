@@ -81,6 +81,7 @@ def test_full_metrics_match_the_server(
         "pa_dbhealth_connect_retries",
         "pa_dbhealth_connect_giveups",
         "pa_dbhealth_connect_handoffs",
+        "pa_dbhealth_probes_refused",
     ):
         kind, samples = families[name]
         assert kind == "counter"

@@ -63,6 +63,7 @@ def test_figures_has_the_agreed_keys() -> None:
         "connect_retries",
         "connect_giveups",
         "connect_handoffs",
+        "probes_refused",
     }
 
 

@@ -50,6 +50,11 @@ PROCESS_METRICS = {
         "counter",
         "Connections handed from a thread done with one to a thread waiting for the cap.",
     ),
+    "probes_refused": (
+        "pa_dbhealth_probes_refused_total",
+        "counter",
+        "Single-attempt looks (health view, commands, cap report) refused by the cap.",
+    ),
 }
 
 

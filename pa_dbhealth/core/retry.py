@@ -25,6 +25,7 @@ FACTOR = 2.0
 
 OnRetry = Callable[[Classified, int, float], None]
 OnGiveUp = Callable[[Classified, int, float], None]
+OnRefused = Callable[[Classified], None]
 
 _single_attempt: ContextVar[bool] = ContextVar("pa_dbhealth_single_attempt", default=False)
 
@@ -61,6 +62,7 @@ def connect_with_retry(
     first_delay: float | None = None,
     max_delay: float | None = None,
     wait: Callable[[float], T | None] | None = None,
+    on_refused: OnRefused | None = None,
 ) -> T:
     """Call ``connect()``; while it fails because connections are used up, wait and retry.
 
@@ -72,12 +74,14 @@ def connect_with_retry(
     ``first_delay`` and ``max_delay`` default to :data:`FIRST_DELAY` and :data:`MAX_DELAY`.
     ``wait(delay)`` does the waiting (default: sleep); when it returns a connection instead
     of None (one handed over by another thread), that connection is returned at once.
-    Inside :func:`single_attempt` the budget is 0.
+    Inside :func:`single_attempt` the budget is 0 and a refusal is not a give-up: the caller
+    asked for one attempt (a look); ``on_refused(classified)`` is called instead.
     """
     first = FIRST_DELAY if first_delay is None else first_delay
     cap = MAX_DELAY if max_delay is None else max_delay
     start = time.monotonic()
-    deadline = start + (0.0 if _single_attempt.get() else max(0.0, budget))
+    single = _single_attempt.get()
+    deadline = start + (0.0 if single else max(0.0, budget))
     attempt = 0
     while True:
         attempt += 1
@@ -88,6 +92,10 @@ def connect_with_retry(
             if not classified.kind.is_cap:
                 raise
             now = time.monotonic()
+            if single:
+                if on_refused is not None:
+                    on_refused(classified)
+                raise
             if now >= deadline:
                 if on_giveup is not None:
                     on_giveup(classified, attempt, now - start)

@@ -86,6 +86,14 @@ class DatabaseWrapper(mysql_base.DatabaseWrapper):
                 classified.short,
             )
 
+        def on_refused(classified: Classified) -> None:
+            tracker.note_probe_refused(self.alias)
+            logger.debug(
+                "connect to database %r for a look refused, not retried: %s",
+                self.alias,
+                classified.short,
+            )
+
         waiting_room = handoff.room(self.alias) if conf.get_settings().HANDOFF else None
 
         def wait(delay: float) -> Any:
@@ -118,6 +126,7 @@ class DatabaseWrapper(mysql_base.DatabaseWrapper):
             on_retry=on_retry,
             on_giveup=on_giveup,
             wait=wait if waiting_room is not None else None,
+            on_refused=on_refused,
         )
         self._pa_dbhealth_opened_with = (conn_params, self.isolation_level)
         return connection
