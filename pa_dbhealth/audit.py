@@ -118,9 +118,15 @@ def _settings_findings(
         )
         found.append(findings.kept_forever(setting, "None", timeout, vendor, fix))
     elif age is not None and timeout is not None and age > limit:
+        margin = conf.get_settings().TIMEOUT_MARGIN
+        why = (
+            f"the server's {timeout} s minus TIMEOUT_MARGIN {margin}"
+            if margin < timeout
+            else f"half the server's {timeout} s, since TIMEOUT_MARGIN {margin} is not smaller"
+        )
         fix = (
-            f"Set {setting} = {int(limit)} or less (the server's {timeout} s minus "
-            "TIMEOUT_MARGIN), or 0 to close connections after each request."
+            f"Set {setting} = {int(limit)} or less ({why}), or 0 to close connections after "
+            "each request."
         )
         found.append(findings.kept_past_timeout(setting, str(int(age)), timeout, vendor, fix))
     if (age is None or age > 0) and not db.get("CONN_HEALTH_CHECKS", False):

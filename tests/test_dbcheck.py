@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import ast
 import json
+import re
 import sys
 import time
 from collections.abc import Callable, Iterator
 from io import StringIO
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -88,7 +91,27 @@ def test_conn_max_age_message_has_the_real_figures(make_alias: Any, wait_timeout
     out, _, code = dbcheck("--database", alias)
     assert code == 1
     assert "CONN_MAX_AGE'] = 600 but the server closes connections idle for 120 s" in out
-    assert "fix: Set DATABASES['audited']['CONN_MAX_AGE'] = 100 or less" in out
+    assert (
+        "fix: Set DATABASES['audited']['CONN_MAX_AGE'] = 100 or less (the server's 120 s minus "
+        "TIMEOUT_MARGIN 20)" in out
+    )
+
+
+@mysql
+def test_conn_max_age_fix_uses_the_limit_it_applies_when_the_timeout_is_short(
+    make_alias: Any, wait_timeout: Any
+) -> None:
+    """With a timeout not above TIMEOUT_MARGIN the stale limit is half the timeout, and the
+    fix must say that figure, not timeout minus margin (a negative number)."""
+    wait_timeout(10)
+    alias = make_alias(CONN_MAX_AGE=60, CONN_HEALTH_CHECKS=True)
+    out, _, code = dbcheck("--database", alias)
+    assert code == 1
+    assert (
+        "fix: Set DATABASES['audited']['CONN_MAX_AGE'] = 5 or less (half the server's 10 s, "
+        "since TIMEOUT_MARGIN 20 is not smaller)" in out
+    )
+    assert "pa_dbhealth.W016" in out
 
 
 @mysql
@@ -355,3 +378,23 @@ def test_text_report_header_has_the_server_facts(server: Any, admin: Any) -> Non
     assert "wait_timeout 300 s, interactive_timeout 300 s, net_read_timeout 30 s" in out
     assert "account cap 3 connections, 1 open now" in out
     assert "connections count as stale after 280 s idle" in out
+
+
+@mysql
+def test_the_readmes_pythonanywhere_settings_pass_their_own_audit(
+    make_alias: Any, settings: Any
+) -> None:
+    """What the README tells PythonAnywhere users to write must not earn them a warning."""
+    readme = (Path(__file__).parent.parent / "README.md").read_text()
+    section = readme.split("## On PythonAnywhere", 1)[1].split("\n## ", 1)[0]
+    block = section.split("```python", 1)[1].split("```", 1)[0]
+    database = re.search(r'"default": (\{.*?\n    \})', block, re.DOTALL)
+    options = re.search(r"PA_DBHEALTH = (\{.*?\})", block)
+    assert database is not None and options is not None
+    advised = ast.literal_eval(re.sub(r'"(NAME|USER|PASSWORD|HOST)": "[^"]*",', "", database[1]))
+    settings.PA_DBHEALTH = ast.literal_eval(options[1])
+    alias = make_alias(**advised)
+    assert connections[alias].settings_dict["ENGINE"] == "pa_dbhealth.backends.mysql"
+    report = json.loads(dbcheck("--database", alias, "--format", "json")[0])["databases"][alias]
+    assert report["source"] == "server"
+    assert [f["id"] for f in report["findings"] if f["level"] != "info"] == []
