@@ -398,3 +398,22 @@ def test_the_readmes_pythonanywhere_settings_pass_their_own_audit(
     report = json.loads(dbcheck("--database", alias, "--format", "json")[0])["databases"][alias]
     assert report["source"] == "server"
     assert [f["id"] for f in report["findings"] if f["level"] != "info"] == []
+
+
+@pytest.mark.usefixtures("unblocked_db")
+@pytest.mark.parametrize(
+    ("setting", "found"),
+    [
+        ({"WORKER": 2}, "pa_dbhealth.E002"),
+        ({"WORKERS": -1}, "pa_dbhealth.E003"),
+        ({"HEALTH_CONNECT_TIMEOUT": float("nan")}, "pa_dbhealth.E003"),
+        (["WORKERS", 2], "pa_dbhealth.E001"),
+    ],
+)
+def test_pa_dbhealth_mistakes_fail_dbcheck(settings: Any, setting: Any, found: str) -> None:
+    """The budget would otherwise be judged on the default silently."""
+    settings.PA_DBHEALTH = setting
+    out, err, code = dbcheck("--database", "sqlite")
+    assert code == 1, out + err
+    assert f"ERROR   {found}: PA_DBHEALTH" in out
+    assert out.splitlines()[-1] == "dbcheck: 1 error, 1 info (1 at or above error)."

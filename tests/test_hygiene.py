@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 from asgiref.sync import async_to_sync, sync_to_async
+from django.conf import settings
 from django.db import connections, transaction
 from django.db.utils import OperationalError
 from django.test import override_settings
@@ -231,3 +232,20 @@ def test_keep_fresh_never_closes_a_server_side_cursor_between_chunks(pg: str) ->
     _many_content_types(pg)
     queryset = ContentType.objects.using(pg).order_by("model")
     assert _iterate_with_a_pause(queryset) == [f"m{i:03d}" for i in range(300)]
+
+
+def test_the_tools_refuse_to_run_without_the_app_installed() -> None:
+    """Without the app there is no tracker, so no staleness rule: silently doing nothing is
+    what let a site fail with 2006 while `check` said "no issues"."""
+    from django.core.exceptions import ImproperlyConfigured
+
+    from pa_dbhealth.middleware import ConnectionHygieneMiddleware
+
+    others = [app for app in settings.INSTALLED_APPS if app != "pa_dbhealth"]
+    with override_settings(INSTALLED_APPS=others):
+        with pytest.raises(ImproperlyConfigured, match="needs 'pa_dbhealth' in INSTALLED_APPS"):
+            ConnectionHygieneMiddleware(lambda request: None)
+        with pytest.raises(ImproperlyConfigured, match="fresh_connections needs"):
+            fresh_connections().__enter__()
+        with pytest.raises(ImproperlyConfigured, match="keep_fresh needs"):
+            keep_fresh([])
