@@ -158,18 +158,17 @@ def test_a_full_cap_answers_503_and_logs_who_holds_the_connections(
 
 @mysql
 @urls
-def test_the_503_page_is_the_projects_own_template(
-    holders: Holders, tmp_path: Any, settings: Any
-) -> None:
+def test_the_503_page_is_the_projects_own_template(holders: Holders, tmp_path: Any) -> None:
     (tmp_path / "503.html").write_text(
         "<h1>Busy</h1>{% if quota %}quota{% else %}back in {{ retry_after }} s{% endif %}"
     )
-    settings.TEMPLATES = [
+    templates = [
         {"BACKEND": "django.template.backends.django.DjangoTemplates", "DIRS": [str(tmp_path)]}
     ]
     connections["default"].close()
     holders.hold(3)
-    response = Client().get("/select-one/")
+    with override_settings(TEMPLATES=templates):  # inside @urls' override, undone before it
+        response = Client().get("/select-one/")
     assert response.status_code == 503
     assert response.content == f"<h1>Busy</h1>back in {middleware.RETRY_AFTER} s".encode()
     assert response["Content-Type"].startswith("text/html")
