@@ -12,7 +12,9 @@ from collections.abc import Callable
 from typing import Any, TypeVar
 
 from pa_dbhealth.core import render, vendors
-from pa_dbhealth.core.errors import Classified, classify
+from pa_dbhealth.core.commands import CommandFailed
+from pa_dbhealth.core.errors import Classified, Kind, classify
+from pa_dbhealth.core.look import LookTimedOut
 from pa_dbhealth.core.retry import connect_with_retry
 
 T = TypeVar("T")
@@ -88,3 +90,36 @@ def with_wait(look: Callable[[], T], *, budget: float, cap: int, say: Callable[[
             f"account may hold is in use ({classified.short}), so this command cannot "
             f"open one to look. {WAY_OUT}"
         ) from exc
+
+
+def listing(
+    name: str,
+    vendor: str,
+    look: Callable[[Callable[[Any], dict[str, Any]]], dict[str, Any]],
+    *,
+    kill_idle: float | None,
+    include_transactions: bool,
+    dry_run: bool,
+    budget: float,
+    cap: int,
+    say: Callable[[str], None],
+    errors: tuple[type[BaseException], ...],
+    address: str,
+) -> dict[str, Any]:
+    """One database's listing (and kills) through ``look(question)``, waiting while the cap
+    is full; what stops it is a :class:`CommandFailed` with code 2 naming ``name`` (and
+    ``address`` when no server answers there)."""
+    if not vendors.is_applicable(vendor):
+        note = vendors.not_applicable(vendor, vendor).note
+        return {"applicable": False, "note": note, "limit": None, "connections": []}
+    ask = question(vendor, kill_idle, include_transactions, dry_run)
+    try:
+        return with_wait(lambda: look(ask), budget=budget, cap=cap, say=say)
+    except LookTimedOut as exc:
+        raise CommandFailed(f"database {name!r}: {exc}", 2) from exc
+    except GaveUp as exc:
+        raise CommandFailed(str(exc), 2) from exc
+    except errors as exc:
+        found = classify(exc)
+        where = f" at {address}" if found.kind is Kind.UNREACHABLE else ""
+        raise CommandFailed(f"database {name!r}{where}: {found.short}", 2) from exc
