@@ -56,8 +56,8 @@ def health_view() -> Response:
     200: a database that is down is ``pa_dbhealth_up 0``)."""
     fmt = request.args.get("format")
     if fmt is not None and fmt not in FORMATS:
-        body = {"error": f"format must be one of {', '.join(FORMATS)}"}
-        return _no_store(_json(body, HTTPStatus.BAD_REQUEST))
+        error = {"error": f"format must be one of {', '.join(FORMATS)}"}
+        return _no_store(_json(error, HTTPStatus.BAD_REQUEST))
     extension: Any = current_app.extensions["pa_dbhealth"]
     options = extension.options(current_app)
     engines = extension.engines(current_app)

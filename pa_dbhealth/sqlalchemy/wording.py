@@ -69,6 +69,12 @@ FLASK_TERMS = Terms(
 )
 
 
-def flask_wording(bind: str | None) -> Wording:
+def flask_wording(bind: str | None, recycle_note: str = "") -> Wording:
     """The wording for a Flask-SQLAlchemy engine (``bind`` None: the default one)."""
-    return Wording(FLASK_TERMS, install="DbHealth(app, db=db)", bind=bind, flask=True)
+    return Wording(
+        FLASK_TERMS,
+        install="DbHealth(app, db=db)",
+        bind=bind,
+        flask=True,
+        recycle_note=recycle_note,
+    )
