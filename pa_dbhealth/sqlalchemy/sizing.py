@@ -65,7 +65,11 @@ def fitting_options(
         per = (budget - 1) // how.processes or budget // how.processes
         per = min(per, how.threads)
     if per < 1:
-        return {"poolclass": NullPool}
+        # NullPool never reuses a connection, so its rollback on return is one round trip
+        # for nothing: the ORM's session has rolled back already, a connection closed with
+        # a transaction open is rolled back by the server, and install()'s handoff passes
+        # on only a connection with no transaction open.
+        return {"poolclass": NullPool, "pool_reset_on_return": None}
     size = max(per - 1, 1)
     fitting: dict[str, Any] = {"pool_size": size, "max_overflow": per - size}
     if idle_limit is not None and idle_limit != float("inf"):
