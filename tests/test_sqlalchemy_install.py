@@ -253,6 +253,17 @@ def test_postgresql_dirty_connection_is_never_handed_out(
 # --- handoff: a sibling thread waiting for the cap gets a clean connection ------------------
 
 
+@pytest.fixture
+def slow_retries(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Waits of 1-2 s between connect attempts: a thread refused by the cap is still in the
+    waiting room when the test's other thread gives its connection back (with the real
+    waits of a few ms it may be between two attempts, and then it gets a new connection)."""
+    from pa_dbhealth.core import retry
+
+    monkeypatch.setattr(retry, "FIRST_DELAY", 2.0)
+    monkeypatch.setattr(retry, "MAX_DELAY", 2.0)
+
+
 def _handoff(engine: Any, raw_connections: Any, give_back: Callable[[], int]) -> tuple[int, int]:
     """Thread A checks out the account's last free connection (``give_back`` uses it and
     gives it back, returning its id) once thread B's connect waits at the cap. Returns
@@ -286,6 +297,7 @@ def give_back_after(
     return give_back(before)
 
 
+@pytest.mark.usefixtures("slow_retries")
 def test_a_clean_connection_is_handed_to_a_waiting_thread(
     make_engine: Callable[..., Any], raw_connections: Any
 ) -> None:
@@ -303,6 +315,7 @@ def test_a_clean_connection_is_handed_to_a_waiting_thread(
     assert tracker.figures()["connect_handoffs"] == before + 1
 
 
+@pytest.mark.usefixtures("slow_retries")
 def test_a_connection_with_a_transaction_open_is_not_handed_over(
     make_engine: Callable[..., Any], raw_connections: Any, table: str, admin: Any
 ) -> None:
