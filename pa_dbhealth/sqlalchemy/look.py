@@ -17,6 +17,7 @@ from typing import Any, TypeVar
 
 from sqlalchemy import event
 from sqlalchemy.engine import Engine
+from sqlalchemy.exc import DBAPIError
 
 from pa_dbhealth.core.look import LookTimedOut, connect_timeout_options, shut_down, within
 from pa_dbhealth.core.retry import single_attempt
@@ -50,8 +51,6 @@ def engine_key(engine: Engine) -> str:
 
 def database_errors(engine: Engine) -> tuple[type[BaseException], ...]:
     """The errors a connect or a probe of this engine raises for a database problem."""
-    from sqlalchemy.exc import DBAPIError
-
     dbapi = engine.dialect.loaded_dbapi
     return (DBAPIError, dbapi.Error) if dbapi is not None else (DBAPIError,)
 
