@@ -44,8 +44,9 @@ class Config:
     name: str
     engine: str
     conn_max_age: int
-    app: bool  # pa_dbhealth in INSTALLED_APPS
+    app: bool  # pa_dbhealth in INSTALLED_APPS (Flask: DbHealth)
     middleware: bool  # and its ConnectionHygieneMiddleware
+    flask: str | None = None  # the Flask demo with this FLASK_DEMO_ENGINE, instead of Django
 
 
 PLAIN_0 = Config("plain, CONN_MAX_AGE=0", "django.db.backends.mysql", 0, False, False)
@@ -54,8 +55,13 @@ PA = Config("pa_dbhealth backend + middleware", "pa_dbhealth.backends.mysql", 0,
 # Not one of the three of the issue: the backend alone shows what the middleware's early
 # release adds.
 PA_BACKEND = Config("pa_dbhealth backend only", "pa_dbhealth.backends.mysql", 0, True, False)
-CONFIGS = (PLAIN_0, PLAIN_600, PA, PA_BACKEND)
-DEFAULT = (0, 1, 2)
+# The support question's Flask app (flask_demo): its engine (Flask-SQLAlchemy's defaults),
+# the answer's hand-tuned pool, and pa_dbhealth's engine_options with DbHealth.
+FLASK_SEED = Config("Flask, SQLAlchemy's default pool (5 + 10)", "", 0, False, False, "seed")
+FLASK_ANSWER = Config("Flask, hand-tuned pool (2 + 1, recycle 280)", "", 0, False, False, "answer")
+FLASK_PA = Config("Flask, pa_dbhealth (engine_options + DbHealth)", "", 0, True, False, "fitted")
+CONFIGS = (PLAIN_0, PLAIN_600, PA, PA_BACKEND, FLASK_SEED, FLASK_ANSWER, FLASK_PA)
+DEFAULT = (0, 1, 2, 4, 5, 6)
 
 
 @dataclass
@@ -115,7 +121,10 @@ class Server:
             "BENCH_PA_DBHEALTH": "1" if config.app else "0",
             "BENCH_MIDDLEWARE": "1" if config.middleware else "0",
             "BENCH_HOLD": str(args.hold_ms / 1000),
+            "FLASK_DEMO_ENGINE": config.flask or "",
+            "FLASK_DEMO_DBHEALTH": "1" if config.app else "0",
         }
+        module = "flasksite.wsgi:application" if config.flask else "benchsite.wsgi:application"
         cmd = [
             uwsgi_binary(),
             "--master",
@@ -128,7 +137,8 @@ class Server:
             f"--threads={args.threads}",
             f"--home={sys.prefix}",
             f"--pythonpath={HERE}",
-            "--module=benchsite.wsgi:application",
+            f"--pythonpath={HERE.parent}",  # flask_demo
+            f"--module={module}",
             "--disable-logging",
             f"--logto={log}",
         ]
@@ -245,11 +255,14 @@ def log_counts(log: Path, offset: int) -> tuple[int, int, int, int]:
     with log.open("rb") as f:
         f.seek(offset)
         text = f.read().decode(errors="replace")
+    # Django's request log and backend, or Flask's app log and pa_dbhealth.sqlalchemy.
+    failed = r"^(?:django\.request|flask_demo\.app) .*\(1226, "
+    ours = r"^pa_dbhealth\.(?:backends\.mysql|sqlalchemy)"
     return (
-        len(re.findall(r"^django\.request .*\(1226, ", text, re.MULTILINE)),
-        len(re.findall(r"^pa_dbhealth\.backends\.mysql connect .* refused", text, re.MULTILINE)),
-        len(re.findall(r"^pa_dbhealth\.backends\.mysql gave up", text, re.MULTILINE)),
-        len(re.findall(r"^pa_dbhealth\.backends\.mysql .*: took over", text, re.MULTILINE)),
+        len(re.findall(failed, text, re.MULTILINE)),
+        len(re.findall(ours + r" connect .* refused", text, re.MULTILINE)),
+        len(re.findall(ours + r" gave up", text, re.MULTILINE)),
+        len(re.findall(ours + r" .*: took over", text, re.MULTILINE)),
     )
 
 
@@ -342,8 +355,17 @@ def overhead(info: sandbox.SandboxInfo, args: Any, work: Path) -> Overhead:
     )
 
 
+def flask_version(module: Any) -> str:
+    from importlib.metadata import version
+
+    return version(module.__name__.replace("_", "-"))
+
+
 def machine(info: sandbox.SandboxInfo) -> str:
     import django
+    import flask
+    import flask_sqlalchemy
+    import sqlalchemy
 
     cpu = platform.processor() or "unknown CPU"
     with contextlib.suppress(OSError):
@@ -357,7 +379,9 @@ def machine(info: sandbox.SandboxInfo) -> str:
     load = ", ".join(f"{x:.2f}" for x in os.getloadavg())
     return (
         f"{os.cpu_count()} CPUs ({cpu}); Python {platform.python_version()}, "
-        f"Django {django.get_version()}, uWSGI {uwsgi}, {info.flavour} {info.version}; "
+        f"Django {django.get_version()}, Flask {flask_version(flask)}, Flask-SQLAlchemy "
+        f"{flask_version(flask_sqlalchemy)}, SQLAlchemy {sqlalchemy.__version__}, "
+        f"uWSGI {uwsgi}, {info.flavour} {info.version}; "
         f"load average before the run: {load}"
     )
 

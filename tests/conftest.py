@@ -287,3 +287,42 @@ def dbapi(alias: str) -> Any:
     what the core's vendor probes take."""
     connections[alias].ensure_connection()
     return connections[alias].connection
+
+
+# --- SQLAlchemy and Flask: engines on the suite's servers, disposed after each test --------
+
+
+def sqlalchemy_url(info: Any, driver: str = "mysqldb", **query: str) -> str:
+    """An SQLAlchemy URL for the capped account of a sandbox (``server``) or ``pg_server``."""
+    from urllib.parse import quote, urlencode
+
+    scheme = "postgresql+psycopg" if driver == "psycopg" else f"mysql+{driver}"
+    auth = f"{quote(info.user, safe='')}:{quote(info.password, safe='')}"
+    suffix = f"?{urlencode(query)}" if query else ""
+    return f"{scheme}://{auth}@{info.host}:{info.port}/{info.database}{suffix}"
+
+
+@pytest.fixture
+def make_engine(admin: Any) -> Iterator[Callable[..., Any]]:
+    """``make_engine(url=None, **create_engine_kwargs)``: engines (default: the suite's
+    MySQL server through mysqlclient) disposed after the test, which starts and ends with
+    the account holding only what Django's tracker knows of."""
+    from sqlalchemy import create_engine
+
+    from pa_dbhealth.sqlalchemy import events
+
+    assert _info is not None
+    events.LEARNED.forget()
+    wait_until_settled(admin)
+    made: list[Any] = []
+
+    def make(url: str | None = None, **kwargs: Any) -> Any:
+        engine = create_engine(url or sqlalchemy_url(_info), **kwargs)
+        made.append(engine)
+        return engine
+
+    yield make
+    for engine in made:
+        engine.dispose()
+    events.LEARNED.forget()
+    wait_until_settled(admin)

@@ -36,7 +36,14 @@ def test_benchmark_smoke_run() -> None:
     assert result.returncode == 0, result.stdout + result.stderr
     out = result.stdout
     rows = [line for line in out.splitlines() if line.startswith("| ")]
-    names = ["plain, CONN_MAX_AGE=0", "plain, CONN_MAX_AGE=600", "pa_dbhealth backend + middleware"]
+    names = [
+        "plain, CONN_MAX_AGE=0",
+        "plain, CONN_MAX_AGE=600",
+        "pa_dbhealth backend + middleware",
+        "Flask, SQLAlchemy's default pool (5 + 10)",
+        "Flask, hand-tuned pool (2 + 1, recycle 280)",
+        "Flask, pa_dbhealth (engine_options + DbHealth)",
+    ]
     assert [row.split(" | ")[0].removeprefix("| ") for row in rows[1:]] == names
     for row in rows[1:]:
         cells = row.strip("| ").split(" | ")

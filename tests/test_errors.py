@@ -71,3 +71,15 @@ def test_django_wrapped_errors_are_unwrapped() -> None:
             raise OperationalError(*inner.args) from inner
     except OperationalError as outer:
         assert classify(outer).kind is Kind.LOST
+
+
+def test_pymysql_errors_are_classified_by_their_mysql_code() -> None:
+    # PyMySQL 1.2 gives its errors the SQLSTATE too; the MySQL code is what tells them apart.
+    pymysql = pytest.importorskip("pymysql")
+    error = pymysql.err.OperationalError(1227, "Access denied; you need PROCESS", sqlstate="42000")
+    found = classify(error)
+    assert found.code == 1227
+    cap = pymysql.err.OperationalError(
+        1226, "User 'app' has exceeded the 'max_user_connections' resource", sqlstate="42000"
+    )
+    assert classify(cap).kind is Kind.ACCOUNT_CAP

@@ -86,7 +86,8 @@ def classify(exc: BaseException) -> Classified:
     original = _unwrap(exc)
     args: tuple[object, ...] = tuple(getattr(original, "args", ()))
     sqlstate = getattr(original, "sqlstate", None) or getattr(original, "pgcode", None)
-    if sqlstate:
+    mysql_code = len(args) >= 2 and isinstance(args[0], int)  # PyMySQL 1.2 has sqlstate too
+    if sqlstate and not mysql_code:
         message = str(original).strip().splitlines()[0] if str(original).strip() else ""
         return Classified(_PG_STATES.get(sqlstate, Kind.OTHER), sqlstate, message)
     if len(args) >= 2 and isinstance(args[0], int):

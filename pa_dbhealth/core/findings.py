@@ -9,8 +9,11 @@ figures; where the fix depends on the face (Django's ``CONN_MAX_AGE`` or SQLAlch
 from __future__ import annotations
 
 import enum
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
+
+from pa_dbhealth.core.options import Problem
 
 
 class Level(enum.IntEnum):
@@ -75,6 +78,19 @@ def settings_bad_value(message: str, hint: str) -> Finding:
     return Finding("pa_dbhealth.E003", Level.ERROR, message, hint)
 
 
+_SETTINGS_FINDINGS = {
+    "type": settings_not_a_mapping,
+    "unknown": settings_unknown_key,
+    "value": settings_bad_value,
+}
+
+
+def settings_findings(problems: Iterable[Problem]) -> list[Finding]:
+    """E001 (not a dict), E002 (an unknown key), E003 (a bad value): one per problem of
+    ``core.options.problems``."""
+    return [_SETTINGS_FINDINGS[p.kind](p.message, p.hint) for p in problems]
+
+
 # --- how long connections are kept ---------------------------------------------------------
 
 
@@ -135,11 +151,17 @@ def budget_at_cap(who: str, need: int, breakdown: str, cap: int, fix: str, vendo
 
 
 def pool_too_big(who: str, kind: str, size: int, overflow: int, cap: int, fix: str) -> Finding:
+    # A size of 0 or a negative overflow is SQLAlchemy's QueuePool without a limit.
+    most = (
+        "no limit on connections per process"
+        if size == 0 or overflow < 0
+        else f"up to {size + overflow} connections per process"
+    )
     return Finding(
         "pa_dbhealth.E009",
         Level.ERROR,
-        f"{who} uses {kind} with up to {size + overflow} connections per process "
-        f"(size {size} + overflow {overflow}) but the account may hold {cap}.",
+        f"{who} uses {kind} with {most} (size {size} + overflow {overflow}) but the account "
+        f"may hold {cap}.",
         fix,
     )
 

@@ -1,0 +1,197 @@
+"""``python -m pa_dbhealth check|connections --url URL``: pa_dbhealth without a framework.
+
+    python -m pa_dbhealth check --url mysql://app:secret@host/app [--workers 2]
+    python -m pa_dbhealth connections [--format json] [--kill-idle 300] [--dry-run]
+
+``--url`` defaults to ``$DATABASE_URL``. The same findings, listings and exit codes as
+``manage.py dbcheck`` / ``dbconnections``: 0 healthy, 1 findings at or above
+``--fail-level``, 2 could not run. The local capped server has its own entry point,
+``python -m pa_dbhealth.sandbox``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from pa_dbhealth import dburl
+from pa_dbhealth.core import commands, connections, vendors
+from pa_dbhealth.core.audit import (
+    Audit,
+    Terms,
+    budget,
+    connect_failure,
+    judge_limits,
+    server_findings,
+)
+from pa_dbhealth.core.errors import Kind, classify
+from pa_dbhealth.core.options import Options
+from pa_dbhealth.core.workers import Workers
+
+NAME = "default"  # what the output calls the one database
+FLAGS = {
+    "WORKERS": "--workers",
+    "TASK_CONNECTIONS": "--task-connections",
+    "TIMEOUT_MARGIN": "--timeout-margin",
+}
+
+
+@dataclass(frozen=True)
+class FlagTerms(Terms):
+    """Fixes that name this command's flags instead of PA_DBHEALTH's keys."""
+
+    def option(self, key: str) -> str:
+        return FLAGS.get(key, key)
+
+
+TERMS = FlagTerms(
+    options="",
+    connections_command="python -m pa_dbhealth connections",
+    address="the host and port in the URL",
+    credentials="the user and password in the URL",
+    database_name="the database name in the URL",
+)
+
+
+def _whole(low: int) -> Any:
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
+        if not low <= value <= 100_000:
+            raise argparse.ArgumentTypeError(f"must be from {low} to 100000, not {value}")
+        return value
+
+    return parse
+
+
+def _seconds(text: str) -> float:
+    try:
+        return commands.seconds(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m pa_dbhealth",
+        description="Audit a MySQL/MariaDB or PostgreSQL account against its live server, and "
+        "list (or free) its connections. No framework needed.",
+    )
+    sub = parser.add_subparsers(dest="action", required=True)
+    url_help = "mysql://USER:PASSWORD@HOST:PORT/NAME, postgresql://... (default: $DATABASE_URL)"
+    check = sub.add_parser("check", help="audit the server's timeouts and the account's cap")
+    check.add_argument("--url", default=os.environ.get("DATABASE_URL"), help=url_help)
+    check.add_argument("--format", choices=("text", "json"), default="text")
+    check.add_argument("--fail-level", choices=tuple(commands.LEVELS), default="error")
+    check.add_argument("--workers", type=_whole(1), help="concurrent web workers to budget for")
+    check.add_argument("--task-connections", type=_whole(0), default=0)
+    check.add_argument("--timeout-margin", type=_whole(0), default=Options.TIMEOUT_MARGIN)
+    listing = sub.add_parser("connections", help="the account's connections; kill idle ones")
+    listing.add_argument("--url", default=os.environ.get("DATABASE_URL"), help=url_help)
+    listing.add_argument("--format", choices=("text", "json"), default="text")
+    listing.add_argument("--kill-idle", type=_seconds, metavar="SECONDS")
+    listing.add_argument("--include-transactions", action="store_true")
+    listing.add_argument("--dry-run", action="store_true")
+    listing.add_argument("--watch", type=_seconds, metavar="SECONDS")
+    return parser
+
+
+def _write(text: str, style: str | None) -> None:
+    print(text, flush=True)
+
+
+def _say(text: str) -> None:
+    print(text, file=sys.stderr, flush=True)
+
+
+def check(url: dburl.DatabaseURL, args: argparse.Namespace) -> Audit:
+    """The audit of the URL's server and account."""
+    options = Options(
+        WORKERS=args.workers,
+        TASK_CONNECTIONS=args.task_connections,
+        TIMEOUT_MARGIN=args.timeout_margin,
+    )
+    who = repr(NAME)
+    report = Audit(NAME, url.vendor)
+
+    def ask(raw: Any) -> tuple[vendors.ServerFacts, vendors.AccountSnapshot]:
+        return vendors.server_facts(raw), vendors.account_snapshot(raw)
+
+    facts = snapshot = None
+    reason = "not asked"
+    try:
+        facts, snapshot = dburl.look(url, ask, timeout=options.HEALTH_CONNECT_TIMEOUT)
+    except dburl.LookTimedOut as exc:
+        report.findings.append(connect_failure(who, url.address, exc, TERMS))
+        return report
+    except url.errors() as exc:
+        if classify(exc).kind is not Kind.OTHER:
+            report.findings.append(connect_failure(who, url.address, exc, TERMS))
+            return report
+        reason = f"no permission to read its limits: {classify(exc).short}"
+    port = str(url.port or "")
+    limits = judge_limits(report, who, facts, snapshot, options, reason, TERMS, (url.host, port))
+    workers = Workers(args.workers, "--workers") if args.workers else Workers(None, "unknown")
+    report.findings += budget(
+        who, limits.cap, workers, 1, "1 connection each", args.task_connections, url.vendor, TERMS
+    )
+    if facts is not None and snapshot is not None:
+        report.findings += server_findings(who, facts, snapshot, limits.timeout, TERMS, "")
+    return report
+
+
+def connections_of(url: dburl.DatabaseURL, args: argparse.Namespace) -> None:
+    options = Options()
+
+    def look_one(name: str) -> dict[str, Any]:
+        return connections.listing(
+            name,
+            url.vendor,
+            lambda ask: dburl.look(url, ask, timeout=options.HEALTH_CONNECT_TIMEOUT),
+            kill_idle=args.kill_idle,
+            include_transactions=args.include_transactions,
+            dry_run=args.dry_run,
+            budget=options.CONNECT_RETRY,
+            cap=options.CONNECTION_LIMIT,
+            say=_say,
+            errors=url.errors(),
+            address=url.address,
+        )
+
+    commands.connections([NAME], look_one, args.format, _write, watch=args.watch, say=_say)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = _parser()
+    args = parser.parse_args(argv)
+    if not args.url:
+        parser.error("give --url URL or set DATABASE_URL")
+    if args.action == "connections":
+        if (args.dry_run or args.include_transactions) and args.kill_idle is None:
+            flag = "--dry-run" if args.dry_run else "--include-transactions"
+            parser.error(f"{flag} goes with --kill-idle SECONDS")
+        if args.watch is not None and args.watch <= 0:
+            parser.error("--watch needs a number of seconds > 0")
+    try:
+        url = dburl.parse(args.url)
+    except dburl.URLError as exc:
+        parser.error(str(exc))
+    try:
+        if args.action == "check":
+            commands.check([check(url, args)], (), args.format, args.fail_level, _write)
+        else:
+            connections_of(url, args)
+    except commands.CommandFailed as exc:
+        _say(f"error: {exc}")
+        return exc.code
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

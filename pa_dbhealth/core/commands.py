@@ -1,0 +1,104 @@
+"""The ``dbcheck`` and ``dbconnections`` commands' output and exit codes, for the faces
+without Django (``flask dbcheck``, ``python -m pa_dbhealth check``, ...).
+
+A face gathers the audits or the listings and passes a ``write(text, style)`` that paints
+``core.render``'s styles its own way; JSON goes out unstyled. Exit codes: 0 healthy,
+1 findings at or above the fail level, 2 could not run (:class:`CommandFailed`).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import math
+import time
+from collections.abc import Callable, Iterable, Sequence
+from datetime import datetime
+from typing import Any
+
+from pa_dbhealth.core import render
+from pa_dbhealth.core.audit import Audit
+from pa_dbhealth.core.findings import Finding, Level
+
+LEVELS = {level.label: level for level in Level}
+MAX_SECONDS = 366 * 86400
+
+Write = Callable[[str, "str | None"], None]
+
+
+class CommandFailed(Exception):
+    """The command ends with ``code`` (1: findings; 2: could not run) and this message."""
+
+    def __init__(self, message: str, code: int) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+def seconds(value: str) -> float:
+    """A number of seconds from the command line: finite, 0 or more, at most a year."""
+    try:
+        number = float(value)
+    except ValueError:
+        raise ValueError(f"{value!r} is not a number of seconds") from None
+    if not math.isfinite(number) or not 0 <= number <= MAX_SECONDS:
+        raise ValueError(f"{value!r}: seconds must be from 0 to {MAX_SECONDS}")
+    return number
+
+
+def check(
+    reports: Sequence[Audit], site: Iterable[Finding], fmt: str, fail_level: str, write: Write
+) -> None:
+    """Print the audits (``site`` findings added to each) and raise :class:`CommandFailed`
+    (code 1) when a finding is at or above ``fail_level``."""
+    site = list(site)
+    for report in reports:
+        report.findings.extend(site)
+    found = list(dict.fromkeys(f for r in reports for f in r.findings))
+    if fmt == "json":
+        body = {"databases": {r.alias: r.as_dict() for r in reports}}
+        write(json.dumps(body, indent=2, default=str), None)
+    else:
+        for report in reports:
+            for text, style in render.audit_lines(report):
+                write(text, style)
+        write(*render.summary(found, LEVELS[fail_level]))
+    failing = [f for f in found if f.level >= LEVELS[fail_level]]
+    if failing:
+        raise CommandFailed(f"{len(failing)} finding(s) at or above {fail_level}.", 1)
+
+
+def connections(
+    names: Sequence[str],
+    look: Callable[[str], dict[str, Any]],
+    fmt: str,
+    write: Write,
+    *,
+    watch: float | None = None,
+    say: Callable[[str], None] = print,
+) -> None:
+    """Print ``look(name)`` of each database once, or every ``watch`` seconds until Ctrl-C
+    (then a failed look is said and watching goes on)."""
+    if watch is None:
+        _connections(names, look, fmt, write)
+        return
+    with contextlib.suppress(KeyboardInterrupt):
+        while True:
+            if fmt == "text":
+                write(f"-- {datetime.now():%Y-%m-%d %H:%M:%S}", None)
+            try:
+                _connections(names, look, fmt, write)
+            except CommandFailed as exc:  # keep watching: the cap may free up
+                say(str(exc))
+            time.sleep(watch)
+
+
+def _connections(
+    names: Sequence[str], look: Callable[[str], dict[str, Any]], fmt: str, write: Write
+) -> None:
+    results = {name: look(name) for name in names}
+    if fmt == "json":
+        write(json.dumps({"databases": results}, indent=2), None)
+        return
+    for name, result in results.items():
+        for text, style in render.listing_lines(name, result):
+            write(text, style)

@@ -1,0 +1,85 @@
+"""The health view as a Blueprint, at ``/dbhealth/``: live connection counts as JSON or
+Prometheus text, with the Django view's access rules.
+
+Anyone gets the overall status (and the HTTP code that goes with it), so an uptime monitor
+needs no secret; the figures need ``Authorization: Bearer <HEALTH_TOKEN>`` (compared in
+constant time). Responses are never cached (``no-store``) and vary on ``Authorization``
+and ``Accept``; only GET and HEAD are allowed.
+"""
+
+from __future__ import annotations
+
+import hmac
+import json
+from http import HTTPStatus
+from typing import Any
+
+from flask import Blueprint, Response, current_app, request
+
+from pa_dbhealth.core import prometheus
+from pa_dbhealth.core.health import Status
+from pa_dbhealth.sqlalchemy import events, health, tracker
+
+FORMATS = ("json", "prometheus")
+
+
+def _token_matches(token: str | None) -> bool:
+    scheme, _, given = request.headers.get("Authorization", "").partition(" ")
+    if not token or scheme.lower() != "bearer":
+        return False
+    return hmac.compare_digest(given.strip().encode(), token.encode())
+
+
+def _wants_prometheus() -> bool:
+    fmt = request.args.get("format")
+    if fmt:
+        return fmt == "prometheus"
+    accept = request.headers.get("Accept", "")
+    exposition = "text/plain" in accept or "application/openmetrics-text" in accept
+    return exposition and "application/json" not in accept
+
+
+def _no_store(response: Response) -> Response:
+    response.headers["Cache-Control"] = "max-age=0, no-cache, no-store, must-revalidate, private"
+    response.vary.update(("Authorization", "Accept"))
+    return response
+
+
+def _json(body: dict[str, Any], status: HTTPStatus) -> Response:
+    # As Django's JsonResponse writes it: keys in their order, the same bytes.
+    return Response(json.dumps(body), status=status, mimetype="application/json")
+
+
+def health_view() -> Response:
+    """Status of every engine of the app: JSON (200 for ok and warning, 503 for critical)
+    or, with ``?format=prometheus`` or an ``Accept`` asking for text, the metrics (always
+    200: a database that is down is ``pa_dbhealth_up 0``)."""
+    fmt = request.args.get("format")
+    if fmt is not None and fmt not in FORMATS:
+        error = {"error": f"format must be one of {', '.join(FORMATS)}"}
+        return _no_store(_json(error, HTTPStatus.BAD_REQUEST))
+    extension: Any = current_app.extensions["pa_dbhealth"]
+    options = extension.options(current_app)
+    engines = extension.engines(current_app)
+    report = health.check(engines, options=options)
+    for engine in engines.values():
+        state = events.installed(engine)
+        if state is not None:
+            state.checkouts.sweep()  # log the probable leaks the figures will count
+    full = _token_matches(options.HEALTH_TOKEN)
+    process = tracker.figures() if full else None
+    if _wants_prometheus():
+        text = prometheus.render(report, full=full, process=process)
+        return _no_store(Response(text, content_type=prometheus.CONTENT_TYPE))
+    body: dict[str, Any] = {"status": report.status.value}
+    if full:
+        body["databases"] = {db.alias: db.as_dict(process) for db in report.databases}
+    critical = report.status is Status.CRITICAL
+    return _no_store(_json(body, HTTPStatus.SERVICE_UNAVAILABLE if critical else HTTPStatus.OK))
+
+
+def blueprint(url_prefix: str = "/dbhealth") -> Blueprint:
+    """A Blueprint serving the health view at ``url_prefix + "/"``."""
+    bp = Blueprint("pa_dbhealth", __name__, url_prefix=url_prefix)
+    bp.add_url_rule("/", "health", health_view, methods=["GET"])
+    return bp

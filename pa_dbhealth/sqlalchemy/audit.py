@@ -1,0 +1,218 @@
+"""``audit(engine)``: an engine's pool held against the live server's idle timeout and the
+account's connection cap, in the catalogue's findings (``dbcheck``'s ids).
+
+The server is asked once (one bounded look on a connection of the audit's own, two round
+trips); then the pool is judged for what it is (``pools``): how many connections each
+process's pool may open against the cap (E009, and with the number of processes E007 /
+W008 / I019), how long it keeps them against the server's idle timeout (E004 / E005),
+whether a dropped connection is noticed before use (W006); plus the findings every face
+shares (I012, I015, I020, W014, W016, E011, E018). The fix is written as the options
+that fit (``sizing.fitting_options``, what ``engine_options`` returns).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from sqlalchemy.engine import Engine
+from sqlalchemy.pool import NullPool
+
+from pa_dbhealth.core import findings, vendors
+from pa_dbhealth.core.audit import Audit, Limits, connect_failure, judge_limits, server_findings
+from pa_dbhealth.core.errors import Kind, classify, server_address
+from pa_dbhealth.core.findings import Finding
+from pa_dbhealth.core.options import Options, effective
+from pa_dbhealth.core.vendors import AccountSnapshot, ServerFacts
+from pa_dbhealth.sqlalchemy.events import installed
+from pa_dbhealth.sqlalchemy.look import (
+    LookTimedOut,
+    database_errors,
+    engine_key,
+    engine_vendor,
+    look,
+)
+from pa_dbhealth.sqlalchemy.pools import PoolShape, shape
+from pa_dbhealth.sqlalchemy.sizing import Concurrency, concurrency, fitting_options, per_process
+from pa_dbhealth.sqlalchemy.wording import PLAIN, Wording
+
+__all__ = ["audit", "report"]
+
+
+def _ask(engine: Engine, seconds: float) -> tuple[ServerFacts, AccountSnapshot]:
+    def ask(raw: Any) -> tuple[ServerFacts, AccountSnapshot]:
+        return vendors.server_facts(raw), vendors.account_snapshot(raw)
+
+    return look(engine, ask, timeout=seconds)
+
+
+def report(
+    engine: Engine,
+    *,
+    name: str | None = None,
+    workers: int | None = None,
+    options: Options | Mapping[str, Any] | None = None,
+    wording: Wording = PLAIN,
+    offline: bool = False,
+) -> Audit:
+    """The audit of one engine with the server's figures (what ``dbcheck`` prints).
+
+    ``name`` is what messages call the engine (default: its URL without the password);
+    ``workers`` the site's web workers (default: ``options['WORKERS']``, then uWSGI's);
+    ``options`` the ``PA_DBHEALTH`` keys; ``offline`` asks nothing and judges by
+    ``SERVER_IDLE_TIMEOUT`` and ``CONNECTION_LIMIT``.
+    """
+    opts = options if isinstance(options, Options) else effective(options)
+    label = name or engine_key(engine)
+    who = repr(label)
+    vendor = engine_vendor(engine)
+    terms = wording.terms
+    if not vendors.is_applicable(vendor):
+        about = vendors.not_applicable(vendor, engine.dialect.name)
+        return Audit(
+            label, vendor, "settings", about.as_dict(), [findings.not_applicable(who, about.note)]
+        )
+    result = Audit(label, vendor)
+    facts: ServerFacts | None = None
+    snapshot: AccountSnapshot | None = None
+    reason = terms.offline_flag
+    url = engine.url
+    if not offline:
+        address = server_address(url.host, url.port)
+        try:
+            facts, snapshot = _ask(engine, opts.HEALTH_CONNECT_TIMEOUT)
+        except LookTimedOut as exc:
+            result.findings.append(connect_failure(who, address, exc, terms))
+            return result
+        except database_errors(engine) as exc:
+            if classify(exc).kind is not Kind.OTHER:
+                result.findings.append(connect_failure(who, address, exc, terms))
+                return result
+            reason = f"no permission to read its limits: {classify(exc).short}"
+    where = (str(url.host or ""), str(url.port or ""))
+    limits = judge_limits(result, who, facts, snapshot, opts, reason, terms, where)
+    pool = shape(engine)
+    given = workers if workers is not None else opts.WORKERS
+    setting = "the workers argument" if workers is not None else terms.option("WORKERS")
+    how = concurrency(given, setting)
+    cap = limits.cap
+    fitting = fitting_options(
+        cap or opts.CONNECTION_LIMIT, opts.TASK_CONNECTIONS, how, limits.idle_limit
+    )
+    is_installed = installed(engine) is not None
+    result.findings += _pool_findings(who, pool, limits, vendor, wording, fitting, is_installed)
+    result.findings += _budget(
+        who, cap, pool, how, opts.TASK_CONNECTIONS, vendor, wording, fitting, is_installed
+    )
+    if facts is not None and snapshot is not None:
+        kill_flag = f"--bind {wording.bind} " if wording.bind is not None else ""
+        result.findings += server_findings(who, facts, snapshot, limits.timeout, terms, kill_flag)
+    return result
+
+
+def audit(
+    engine: Engine,
+    *,
+    workers: int | None = None,
+    options: Options | Mapping[str, Any] | None = None,
+    wording: Wording = PLAIN,
+) -> list[Finding]:
+    """The findings about ``engine``, most severe first (``dbcheck --format json``'s)."""
+    return report(engine, workers=workers, options=options, wording=wording).sorted_findings()
+
+
+def _pool_findings(
+    who: str,
+    pool: PoolShape,
+    limits: Limits,
+    vendor: str,
+    wording: Wording,
+    fitting: dict[str, Any],
+    is_installed: bool,
+) -> list[Finding]:
+    found = []
+    subject = f"The engine {who}"
+    cap, timeout, limit = limits.cap, limits.timeout, limits.idle_limit
+    if pool.size is not None and cap is not None and (pool.capacity is None or pool.capacity > cap):
+        fix = (
+            f"Set {wording.write(fitting)}: pool_size + max_overflow per process, times the "
+            "processes, within the cap."
+        )
+        found.append(
+            findings.pool_too_big(subject, pool.kind, pool.size, pool.overflow or 0, cap, fix)
+        )
+    if pool.keeps and timeout is not None:
+        setting = wording.setting("pool_recycle")
+        recycle = int(limit) if limit != float("inf") else timeout
+        fix = (
+            f"Set pool_recycle to {recycle} or less (the server's {timeout} s minus "
+            f"TIMEOUT_MARGIN): {wording.write(fitting)}."
+        )
+        if pool.recycle < 0:
+            shown = "-1" + wording.recycle_note
+            found.append(findings.kept_forever(setting, shown, timeout, vendor, fix))
+        elif pool.recycle > limit:
+            shown = f"{pool.recycle:g}" + wording.recycle_note
+            found.append(findings.kept_past_timeout(setting, shown, timeout, vendor, fix))
+    if pool.keeps and not pool.pre_ping and not is_installed:
+        found.append(
+            findings.kept_untested(
+                f"{subject} keeps connections in its {pool.kind} without pool_pre_ping or "
+                "pa_dbhealth's checkout check",
+                f"Call {wording.install} (a socket check at each checkout, no round trip), "
+                f"or set {wording.set_one('pool_pre_ping', True)} (one round trip per checkout).",
+            )
+        )
+    return found
+
+
+def _budget(
+    who: str,
+    cap: int | None,
+    pool: PoolShape,
+    how: Concurrency,
+    tasks: int,
+    vendor: str,
+    wording: Wording,
+    fitting: dict[str, Any],
+    is_installed: bool,
+) -> list[Finding]:
+    """E007/W008/I019: the connections every process's pool may open against the cap."""
+    if cap is None:
+        return []
+    terms = wording.terms
+    if how.processes is None:
+        fix = (
+            f"Set {terms.option('WORKERS')} to the number of web worker processes (detected "
+            "under uWSGI), or pass workers= to the audit."
+        )
+        return [findings.workers_unknown(who, cap, fix)]
+    per = per_process(pool, how.threads)
+    need = how.processes * per + tasks
+    why = pool.describe if pool.capacity is not None else f"{pool.kind}, one per thread"
+    breakdown = f"{how.source}, up to {per} connection(s) per process: {why}"
+    if tasks:
+        breakdown += f" + {tasks} task connection(s)"
+    wait = (
+        ""
+        if is_installed
+        else f" {wording.install} makes a connect refused by the cap wait for a free connection."
+    )
+    if fitting.get("poolclass") is NullPool:
+        fix = (
+            f"Run at most {max(cap - tasks, 0)} worker process(es), or use "
+            f"{wording.write(fitting)} with {wording.install}: a connection is held only while "
+            "it is used, and a connect refused by the cap waits (CONNECT_RETRY) instead of "
+            "failing; a sustained overload still fails."
+        )
+    else:
+        fit = int(fitting["pool_size"]) + int(fitting["max_overflow"])
+        fix = (
+            f"Set {wording.write(fitting)}: {how.processes} process(es) x {fit} connection(s) "
+            f"stay within the cap of {cap}.{wait}"
+        )
+    if need > cap:
+        return [findings.budget_over_cap(who, need, breakdown, cap, fix, vendor)]
+    if need == cap:
+        return [findings.budget_at_cap(who, need, breakdown, cap, fix, vendor)]
+    return []

@@ -1,0 +1,126 @@
+"""The connect ``install()`` gives an engine: retried while the connection cap is full,
+and handed a connection by a sibling thread that is done with one.
+
+A ``do_connect`` listener (SQLAlchemy's hook for how a pool connects) makes the connect with
+``core.retry``'s policy: 1226 for the account's cap, 1203 and 1040 are retried with
+jittered backoff until ``CONNECT_RETRY`` seconds have passed; an hourly quota, a wrong
+password, an unknown database or an unreachable server are raised at once, and nothing but
+the connect is ever retried. Between attempts the thread waits in the engine's waiting room
+(``core.handoff``): a connection another thread of this process checks in meanwhile, alive,
+without an error since it was opened and with no transaction open, is handed to it instead
+of being closed (``HANDOFF``). It is taken as it is, session state included, as a pooled
+connection is.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections.abc import Callable
+from typing import Any
+
+from pa_dbhealth.core import handoff, liveness
+from pa_dbhealth.core.errors import Classified
+from pa_dbhealth.core.look import in_look
+from pa_dbhealth.core.options import Options
+from pa_dbhealth.core.retry import connect_with_retry
+from pa_dbhealth.sqlalchemy import tracker
+
+logger = logging.getLogger("pa_dbhealth.sqlalchemy")
+
+PARAMS = "pa_dbhealth_params"  # entry.info: the connect arguments the connection was made with
+HANDOFFS = "pa_dbhealth_handoffs"  # entry.info: times its connection was handed over in a row
+HANDED = "pa_dbhealth_handed"  # entry.info: its connection was handed over, not opened
+ERRORED = "pa_dbhealth_errored"  # entry.info: an error occurred on it since it was opened
+
+
+def retrying_connect(
+    key: str, options: Options, room: handoff.WaitingRoom, on_refused: Callable[[], object]
+) -> Callable[..., Any]:
+    """The ``do_connect`` listener for one engine (``key`` names it in logs)."""
+
+    def do_connect(dialect: Any, entry: Any, cargs: list[Any], cparams: dict[str, Any]) -> Any:
+        if in_look():
+            return None  # a look connects once, bounded, by itself
+        params = (list(cargs), dict(cparams))
+        handed_over: list[handoff.Handed] = []
+
+        def on_retry(classified: Classified, attempt: int, delay: float) -> None:
+            tracker.count("connect_retries")
+            logger.debug(
+                "connect to %s refused, attempt %d: %s; retrying in %.0f ms",
+                key,
+                attempt,
+                classified.short,
+                delay * 1000,
+            )
+            on_refused()
+
+        def on_giveup(classified: Classified, attempts: int, elapsed: float) -> None:
+            tracker.count("connect_giveups")
+            logger.warning(
+                "gave up connecting to %s after %d attempts in %.2f s: %s",
+                key,
+                attempts,
+                elapsed,
+                classified.short,
+            )
+
+        def wait(delay: float) -> Any:
+            handed = room.wait(delay)
+            if handed is None:
+                return None
+            if handed.opened_with != params:
+                logger.debug("connection handed over for %s had other settings", key)
+                with contextlib.suppress(Exception):  # not ours to use: closed all the same
+                    handed.raw.close()
+                return None
+            tracker.count("connect_handoffs")
+            logger.debug("connect to %s: took over a connection another thread was done with", key)
+            handed_over.append(handed)
+            return handed.raw
+
+        raw = connect_with_retry(
+            lambda: dialect.connect(*cargs, **cparams),
+            budget=options.CONNECT_RETRY,
+            on_retry=on_retry,
+            on_giveup=on_giveup,
+            wait=wait if options.HANDOFF else None,
+        )
+        if entry is not None:
+            entry.info[PARAMS] = params
+            entry.info[HANDOFFS] = handed_over[-1].handoffs if handed_over else 0
+            if handed_over:
+                entry.info[HANDED] = True
+        return raw
+
+    return do_connect
+
+
+def may_hand_over(dbapi_connection: Any, entry: Any, options: Options) -> bool:
+    """A connection as clean as a new one would be: alive, no error since it was opened, no
+    transaction open (the driver must say so), not handed over too often in a row."""
+    info = entry.info
+    return (
+        options.HANDOFF
+        and PARAMS in info
+        and info.get(HANDOFFS, 0) < handoff.MAX_HANDOFFS
+        and not info.get(ERRORED, False)
+        and liveness.is_dead(dbapi_connection) is False
+        and liveness.in_transaction(dbapi_connection) is False
+    )
+
+
+def hand_over(
+    dbapi_connection: Any, entry: Any, options: Options, room: handoff.WaitingRoom
+) -> bool:
+    """Give a connection being checked in to a thread of this process waiting for the cap;
+    then the pool entry lets go of it (the pool neither closes nor keeps it)."""
+    if room.waiting == 0 or not may_hand_over(dbapi_connection, entry, options):
+        return False
+    handed = handoff.Handed(dbapi_connection, entry.info[PARAMS], entry.info.get(HANDOFFS, 0) + 1)
+    if not room.offer(handed):
+        return False
+    entry.dbapi_connection = None  # the entry no longer holds it: not closed, not pooled
+    entry.info.clear()
+    return True

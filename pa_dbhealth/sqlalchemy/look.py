@@ -1,0 +1,112 @@
+"""One look at an engine's server, bounded in time: the audit, ``engine_options``, the health
+view and the commands ask through :func:`look`.
+
+The look opens a DB-API connection of its own, made as the engine's pool makes them (its
+URL, ``connect_args``, ``creator`` and ``do_connect`` listeners), with a connect timeout and
+a single attempt, asks, and closes it: the pool is not touched, so a look never waits for
+a pool slot and never leaves a connection in it. The whole look is bounded by
+``core.look.within``: a server that does not answer in time raises :class:`LookTimedOut`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+from sqlalchemy import event
+from sqlalchemy.engine import Engine
+from sqlalchemy.exc import DBAPIError
+
+from pa_dbhealth.core.look import LookTimedOut, connect_timeout_options, shut_down, within
+from pa_dbhealth.core.retry import single_attempt
+
+__all__ = ["LookTimedOut", "database_errors", "engine_key", "engine_vendor", "look"]
+
+T = TypeVar("T")
+
+# SQLAlchemy dialect names -> the vendors core.vendors knows ("mariadb" is MySQL's dialect).
+_VENDORS = {"mysql": "mysql", "mariadb": "mysql", "postgresql": "postgresql"}
+
+
+class _Bound(threading.local):
+    seconds: float | None = None  # the connect timeout of the look running in this thread
+
+
+_bound = _Bound()
+_bounded_lock = threading.Lock()
+
+
+def engine_vendor(engine: Engine) -> str:
+    """``"mysql"``, ``"postgresql"`` or the dialect's own name (``"sqlite"``, ...)."""
+    return _VENDORS.get(engine.dialect.name, engine.dialect.name)
+
+
+def engine_key(engine: Engine) -> str:
+    """What pa_dbhealth calls an engine's database in logs and its learned timeouts: the URL
+    without the password."""
+    return engine.url.render_as_string(hide_password=True)
+
+
+def database_errors(engine: Engine) -> tuple[type[BaseException], ...]:
+    """The errors a connect or a probe of this engine raises for a database problem."""
+    dbapi = engine.dialect.loaded_dbapi
+    return (DBAPIError, dbapi.Error) if dbapi is not None else (DBAPIError,)
+
+
+def _bound_connects(engine: Engine) -> None:
+    """A ``do_connect`` listener, first in line, that gives a look's connect its timeout."""
+    with _bounded_lock:
+        if not event.contains(engine, "do_connect", _timeout):
+            event.listen(engine, "do_connect", _timeout, insert=True)
+
+
+def _timeout(dialect: Any, conn_rec: Any, cargs: Any, cparams: dict[str, Any]) -> None:
+    seconds = _bound.seconds
+    if seconds is None:
+        return
+    vendor = _VENDORS.get(dialect.name, dialect.name)
+    for key, value in connect_timeout_options(vendor, seconds).items():
+        current = cparams.get(key)
+        if not (isinstance(current, int | float) and 0 < current <= value):
+            cparams[key] = value
+
+
+def _creator(engine: Engine) -> Callable[[Any], Any]:
+    # The pool's own creator (what Pool.recreate() passes on): a connect exactly like the
+    # pool's, without a pool entry. Called with no entry, as SQLAlchemy's default allows.
+    invoke: Callable[[Any], Any] = engine.pool._invoke_creator
+    return invoke
+
+
+def look(engine: Engine, question: Callable[[Any], T], *, timeout: float) -> T:
+    """``question(dbapi_connection)`` answered by the engine's server within ``timeout``
+    seconds for the connect and as long again for the answer. Raises the driver's error
+    (classify it with ``core.errors.classify``) or :class:`LookTimedOut`."""
+    _bound_connects(engine)
+    opened: list[Any] = []
+    abandoned = threading.Event()
+
+    def work() -> T:
+        _bound.seconds = timeout
+        try:
+            with single_attempt():  # a look answers at once, even at the cap
+                raw = _creator(engine)(None)
+        finally:
+            _bound.seconds = None
+        opened.append(raw)
+        try:
+            if abandoned.is_set():  # connected after the caller gave up: ask nothing
+                raise LookTimedOut(timeout)
+            return question(raw)
+        finally:
+            with contextlib.suppress(Exception):  # a dead connection may complain: closed
+                raw.close()
+
+    def give_up() -> None:
+        abandoned.set()
+        for raw in opened:
+            shut_down(raw)
+
+    return within(2 * timeout, work, on_timeout=give_up, name="pa_dbhealth-look")

@@ -1,0 +1,174 @@
+"""Every pooled connection this process checks out: who holds it, since when, from where.
+
+Process-wide and thread-safe, fed by the pool events ``install()`` registers. A checkout
+records its thread and the first frame of user code that asked for it (outside
+SQLAlchemy, Flask-SQLAlchemy and pa_dbhealth). A connection checked out for longer than
+the engine's leak threshold, checked out while a module was being imported, or given back
+only by the garbage collector (a session nobody closed) is logged once as a probable leak,
+with that frame. The figures are what the health view's ``process`` block shows.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib.util
+import logging
+import os
+import sys
+import threading
+import time
+import weakref
+from dataclasses import dataclass, field
+from functools import cache
+from types import FrameType
+from typing import Any
+
+logger = logging.getLogger("pa_dbhealth.sqlalchemy")
+
+_lock = threading.Lock()
+_counts = {
+    "opened": 0,
+    "closed": 0,
+    "leaks": 0,
+    "connect_retries": 0,
+    "connect_giveups": 0,
+    "connect_handoffs": 0,
+}
+
+
+@dataclass
+class Checkout:
+    """One connection checked out of a pool now."""
+
+    engine: str  # the engine's key (URL without password)
+    thread_name: str
+    since: float  # time.monotonic()
+    caller: str | None  # "file:line in function"
+    at_import: bool
+    proxy: weakref.ref[Any] | None  # the pool's proxy handed out: dead once garbage-collected
+    reported: bool = False
+
+    def held(self, now: float | None = None) -> float:
+        return (time.monotonic() if now is None else now) - self.since
+
+    def describe(self, now: float | None = None) -> str:
+        where = f", checked out at {self.caller}" if self.caller else ""
+        return (
+            f"{self.engine} held by thread {self.thread_name!r} for {self.held(now):.1f} s{where}"
+        )
+
+
+@dataclass
+class Checkouts:
+    """The checkouts of one engine, by pool entry."""
+
+    engine: str
+    leak_after: float
+    open: dict[int, Checkout] = field(default_factory=dict)
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def checked_out(self, entry: Any, proxy: Any) -> None:
+        caller, at_import = where(sys._getframe(1))
+        thread = threading.current_thread()
+        ref = None
+        with contextlib.suppress(TypeError):
+            ref = weakref.ref(proxy)
+        checkout = Checkout(self.engine, thread.name, time.monotonic(), caller, at_import, ref)
+        with self.lock:
+            self.open[id(entry)] = checkout
+
+    def checked_in(self, entry: Any) -> None:
+        with self.lock:
+            checkout = self.open.pop(id(entry), None)
+        if checkout is None or checkout.reported:
+            return
+        if checkout.proxy is not None and checkout.proxy() is None:
+            # The pool's proxy is gone: the garbage collector gave the connection back.
+            self._report(
+                checkout, "it was never returned: its session or connection was not closed"
+            )
+
+    def sweep(self) -> list[Checkout]:
+        """Report checkouts held past the threshold (once each); the checkouts open now."""
+        now = time.monotonic()
+        with self.lock:
+            found = list(self.open.values())
+        for checkout in found:
+            if checkout.reported:
+                continue
+            if checkout.at_import:  # still held after the import that checked it out
+                self._report(checkout, "it was checked out while a module was being imported")
+            elif checkout.held(now) >= self.leak_after:
+                self._report(checkout, f"it has been checked out for {self.leak_after:g} s or more")
+        return found
+
+    def _report(self, checkout: Checkout, why: str) -> None:
+        with _lock:
+            if checkout.reported:
+                return
+            checkout.reported = True
+            _counts["leaks"] += 1
+        logger.warning(
+            "Probable connection leak: %s; %s. Close sessions with `with Session() as "
+            "session:` (or session.close() in a finally block), and create them per request, "
+            "not at module level.",
+            checkout.describe(),
+            why,
+        )
+
+
+@cache
+def _skipped_dirs() -> tuple[str, ...]:
+    dirs = []
+    for name in ("sqlalchemy", "flask_sqlalchemy", "pa_dbhealth"):
+        spec = importlib.util.find_spec(name)
+        if spec is not None and spec.origin:
+            dirs.append(os.path.dirname(os.path.abspath(spec.origin)) + os.sep)
+    return tuple(dirs)
+
+
+_SKIPPED_FILES = frozenset(
+    os.path.abspath(path) for path in (threading.__file__, contextlib.__file__) if path
+)
+
+
+def where(frame: FrameType | None) -> tuple[str | None, bool]:
+    """The first frame outside SQLAlchemy, Flask-SQLAlchemy and pa_dbhealth, and whether a
+    module is being imported."""
+    skipped = _skipped_dirs()
+    caller = None
+    while frame is not None:
+        filename = frame.f_code.co_filename
+        if filename.startswith("<frozen importlib"):
+            return caller, True
+        if (
+            caller is None
+            and not filename.startswith(skipped)
+            and filename not in _SKIPPED_FILES
+            and not filename.startswith("<")
+        ):
+            caller = f"{filename}:{frame.f_lineno} in {frame.f_code.co_name}"
+        frame = frame.f_back
+    return caller, False
+
+
+def count(figure: str, by: int = 1) -> None:
+    with _lock:
+        _counts[figure] += by
+
+
+def figures() -> dict[str, int]:
+    """This process's counts since start: connections opened and closed by installed
+    engines' pools, open now, probable leaks reported, connects retried and given up, and
+    connections handed to a thread waiting for the cap."""
+    with _lock:
+        counts = dict(_counts)
+    return {
+        "opened": counts["opened"],
+        "closed": counts["closed"],
+        "open": max(0, counts["opened"] - counts["closed"]),
+        "leaks": counts["leaks"],
+        "connect_retries": counts["connect_retries"],
+        "connect_giveups": counts["connect_giveups"],
+        "connect_handoffs": counts["connect_handoffs"],
+    }

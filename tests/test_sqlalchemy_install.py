@@ -1,0 +1,422 @@
+"""pa_dbhealth.sqlalchemy.install against the real capped server: connects that wait at the
+cap, dead / idle / dirty connections replaced at checkout, handoff, probable leaks."""
+
+from __future__ import annotations
+
+import gc
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from conftest import sqlalchemy_url
+from sqlalchemy import text
+from sqlalchemy.exc import OperationalError
+from sqlalchemy.orm import Session
+from sqlalchemy.pool import NullPool
+
+from pa_dbhealth import sandbox
+from pa_dbhealth.sandbox import server as sandbox_server
+from pa_dbhealth.sqlalchemy import events, install, tracker
+
+LOGGER = "pa_dbhealth.sqlalchemy"
+
+
+def connection_id(engine: Any) -> int:
+    with engine.connect() as conn:
+        return int(conn.execute(text("SELECT CONNECTION_ID()")).scalar_one())
+
+
+@pytest.fixture
+def table(admin: Any) -> Iterator[str]:
+    """A table of the app account's database, dropped after the test."""
+    admin.execute("CREATE TABLE app.pa_sqla_rows (n INT) ENGINE=InnoDB")
+    yield "pa_sqla_rows"
+    admin.execute("DROP TABLE app.pa_sqla_rows")
+
+
+# --- connect: waiting at the cap ----------------------------------------------------------
+
+
+def test_a_connect_waits_for_a_free_connection(
+    make_engine: Callable[..., Any], raw_connections: Any
+) -> None:
+    engine = install(make_engine(poolclass=NullPool), {"CONNECT_RETRY": 10.0})
+    held = raw_connections(3)
+    before = tracker.figures()
+    threading.Timer(0.5, held[0].close).start()
+    started = time.monotonic()
+    assert connection_id(engine) > 0
+    assert time.monotonic() - started >= 0.4
+    after = tracker.figures()
+    assert after["connect_retries"] > before["connect_retries"]
+    assert after["connect_giveups"] == before["connect_giveups"]
+
+
+def test_a_connect_gives_up_at_the_deadline(
+    make_engine: Callable[..., Any], raw_connections: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    engine = install(make_engine(poolclass=NullPool), {"CONNECT_RETRY": 1.0})
+    raw_connections(3)
+    before = tracker.figures()["connect_giveups"]
+    started = time.monotonic()
+    with pytest.raises(OperationalError) as raised:
+        connection_id(engine)
+    elapsed = time.monotonic() - started
+    assert 0.9 <= elapsed < 10
+    assert raised.value.orig.args[0] == 1226
+    assert tracker.figures()["connect_giveups"] == before + 1
+    assert "gave up connecting to mysql+mysqldb://app:***@" in caplog.text
+    assert sandbox_password() not in caplog.text
+
+
+def sandbox_password() -> str:
+    import conftest
+
+    assert conftest._info is not None
+    return conftest._info.password
+
+
+def test_without_install_the_cap_fails_at_once(
+    make_engine: Callable[..., Any], raw_connections: Any
+) -> None:
+    engine = make_engine(poolclass=NullPool)
+    raw_connections(3)
+    with pytest.raises(OperationalError) as raised:
+        connection_id(engine)
+    assert raised.value.orig.args[0] == 1226
+
+
+def test_a_wrong_password_is_not_retried(make_engine: Callable[..., Any], server: Any) -> None:
+    url = sqlalchemy_url(server).replace(server.password, "wrong-password")
+    engine = install(make_engine(url), {"CONNECT_RETRY": 30.0})
+    started = time.monotonic()
+    with pytest.raises(OperationalError) as raised:
+        connection_id(engine)
+    assert raised.value.orig.args[0] == 1045
+    assert time.monotonic() - started < 5
+
+
+# --- checkout: dead, idle and dirty connections are replaced --------------------------------
+
+
+def test_a_connection_the_server_dropped_is_replaced(
+    make_engine: Callable[..., Any], wait_timeout: Callable[[int], None]
+) -> None:
+    wait_timeout(3)
+    # A margin of 0: only the server's own drop counts, not pa_dbhealth's idle rule.
+    engine = install(make_engine(pool_size=1, max_overflow=0), {"TIMEOUT_MARGIN": 0})
+    first = connection_id(engine)
+    time.sleep(3.8)  # the server kills it after 3 s idle
+    assert connection_id(engine) != first
+
+
+def test_without_install_the_dropped_connection_fails(
+    make_engine: Callable[..., Any], wait_timeout: Callable[[int], None]
+) -> None:
+    wait_timeout(3)
+    engine = make_engine(pool_size=1, max_overflow=0)
+    connection_id(engine)
+    time.sleep(3.8)
+    with pytest.raises(OperationalError) as raised:
+        connection_id(engine)
+    assert raised.value.orig.args[0] in (2006, 2013, 4031)
+
+
+def test_a_connection_idle_past_the_limit_is_replaced_before_the_server_drops_it(
+    make_engine: Callable[..., Any], wait_timeout: Callable[[int], None]
+) -> None:
+    wait_timeout(3)  # learned from the first connection; the margin leaves half: 1.5 s
+    engine = install(make_engine(pool_size=1, max_overflow=0))
+    first = connection_id(engine)
+    assert events.LEARNED.server_timeout(events.installed(engine).key, 300) == 3
+    assert connection_id(engine) == first  # used at once: kept
+    time.sleep(2)  # past 1.5 s, before the server's 3 s
+    assert connection_id(engine) != first
+
+
+def _restart(info: sandbox.SandboxInfo) -> None:
+    """kill -9 the sandbox's server and start it again on the same data dir and port."""
+    os.kill(info.pid, signal.SIGKILL)
+    while info.is_running():
+        time.sleep(0.05)
+    binary, _, flavour = sandbox.find_binaries()
+    base = Path(info.base_dir)
+    args = sandbox_server._server_args(
+        binary,
+        flavour,
+        base / "data",
+        base,
+        info.port,
+        wait_timeout=info.wait_timeout,
+        net_read_timeout=info.net_read_timeout,
+    )
+    with (base / "server.out").open("ab") as out:
+        proc = subprocess.Popen(args, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+    sandbox_server._wait_ready(proc, base / "mysqld.sock", base / "error.log", 60).close()
+    info.pid = proc.pid
+
+
+@pytest.fixture
+def own_server(tmp_path: Path) -> Iterator[sandbox.SandboxInfo]:
+    try:
+        info = sandbox.start(tmp_path / "own")
+    except sandbox.SandboxError:
+        # mariadb-install-db keeps temporary tables in /tmp under names another install
+        # running at the same moment on this machine can take: one more try.
+        info = sandbox.start(tmp_path / "own")
+    yield info
+    sandbox.stop(info)
+
+
+@pytest.mark.parametrize("installed", [True, False])
+def test_a_server_restart_is_survived(
+    make_engine: Callable[..., Any],
+    own_server: sandbox.SandboxInfo,
+    installed: bool,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    engine = make_engine(sqlalchemy_url(own_server), pool_size=1, max_overflow=0)
+    if installed:
+        install(engine)
+    connection_id(engine)
+    _restart(own_server)
+    if not installed:
+        with pytest.raises(OperationalError) as raised:
+            connection_id(engine)
+        assert raised.value.orig.args[0] in (2006, 2013)
+        return
+    # The restarted server numbers connections from 1 again: the log tells the replacement.
+    assert connection_id(engine) > 0
+    assert "the server closed it" in caplog.text
+
+
+def _dirty_checkin(engine: Any, table: str) -> int:
+    """Insert a row on a raw pooled connection and give it back without commit or rollback
+    (with ``pool_reset_on_return=None`` the pool does not roll back); its connection id."""
+    raw = engine.raw_connection()
+    cursor = raw.cursor()
+    cursor.execute("SELECT CONNECTION_ID()")
+    (first,) = cursor.fetchone()
+    cursor.execute(f"INSERT INTO {table} VALUES (1)")  # noqa: S608 (a constant)
+    cursor.close()
+    raw.close()  # back to the pool, the transaction still open
+    return int(first)
+
+
+@pytest.mark.parametrize("driver", ["mysqldb", "pymysql"])
+def test_a_connection_given_back_inside_a_transaction_is_never_handed_out(
+    make_engine: Callable[..., Any], server: Any, table: str, driver: str
+) -> None:
+    url = sqlalchemy_url(server, driver)
+    engine = install(make_engine(url, pool_size=1, max_overflow=0, pool_reset_on_return=None))
+    first = _dirty_checkin(engine, table)
+    with engine.connect() as again:
+        assert again.execute(text("SELECT CONNECTION_ID()")).scalar_one() != first
+        assert again.execute(text(f"SELECT COUNT(*) FROM {table}")).scalar_one() == 0  # noqa: S608
+
+
+def test_without_install_the_dirty_connection_is_handed_out(
+    make_engine: Callable[..., Any], table: str
+) -> None:
+    from pa_dbhealth.core import liveness
+
+    engine = make_engine(pool_size=1, max_overflow=0, pool_reset_on_return=None)
+    first = _dirty_checkin(engine, table)
+    with engine.connect() as again:
+        assert liveness.in_transaction(again.connection.dbapi_connection) is True
+        assert again.execute(text("SELECT CONNECTION_ID()")).scalar_one() == first
+        again.rollback()
+
+
+def test_postgresql_dirty_connection_is_never_handed_out(
+    make_engine: Callable[..., Any], pg_server: Any, pg_admin: Any
+) -> None:
+    url = sqlalchemy_url(pg_server, "psycopg")
+    engine = install(make_engine(url, pool_size=1, max_overflow=0, pool_reset_on_return=None))
+    raw = engine.raw_connection()
+    cursor = raw.cursor()
+    cursor.execute("SELECT pg_backend_pid()")
+    (first,) = cursor.fetchone()
+    cursor.close()
+    raw.close()  # psycopg began a transaction for the SELECT: given back inside it
+    with engine.connect() as again:
+        assert again.execute(text("SELECT pg_backend_pid()")).scalar_one() != first
+
+
+# --- handoff: a sibling thread waiting for the cap gets a clean connection ------------------
+
+
+@pytest.fixture
+def slow_retries(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Waits of 1-2 s between connect attempts: a thread refused by the cap is still in the
+    waiting room when the test's other thread gives its connection back (with the real
+    waits of a few ms it may be between two attempts, and then it gets a new connection)."""
+    from pa_dbhealth.core import retry
+
+    monkeypatch.setattr(retry, "FIRST_DELAY", 2.0)
+    monkeypatch.setattr(retry, "MAX_DELAY", 2.0)
+
+
+def _handoff(engine: Any, raw_connections: Any, give_back: Callable[[], int]) -> tuple[int, int]:
+    """Thread A checks out the account's last free connection (``give_back`` uses it and
+    gives it back, returning its id) once thread B's connect waits at the cap. Returns
+    (A's connection id, B's)."""
+    raw_connections(2)
+    state = events.installed(engine)
+    assert state is not None
+    ids: dict[str, int] = {}
+
+    def b() -> None:
+        ids["b"] = connection_id(engine)
+
+    waiting = threading.Thread(target=b)
+
+    def a() -> int:
+        waiting.start()
+        deadline = time.monotonic() + 10
+        while state.room.waiting == 0 and time.monotonic() < deadline:
+            time.sleep(0.005)
+        assert state.room.waiting > 0
+        return 0
+
+    ids["a"] = give_back_after(give_back, a)
+    waiting.join(30)
+    return ids["a"], ids["b"]
+
+
+def give_back_after(
+    give_back: Callable[[Callable[[], int]], int], before: Callable[[], int]
+) -> int:
+    return give_back(before)
+
+
+@pytest.mark.usefixtures("slow_retries")
+def test_a_clean_connection_is_handed_to_a_waiting_thread(
+    make_engine: Callable[..., Any], raw_connections: Any
+) -> None:
+    engine = install(make_engine(poolclass=NullPool), {"CONNECT_RETRY": 10.0})
+    before = tracker.figures()["connect_handoffs"]
+
+    def give_back(wait: Callable[[], int]) -> int:
+        with engine.connect() as conn:
+            own = int(conn.execute(text("SELECT CONNECTION_ID()")).scalar_one())
+            wait()
+        return own
+
+    a, b = _handoff(engine, raw_connections, give_back)
+    assert a == b
+    assert tracker.figures()["connect_handoffs"] == before + 1
+
+
+@pytest.mark.usefixtures("slow_retries")
+def test_a_connection_with_a_transaction_open_is_not_handed_over(
+    make_engine: Callable[..., Any], raw_connections: Any, table: str, admin: Any
+) -> None:
+    engine = install(
+        make_engine(poolclass=NullPool, pool_reset_on_return=None), {"CONNECT_RETRY": 10.0}
+    )
+    before = tracker.figures()["connect_handoffs"]
+
+    def give_back(wait: Callable[[], int]) -> int:
+        raw = engine.raw_connection()
+        cursor = raw.cursor()
+        cursor.execute("SELECT CONNECTION_ID()")
+        (own,) = cursor.fetchone()
+        cursor.execute(f"INSERT INTO {table} VALUES (1)")  # noqa: S608 (a constant)
+        cursor.close()
+        wait()
+        raw.close()  # no commit, no rollback: given back inside the transaction
+        return int(own)
+
+    a, b = _handoff(engine, raw_connections, give_back)
+    assert a != b
+    admin.execute(f"SELECT COUNT(*) FROM app.{table}")  # noqa: S608
+    assert admin.fetchone()[0] == 0  # rolled back with its connection, never seen
+    assert tracker.figures()["connect_handoffs"] == before
+
+
+def test_handoff_can_be_turned_off(
+    make_engine: Callable[..., Any], raw_connections: Any, table: str
+) -> None:
+    engine = install(make_engine(poolclass=NullPool), {"CONNECT_RETRY": 10.0, "HANDOFF": False})
+    state = events.installed(engine)
+    assert state is not None
+    raw_connections(2)
+    with engine.connect():
+        waiting = threading.Thread(target=connection_id, args=(engine,))
+        waiting.start()
+        time.sleep(0.3)
+        assert state.room.waiting == 0  # it polls the server, it does not wait for a handoff
+    waiting.join(10)
+    assert not waiting.is_alive()
+
+
+# --- probable leaks -----------------------------------------------------------------------
+
+
+def test_a_session_held_too_long_is_named_with_its_line(
+    make_engine: Callable[..., Any], caplog: pytest.LogCaptureFixture
+) -> None:
+    engine = install(make_engine(pool_size=2, max_overflow=0), leak_after=0.5)
+    session = Session(engine)
+    line = sys._getframe().f_lineno + 1
+    session.execute(text("SELECT 1"))  # the session keeps its connection (and transaction)
+    time.sleep(0.7)
+    connection_id(engine)  # a checkout looks at the others
+    leaks = [r for r in caplog.records if "Probable connection leak" in r.getMessage()]
+    assert len(leaks) == 1
+    message = leaks[0].getMessage()
+    assert f"{__file__}:{line} in test_a_session_held_too_long_is_named_with_its_line" in message
+    assert "checked out for 0.5 s or more" in message
+    connection_id(engine)
+    assert len([r for r in caplog.records if "Probable connection leak" in r.getMessage()]) == 1
+    session.close()
+
+
+def _forget_to_close(engine: Any) -> int:
+    session = Session(engine)
+    session.execute(text("SELECT 1"))
+    return sys._getframe().f_lineno - 1  # the line that checked the connection out
+
+
+@pytest.mark.filterwarnings("ignore::sqlalchemy.exc.SAWarning")
+def test_a_session_never_closed_is_named_with_its_line(
+    make_engine: Callable[..., Any], caplog: pytest.LogCaptureFixture
+) -> None:
+    engine = install(make_engine(pool_size=1, max_overflow=0))
+    before = tracker.figures()["leaks"]
+    line = _forget_to_close(engine)
+    gc.collect()
+    leaks = [r.getMessage() for r in caplog.records if "Probable connection leak" in r.getMessage()]
+    assert len(leaks) == 1
+    assert f"{__file__}:{line} in _forget_to_close" in leaks[0]
+    assert "never returned" in leaks[0]
+    assert tracker.figures()["leaks"] == before + 1
+
+
+def test_sessions_closed_are_not_leaks(
+    make_engine: Callable[..., Any], caplog: pytest.LogCaptureFixture
+) -> None:
+    engine = install(make_engine(pool_size=1, max_overflow=0), leak_after=0.2)
+    for _ in range(3):
+        with Session(engine) as session:
+            session.execute(text("SELECT 1"))
+        time.sleep(0.25)
+    assert "Probable connection leak" not in caplog.text
+
+
+def test_figures_count_opened_and_closed(make_engine: Callable[..., Any]) -> None:
+    engine = install(make_engine(poolclass=NullPool))
+    before = tracker.figures()
+    for _ in range(3):
+        connection_id(engine)
+    after = tracker.figures()
+    assert after["opened"] - before["opened"] == 3
+    assert after["closed"] - before["closed"] == 3
