@@ -6,6 +6,7 @@ import os
 import socket
 import subprocess
 import sys
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -75,7 +76,7 @@ def test_port_in_use_is_one_clear_line(tmp_path: Path) -> None:
 def test_missing_binaries_say_what_to_install(tmp_path: Path) -> None:
     # A PATH and search list without any server binary, as on a machine without them.
     code = (
-        "import sys, pa_dbhealth.sandbox.server as s; s.SEARCH_DIRS = (); "
+        "import sys, pa_dbhealth.sandbox.process as s; s.SEARCH_DIRS = (); "
         "from pa_dbhealth.sandbox.__main__ import main; sys.exit(main(sys.argv[1:]))"
     )
     env = {**os.environ, "PATH": str(tmp_path)}
@@ -117,3 +118,34 @@ def test_python_api_rejects_bad_values(tmp_path: Path) -> None:
 
 def test_the_suite_server_is_capped(server: Any) -> None:
     assert server.limit == 3 and server.wait_timeout == 300 and server.is_running()
+
+
+def test_a_pid_that_is_no_longer_the_server_is_neither_reported_nor_signalled(
+    tmp_path: Path, server: sandbox.SandboxInfo
+) -> None:
+    folder = tmp_path / "sbx"
+    (folder / "data").mkdir(parents=True)
+    sleeper = subprocess.Popen(["sleep", "60"])
+    # A process with the sandbox's --datadir among its arguments, but no server.
+    lookalike = subprocess.Popen(
+        [sys.executable, "-c", "import time; time.sleep(60)", f"--datadir={folder / 'data'}"]
+    )
+    try:
+        # The pid reused by any process, by a look-alike, and by another sandbox's server.
+        for pid in (sleeper.pid, lookalike.pid, server.pid):
+            replace(server, base_dir=str(folder), pid=pid).save()
+            status = run("--dir", str(folder), "status")
+            assert status.returncode == 1, status.stdout
+            assert status.stdout.startswith("stopped: ")
+            assert f"pid {pid}" not in status.stdout
+            env = run("--dir", str(folder), "env")
+            assert env.returncode == 2 and "is not running" in env.stderr
+            stopped = run("--dir", str(folder), "stop", "--keep")
+            assert stopped.returncode == 0, stopped.stderr
+        assert sleeper.poll() is None and lookalike.poll() is None
+        assert server.is_running()
+        server.connect(admin=True).close()
+    finally:
+        for proc in (sleeper, lookalike):
+            proc.kill()
+            proc.wait()

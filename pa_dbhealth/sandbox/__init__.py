@@ -10,15 +10,9 @@ From Python::
     sandbox.stop(info)
 """
 
-from pa_dbhealth.sandbox.server import (
-    SandboxError,
-    SandboxInfo,
-    default_dir,
-    find_binaries,
-    free_port,
-    start,
-    stop,
-)
+from pa_dbhealth.sandbox.info import SandboxError, SandboxInfo
+from pa_dbhealth.sandbox.process import find_binaries, free_port
+from pa_dbhealth.sandbox.server import default_dir, start, stop
 
 __all__ = [
     "SandboxError",

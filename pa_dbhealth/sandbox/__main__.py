@@ -8,7 +8,8 @@ import shlex
 import sys
 from collections.abc import Sequence
 
-from pa_dbhealth.sandbox.server import SandboxError, SandboxInfo, default_dir, start, stop
+from pa_dbhealth.sandbox.info import SandboxError, SandboxInfo
+from pa_dbhealth.sandbox.server import default_dir, start, stop
 
 
 def _positive(text: str) -> int:
@@ -63,9 +64,10 @@ def _print_env(info: SandboxInfo, fmt: str = "shell") -> None:
         print(f"export {key}={shlex.quote(value)}")
 
 
-def _describe(info: SandboxInfo) -> str:
+def _describe(info: SandboxInfo, running: bool = True) -> str:
+    where = f"on {info.host}:{info.port} (pid {info.pid})" if running else f"port {info.port}"
     return (
-        f"{info.flavour} {info.version} on {info.host}:{info.port} (pid {info.pid}); "
+        f"{info.flavour} {info.version} {where}; "
         f"account {info.user!r} capped at {info.limit} connections, "
         f"wait_timeout={info.wait_timeout}s, net_read_timeout={info.net_read_timeout}s; "
         f"data in {info.base_dir}"
@@ -95,9 +97,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             stop(info, remove=not args.keep)
             print(f"stopped the sandbox in {info.base_dir}", file=sys.stderr)
         elif args.action == "status":
-            state = "running" if info.is_running() else "stopped"
-            print(f"{state}: {_describe(info)}")
-            return 0 if info.is_running() else 1
+            if info.is_running():
+                print(f"running: {_describe(info)}")
+                return 0
+            print(f"stopped: {_describe(info, running=False)}")
+            return 1
         else:
             if not info.is_running():
                 raise SandboxError(f"the sandbox in {info.base_dir} is not running: start it first")
