@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shlex
 import socket
 import subprocess
 import sys
@@ -149,3 +150,25 @@ def test_a_pid_that_is_no_longer_the_server_is_neither_reported_nor_signalled(
         for proc in (sleeper, lookalike):
             proc.kill()
             proc.wait()
+
+
+def test_start_prints_its_hints_with_the_same_dir(tmp_path: Path) -> None:
+    folder = str(tmp_path / "it's;$sbx")
+    started = run("--dir", folder, "start")
+    try:
+        assert started.returncode == 0, started.stderr
+        quoted = shlex.quote(folder)
+        assert f'eval "$(python -m pa_dbhealth.sandbox --dir {quoted} env)"' in started.stderr
+        assert f"python -m pa_dbhealth.sandbox --dir {quoted} stop" in started.stderr
+        # The hint, run by a shell, loads this sandbox's settings.
+        hint = next(line for line in started.stderr.splitlines() if "eval" in line)
+        command = hint.split("eval ", 1)[1].replace("python", shlex.quote(sys.executable), 1)
+        shell = subprocess.run(
+            ["bash", "-c", f"eval {command} && echo $DB_PORT"],
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        assert shell.stdout.strip() == str(sandbox.SandboxInfo.load(folder).port), shell.stderr
+    finally:
+        run("--dir", folder, "stop")

@@ -7,9 +7,12 @@ import json
 import shlex
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 
 from pa_dbhealth.sandbox.info import SandboxError, SandboxInfo
 from pa_dbhealth.sandbox.server import default_dir, start, stop
+
+PROG = "python -m pa_dbhealth.sandbox"
 
 
 def _positive(text: str) -> int:
@@ -24,7 +27,7 @@ def _positive(text: str) -> int:
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="python -m pa_dbhealth.sandbox",
+        prog=PROG,
         description="A throwaway MariaDB/MySQL server with PythonAnywhere's limits: an account "
         "capped at 3 connections, idle connections dropped after wait_timeout.",
     )
@@ -54,6 +57,13 @@ def _parser() -> argparse.ArgumentParser:
     env_parser.add_argument("--format", choices=("shell", "json"), default="shell")
     sub.add_parser("status", help="say whether the server runs")
     return parser
+
+
+def _command(folder: str, action: str) -> str:
+    """How to run ``action`` on this sandbox again, as a shell command line."""
+    if Path(folder).resolve() == default_dir().resolve():
+        return f"{PROG} {action}"
+    return f"{PROG} --dir {shlex.quote(folder)} {action}"
 
 
 def _print_env(info: SandboxInfo, fmt: str = "shell") -> None:
@@ -87,9 +97,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             )
             print(f"# started {_describe(info)}", file=sys.stderr)
             print(
-                '# load these settings with: eval "$(python -m pa_dbhealth.sandbox env)"',
+                f'# load these settings with: eval "$({_command(args.dir, "env")})"',
                 file=sys.stderr,
             )
+            print(f"# stop it with: {_command(args.dir, 'stop')}", file=sys.stderr)
             _print_env(info)
             return 0
         info = SandboxInfo.load(args.dir)
@@ -104,7 +115,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             return 1
         else:
             if not info.is_running():
-                raise SandboxError(f"the sandbox in {info.base_dir} is not running: start it first")
+                raise SandboxError(
+                    f"the sandbox in {info.base_dir} is not running: "
+                    f"start it with `{_command(args.dir, 'start')}`"
+                )
             _print_env(info, args.format)
     except SandboxError as exc:
         print(f"pa_dbhealth.sandbox: error: {exc}", file=sys.stderr)
