@@ -172,3 +172,15 @@ def test_start_prints_its_hints_with_the_same_dir(tmp_path: Path) -> None:
         assert shell.stdout.strip() == str(sandbox.SandboxInfo.load(folder).port), shell.stderr
     finally:
         run("--dir", folder, "stop")
+
+
+def test_a_folder_with_spaces_is_one_clear_line(tmp_path: Path) -> None:
+    if sandbox.find_binaries()[2] != "MariaDB":
+        pytest.skip("only mariadb-install-db fails on spaces")
+    folder = tmp_path / "my projects"
+    result = run("--dir", str(folder), "start")
+    assert result.returncode == 2
+    assert result.stderr.strip() == (
+        f"pa_dbhealth.sandbox: error: mariadb-install-db cannot initialise a folder whose path "
+        f"has spaces ({folder}): choose another with --dir"
+    )

@@ -114,6 +114,11 @@ def start(
     if running is not None:
         where = f" on port {previous.port}" if previous and previous.pid == running else ""
         raise SandboxError(f"a sandbox is already running in {base}{where} (pid {running})")
+    if flavour == "MariaDB" and any(char.isspace() for char in str(base)):
+        raise SandboxError(
+            f"mariadb-install-db cannot initialise a folder whose path has spaces ({base}): "
+            "choose another with --dir"
+        )
     for leftover in LEFTOVERS:
         path = base / leftover
         if path.is_dir():
