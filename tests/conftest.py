@@ -12,6 +12,7 @@ import contextlib
 import os
 import time
 from collections.abc import Callable, Iterable, Iterator
+from pathlib import Path
 from typing import Any
 
 import pgserver
@@ -62,6 +63,15 @@ def server() -> sandbox.SandboxInfo:
     """The running test server: host, port, the capped and the admin account."""
     assert _info is not None
     return _info
+
+
+@pytest.fixture
+def spare_server(tmp_path: Path) -> Iterator[sandbox.SandboxInfo]:
+    """A capped server of the test's own, for a test to stop, kill or freeze (see
+    ``faults``); stopped and deleted after the test."""
+    info = sandbox.start(tmp_path / "spare")
+    yield info
+    sandbox.stop(info)
 
 
 @pytest.fixture

@@ -11,9 +11,12 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+import MySQLdb
 import pytest
+from faults import frozen, kill_server
 
 from pa_dbhealth import sandbox
+from pa_dbhealth.errors import Kind, classify
 
 
 def run(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
@@ -184,3 +187,142 @@ def test_a_folder_with_spaces_is_one_clear_line(tmp_path: Path) -> None:
         f"pa_dbhealth.sandbox: error: mariadb-install-db cannot initialise a folder whose path "
         f"has spaces ({folder}): choose another with --dir"
     )
+
+
+def test_stop_keep_then_start_resumes_the_same_server(tmp_path: Path) -> None:
+    folder = str(tmp_path / "sbx")
+    assert run("--dir", folder, "start", "--wait-timeout", "4").returncode == 0
+    first = sandbox.SandboxInfo.load(folder)
+    try:
+        conn = first.connect()
+        conn.cursor().execute("CREATE TABLE kept (n INT)")
+        conn.cursor().execute("INSERT INTO kept VALUES (42)")
+        conn.commit()
+        conn.close()
+        kept = run("--dir", folder, "stop", "--keep")
+        assert kept.returncode == 0 and "resumes it" in kept.stderr
+        assert not first.is_running() and Path(folder, "data").is_dir()
+        assert run("--dir", folder, "status").stdout.startswith("stopped: ")
+
+        resumed = run("--dir", folder, "start")
+        assert resumed.returncode == 0, resumed.stderr
+        assert "# resumed the kept server in " in resumed.stderr
+        second = sandbox.SandboxInfo.load(folder)
+        assert second.is_running() and second.pid != first.pid
+        assert replace(second, pid=first.pid) == first  # port, passwords, timeouts: the same
+        conn = second.connect()
+        cursor = conn.cursor()
+        cursor.execute("SELECT n, @@session.wait_timeout FROM kept")
+        assert cursor.fetchall() == ((42, 4),)
+        conn.close()
+
+        # Its port taken meanwhile: a free one, and it says so.
+        assert run("--dir", folder, "stop", "--keep").returncode == 0
+        with socket.socket() as busy:
+            busy.bind(("127.0.0.1", second.port))
+            busy.listen()
+            moved = run("--dir", folder, "start", "--limit", "2")
+        assert moved.returncode == 0, moved.stderr
+        third = sandbox.SandboxInfo.load(folder)
+        assert third.port != second.port
+        assert (
+            f"# port {second.port} is in use now: the resumed server listens on port "
+            f"{third.port} instead"
+        ) in moved.stderr
+        assert (third.password, third.limit, third.wait_timeout) == (first.password, 2, 4)
+        conn = third.connect()
+        cursor = conn.cursor()
+        cursor.execute("SELECT n, @@session.max_user_connections FROM kept")
+        assert cursor.fetchall() == ((42, 2),)
+        conn.close()
+
+        # --fresh wipes it.
+        assert run("--dir", folder, "stop", "--keep").returncode == 0
+        fresh = run("--dir", folder, "start", "--fresh")
+        assert fresh.returncode == 0, fresh.stderr
+        assert "resumed" not in fresh.stderr
+        fourth = sandbox.SandboxInfo.load(folder)
+        assert fourth.password != first.password
+        assert (fourth.wait_timeout, fourth.limit) == (300, 3)
+        conn = fourth.connect()
+        with pytest.raises(MySQLdb.ProgrammingError) as gone:
+            conn.cursor().execute("SELECT n FROM kept")
+        assert gone.value.args[0] == 1146  # no such table
+        conn.close()
+    finally:
+        run("--dir", folder, "stop")
+    assert not Path(folder).exists()
+
+
+def test_a_kept_sandbox_without_its_data_is_not_restarted_from_scratch(
+    tmp_path: Path, server: sandbox.SandboxInfo
+) -> None:
+    folder = tmp_path / "sbx"
+    folder.mkdir()
+    replace(server, base_dir=str(folder), pid=0).save()
+    result = run("--dir", str(folder), "start")
+    assert result.returncode == 2
+    assert result.stderr.strip() == (
+        f"pa_dbhealth.sandbox: error: the sandbox in {folder} has lost its data "
+        f"({folder / 'data'} is missing): start a new one with --fresh"
+    )
+    assert sandbox.SandboxInfo.load(folder).password == server.password  # nothing wiped
+
+
+def test_restart_after_kill_9_brings_it_back_where_clients_expect_it(
+    spare_server: sandbox.SandboxInfo,
+) -> None:
+    info = spare_server
+    before = sandbox.SandboxInfo.load(info.base_dir)
+    conn = info.connect()
+    conn.autocommit(True)
+    cursor = conn.cursor()
+    cursor.execute("CREATE TABLE survived (n INT)")
+    cursor.execute("INSERT INTO survived VALUES (7)")
+
+    kill_server(info)
+    with pytest.raises(MySQLdb.OperationalError) as lost:
+        cursor.execute("SELECT 1")
+    assert classify(lost.value).kind is Kind.LOST
+    with pytest.raises(MySQLdb.OperationalError) as refused:
+        info.connect()
+    assert classify(refused.value).kind is Kind.UNREACHABLE
+
+    assert sandbox.restart(info) is info
+    assert info.is_running() and info.pid != before.pid
+    assert replace(info, pid=before.pid) == before  # same port, accounts, settings
+    assert sandbox.SandboxInfo.load(info.base_dir) == info
+    again = info.connect()
+    cursor = again.cursor()
+    cursor.execute("SELECT n FROM survived")
+    assert cursor.fetchall() == ((7,),)
+    again.close()
+
+
+def test_restart_refuses_a_port_taken_meanwhile(spare_server: sandbox.SandboxInfo) -> None:
+    kill_server(spare_server)
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", spare_server.port))
+        busy.listen()
+        with pytest.raises(sandbox.SandboxError) as refused:
+            sandbox.restart(spare_server)
+    assert str(refused.value) == (
+        f"cannot restart the sandbox in {spare_server.base_dir} on port {spare_server.port}: "
+        "the port is in use now"
+    )
+
+
+def test_a_frozen_server_answers_nothing_until_it_is_thawed(
+    spare_server: sandbox.SandboxInfo,
+) -> None:
+    conn = spare_server.connect(read_timeout=1)
+    with frozen(spare_server):
+        with pytest.raises(MySQLdb.OperationalError) as silent:
+            conn.cursor().execute("SELECT 1")
+        assert classify(silent.value).kind is Kind.LOST
+        assert spare_server.is_running()  # stopped, not gone
+    again = spare_server.connect(read_timeout=5)
+    cursor = again.cursor()
+    cursor.execute("SELECT 1")
+    assert cursor.fetchone() == (1,)
+    again.close()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import shlex
 import sys
 from collections.abc import Sequence
@@ -37,22 +38,32 @@ def _parser() -> argparse.ArgumentParser:
         help="folder for the server's data, socket and state (default: %(default)s)",
     )
     sub = parser.add_subparsers(dest="action", required=True)
-    start_parser = sub.add_parser("start", help="initialise and start a fresh server")
+    start_parser = sub.add_parser(
+        "start",
+        help="start a new server, or resume the one kept in --dir (stop --keep)",
+        description="Start a new server. When --dir holds a server stopped with --keep (or "
+        "killed), resume it: same data, accounts and passwords, on the same port when it is "
+        "free. Options left out keep the kept server's values.",
+    )
     start_parser.add_argument("--port", type=_positive, help="TCP port (default: a free one)")
     start_parser.add_argument(
-        "--wait-timeout", type=_positive, default=300, help="idle timeout in seconds (default: 300)"
+        "--wait-timeout", type=_positive, help="idle timeout in seconds (default: 300)"
     )
     start_parser.add_argument(
-        "--net-read-timeout", type=_positive, default=30, help="net_read_timeout (default: 30)"
+        "--net-read-timeout", type=_positive, help="net_read_timeout (default: 30)"
     )
     start_parser.add_argument(
-        "--limit",
-        type=_positive,
-        default=3,
-        help="MAX_USER_CONNECTIONS of the app account (default: 3)",
+        "--limit", type=_positive, help="MAX_USER_CONNECTIONS of the app account (default: 3)"
+    )
+    start_parser.add_argument(
+        "--fresh",
+        action="store_true",
+        help="wipe a kept server's data and accounts and start a new one",
     )
     stop_parser = sub.add_parser("stop", help="stop the server and delete its folder")
-    stop_parser.add_argument("--keep", action="store_true", help="keep the folder")
+    stop_parser.add_argument(
+        "--keep", action="store_true", help="keep the folder: the next start resumes the server"
+    )
     env_parser = sub.add_parser("env", help="print the connection settings")
     env_parser.add_argument("--format", choices=("shell", "json"), default="shell")
     sub.add_parser("status", help="say whether the server runs")
@@ -84,34 +95,56 @@ def _describe(info: SandboxInfo, running: bool = True) -> str:
     )
 
 
+def _say(message: str) -> None:
+    print(f"# {message}", file=sys.stderr)
+
+
+class _Notes(logging.Handler):
+    """The sandbox's log (a resumed server, a port that changed) as ``# ...`` lines."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        _say(record.getMessage())
+
+
+def _start(args: argparse.Namespace) -> None:
+    logger = logging.getLogger("pa_dbhealth.sandbox")
+    notes = _Notes(logging.INFO)
+    logger.addHandler(notes)
+    logger.setLevel(logging.INFO)
+    try:
+        info = start(
+            args.dir,
+            port=args.port,
+            wait_timeout=args.wait_timeout,
+            net_read_timeout=args.net_read_timeout,
+            limit=args.limit,
+            fresh=args.fresh,
+        )
+    finally:
+        logger.removeHandler(notes)
+    _say(f"started {_describe(info)}")
+    _say(f'load these settings with: eval "$({_command(args.dir, "env")})"')
+    _say(f"stop it with: {_command(args.dir, 'stop')} (--keep keeps its data for the next start)")
+    _print_env(info)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
         if args.action == "start":
-            info = start(
-                args.dir,
-                port=args.port,
-                wait_timeout=args.wait_timeout,
-                net_read_timeout=args.net_read_timeout,
-                limit=args.limit,
-            )
-            print(f"# started {_describe(info)}", file=sys.stderr)
-            print(
-                f'# load these settings with: eval "$({_command(args.dir, "env")})"',
-                file=sys.stderr,
-            )
-            print(f"# stop it with: {_command(args.dir, 'stop')}", file=sys.stderr)
-            _print_env(info)
+            _start(args)
             return 0
         info = SandboxInfo.load(args.dir)
         if args.action == "stop":
             stop(info, remove=not args.keep)
-            print(f"stopped the sandbox in {info.base_dir}", file=sys.stderr)
+            kept = f"; kept: `{_command(args.dir, 'start')}` resumes it" if args.keep else ""
+            print(f"stopped the sandbox in {info.base_dir}{kept}", file=sys.stderr)
         elif args.action == "status":
             if info.is_running():
                 print(f"running: {_describe(info)}")
                 return 0
             print(f"stopped: {_describe(info, running=False)}")
+            print(f"`{_command(args.dir, 'start')}` resumes it", file=sys.stderr)
             return 1
         else:
             if not info.is_running():

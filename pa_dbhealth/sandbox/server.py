@@ -4,17 +4,20 @@ It initialises a data directory of its own, listens on a loopback port and a soc
 its own (never touching a system server), and creates two accounts: ``app``, capped at
 ``MAX_USER_CONNECTIONS 3`` like a PythonAnywhere account, and ``admin``, uncapped, for
 watching from outside. ``wait_timeout`` (300 s by default) and ``net_read_timeout``
-(30 s) are set like the host's. This is a development tool: no runtime module imports it.
+(30 s) are set like the host's. A stopped server whose folder was kept is resumed by the
+next ``start``. This is a development tool: no runtime module imports it.
 """
 
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import secrets
 import shutil
 import signal
 import tempfile
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -30,9 +33,12 @@ from pa_dbhealth.sandbox.process import (
     wait_gone,
 )
 
-__all__ = ["default_dir", "free_port", "start", "stop"]
+__all__ = ["default_dir", "free_port", "restart", "start", "stop"]
+
+logger = logging.getLogger("pa_dbhealth.sandbox")
 
 HOST = "127.0.0.1"
+DEFAULTS = {"wait_timeout": 300, "net_read_timeout": 30, "limit": 3}
 LEFTOVERS = ("data", "tmp", STATE_FILE, "mysqld.sock", "mysqld.pid", "error.log", "server.out")
 
 
@@ -72,28 +78,54 @@ def _running_pid(base: Path, previous: SandboxInfo | None) -> int | None:
     return next((pid for pid in candidates if is_server(pid, base / "data")), None)
 
 
+def _kept(base: Path, fresh: bool) -> SandboxInfo | None:
+    """The stopped sandbox in ``base`` to resume, or None to start from scratch."""
+    previous: SandboxInfo | None = None
+    if (base / STATE_FILE).exists():
+        try:
+            previous = SandboxInfo.load(base)
+        except SandboxError:
+            if not fresh:
+                raise
+    running = _running_pid(base, previous)
+    if running is not None:
+        where = f" on port {previous.port}" if previous and previous.pid == running else ""
+        raise SandboxError(f"a sandbox is already running in {base}{where} (pid {running})")
+    if previous is None or fresh:
+        return None
+    if not previous.data_dir.is_dir():
+        raise SandboxError(
+            f"the sandbox in {base} has lost its data ({previous.data_dir} is missing): "
+            "start a new one with --fresh"
+        )
+    return previous
+
+
 def start(
     base_dir: str | os.PathLike[str] | None = None,
     *,
     port: int | None = None,
-    wait_timeout: int = 300,
-    net_read_timeout: int = 30,
-    limit: int = 3,
-    database: str = "app",
+    wait_timeout: int | None = None,
+    net_read_timeout: int | None = None,
+    limit: int | None = None,
+    database: str | None = None,
+    fresh: bool = False,
     startup_timeout: float = 60.0,
 ) -> SandboxInfo:
-    """Initialise and start a fresh server; returns how to reach it.
+    """Start the server of the sandbox in ``base_dir`` (a new temporary folder when None).
 
-    ``base_dir`` must not hold a running sandbox; leftovers of a stopped one are wiped.
+    A folder holding a stopped sandbox (kept by ``stop(info, remove=False)``, or whose server
+    was killed) is resumed: the same data, accounts and passwords, on the same port when it
+    is free, else on a free one (said as a warning on the ``pa_dbhealth.sandbox`` logger);
+    the options given apply, those left out keep their values. ``fresh=True`` wipes such a
+    folder and starts from scratch. Defaults for a new server: ``wait_timeout=300``,
+    ``net_read_timeout=30``, ``limit=3``, ``database="app"``.
     """
-    for name, value in (
-        ("wait_timeout", wait_timeout),
-        ("net_read_timeout", net_read_timeout),
-        ("limit", limit),
-    ):
-        if not isinstance(value, int) or value < 1:
+    values = {"wait_timeout": wait_timeout, "net_read_timeout": net_read_timeout, "limit": limit}
+    for name, value in values.items():
+        if value is not None and (not isinstance(value, int) or value < 1):
             raise SandboxError(f"{name} must be a whole number >= 1, not {value!r}")
-    if not database.replace("_", "").isalnum():
+    if database is not None and not database.replace("_", "").isalnum():
         raise SandboxError(f"database must be letters, digits and underscores, not {database!r}")
     if port is not None and port_in_use(HOST, port):
         raise SandboxError(
@@ -109,11 +141,17 @@ def start(
         base = Path(base_dir).resolve()
     else:
         base = Path(tempfile.mkdtemp(prefix="pa_dbhealth-sandbox-"))
-    previous = SandboxInfo.load(base) if (base / STATE_FILE).exists() else None
-    running = _running_pid(base, previous)
-    if running is not None:
-        where = f" on port {previous.port}" if previous and previous.pid == running else ""
-        raise SandboxError(f"a sandbox is already running in {base}{where} (pid {running})")
+    previous = _kept(base, fresh)
+    given = {name: value for name, value in values.items() if value is not None}
+    chosen = {**DEFAULTS, **given}
+    if previous is not None:
+        if database is not None and database != previous.database:
+            raise SandboxError(
+                f"the sandbox in {base} has the database {previous.database!r}, not "
+                f"{database!r}: start a new one with --fresh"
+            )
+        return _resume(previous, server, flavour, port, given, startup_timeout)
+
     if flavour == "MariaDB" and any(char.isspace() for char in str(base)):
         raise SandboxError(
             f"mariadb-install-db cannot initialise a folder whose path has spaces ({base}): "
@@ -135,14 +173,14 @@ def start(
         pid=0,
         flavour=flavour,
         version="",
-        database=database,
+        database=database or "app",
         user="app",
         password=secrets.token_urlsafe(12),
         admin_user="admin",
         admin_password=secrets.token_urlsafe(12),
-        wait_timeout=wait_timeout,
-        net_read_timeout=net_read_timeout,
-        limit=limit,
+        wait_timeout=chosen["wait_timeout"],
+        net_read_timeout=chosen["net_read_timeout"],
+        limit=chosen["limit"],
     )
     root = _launch(info, server, flavour, startup_timeout)
     try:
@@ -172,9 +210,47 @@ def _launch(info: SandboxInfo, server: str, flavour: str, startup_timeout: float
     return root
 
 
+def _resume(
+    previous: SandboxInfo,
+    server: str,
+    flavour: str,
+    port: int | None,
+    given: dict[str, int],
+    startup_timeout: float,
+) -> SandboxInfo:
+    info = replace(
+        previous,
+        port=port or previous.port,
+        wait_timeout=given.get("wait_timeout", previous.wait_timeout),
+        net_read_timeout=given.get("net_read_timeout", previous.net_read_timeout),
+        limit=given.get("limit", previous.limit),
+    )
+    if port is None and port_in_use(info.host, info.port):
+        info.port = free_port(info.host)
+        logger.warning(
+            "port %s is in use now: the resumed server listens on port %s instead",
+            previous.port,
+            info.port,
+        )
+    root = _launch(info, server, flavour, startup_timeout)
+    try:
+        if info.limit != previous.limit:
+            root.cursor().execute(
+                f"ALTER USER %s@'%%' WITH MAX_USER_CONNECTIONS {int(info.limit)}", [info.user]
+            )
+    except Exception:
+        stop(info, remove=False)
+        raise
+    finally:
+        root.close()
+    info.save()
+    logger.info("resumed the kept server in %s: same data, accounts and passwords", info.base_dir)
+    return info
+
+
 def stop(info: SandboxInfo, *, remove: bool = True, timeout: float = 30.0) -> None:
     """Stop the server (only when its pid is still this sandbox's server) and, unless
-    ``remove`` is False, delete its folder."""
+    ``remove`` is False, delete its folder. A kept folder is resumed by the next start."""
     if info.is_running():
         with contextlib.suppress(ProcessLookupError):
             os.kill(info.pid, signal.SIGTERM)
@@ -185,3 +261,20 @@ def stop(info: SandboxInfo, *, remove: bool = True, timeout: float = 30.0) -> No
             wait_gone(info.pid, info.data_dir, timeout)
     if remove:
         shutil.rmtree(info.base_dir, ignore_errors=True)
+
+
+def restart(info: SandboxInfo, *, startup_timeout: float = 60.0) -> SandboxInfo:
+    """Bring ``info``'s server back on the same data, accounts and port, where its clients
+    expect it: after a kill -9 (the server recovers its data), or to restart a running one
+    (stopped first). ``info`` is updated (pid, version) and returned. Raises SandboxError
+    when the port was taken meanwhile."""
+    if info.is_running():
+        stop(info, remove=False)
+    if port_in_use(info.host, info.port):
+        raise SandboxError(
+            f"cannot restart the sandbox in {info.base_dir} on port {info.port}: "
+            "the port is in use now"
+        )
+    back = start(info.base_dir, port=info.port, startup_timeout=startup_timeout)
+    info.pid, info.version = back.pid, back.version
+    return info
