@@ -40,9 +40,10 @@ class SandboxInfo:
         return Path(self.base_dir) / "data"
 
     def env(self) -> dict[str, str]:
-        """The environment variables the demo project (and your own settings) can read."""
+        """Where the server is and how to log in, as environment variables for the demo
+        project and your own settings. No ENGINE: which backend talks to the server is the
+        site's choice (the demo's is ``pa_dbhealth.backends.mysql``), not the server's."""
         return {
-            "DB_ENGINE": "django.db.backends.mysql",
             "DB_HOST": self.host,
             "DB_PORT": str(self.port),
             "DB_NAME": self.database,
