@@ -19,6 +19,7 @@ import pgserver
 import pytest
 from django.conf import settings
 from django.db import connections
+from proxy import Proxy
 
 from pa_dbhealth import sandbox
 
@@ -72,6 +73,14 @@ def spare_server(tmp_path: Path) -> Iterator[sandbox.SandboxInfo]:
     info = sandbox.start(tmp_path / "spare")
     yield info
     sandbox.stop(info)
+
+
+@pytest.fixture
+def proxy(server: sandbox.SandboxInfo) -> Iterator[Proxy]:
+    """A loopback TCP proxy to the suite's server (see ``proxy.py``): a test makes the link
+    stall, lag or break. Closed, with every link through it, after the test."""
+    with Proxy((server.host, server.port)) as made:
+        yield made
 
 
 @pytest.fixture
