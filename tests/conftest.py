@@ -19,6 +19,7 @@ import pgserver
 import pytest
 from django.conf import settings
 from django.db import connections
+from processes import Processes
 from proxy import Proxy
 
 from pa_dbhealth import sandbox
@@ -73,6 +74,27 @@ def spare_server(tmp_path: Path) -> Iterator[sandbox.SandboxInfo]:
     info = sandbox.start(tmp_path / "spare")
     yield info
     sandbox.stop(info)
+
+
+@pytest.fixture
+def processes(tmp_path: Path) -> Iterator[Processes]:
+    """Real processes of the test (see ``processes.py``): the test site under uWSGI,
+    manage.py, python -c. All are stopped after the test, also when it failed."""
+    started = Processes(tmp_path / "processes")
+    try:
+        yield started
+    finally:
+        started.stop_all()
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Any:
+    """A failed test's report shows the logs of the processes it started."""
+    report = yield
+    started = getattr(item, "funcargs", {}).get("processes")
+    if report.failed and isinstance(started, Processes) and started.started:
+        report.sections.append(("logs of the test's processes", started.logs()))
+    return report
 
 
 @pytest.fixture
