@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import os
-import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+from processes import Finished, run
 
 from pa_dbhealth import sandbox
 
@@ -22,26 +22,19 @@ pytestmark = pytest.mark.skipif(
 )
 
 
-def demo_shell(env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+def demo_shell(env: dict[str, str]) -> Finished:
     """``manage.py shell -c SHOW_ENGINE`` in the demo, with exactly ``env``'s DB_* variables."""
     clean = {k: v for k, v in os.environ.items() if not k.startswith(("DB_", "DJANGO_"))}
     clean.pop("PYTHONPATH", None)
-    return subprocess.run(
-        [sys.executable, "manage.py", "shell", "--verbosity", "0", "-c", SHOW_ENGINE],
-        cwd=ROOT,
-        env={**clean, **env},
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
+    argv = [sys.executable, "manage.py", "shell", "--verbosity", "0", "-c", SHOW_ENGINE]
+    return run(argv, cwd=ROOT, env={**clean, **env})
 
 
 def test_the_sandbox_env_gets_the_pa_dbhealth_backend(server: sandbox.SandboxInfo) -> None:
     # A DB_ENGINE left in the shell by an older sandbox's `env` does not change it.
     shown = demo_shell({**server.env(), "DB_ENGINE": "django.db.backends.mysql"})
-    assert shown.returncode == 0, shown.stderr
-    assert shown.stdout.split() == ["pa_dbhealth.backends.mysql", "pa_dbhealth.backends.mysql.base"]
+    assert shown.returncode == 0, shown.err
+    assert shown.out.split() == ["pa_dbhealth.backends.mysql", "pa_dbhealth.backends.mysql.base"]
 
 
 def test_the_sandbox_the_demo_starts_itself_gets_the_pa_dbhealth_backend(tmp_path: Path) -> None:
@@ -49,9 +42,9 @@ def test_the_sandbox_the_demo_starts_itself_gets_the_pa_dbhealth_backend(tmp_pat
     shown = demo_shell({"TMPDIR": str(tmp_path)})
     started = sandbox.SandboxInfo.load(tmp_path / sandbox.default_dir().name)
     try:
-        assert shown.returncode == 0, shown.stderr
-        assert "demo: started the local capped server" in shown.stderr
-        assert shown.stdout.split() == [
+        assert shown.returncode == 0, shown.err
+        assert "demo: started the local capped server" in shown.err
+        assert shown.out.split() == [
             "pa_dbhealth.backends.mysql",
             "pa_dbhealth.backends.mysql.base",
         ]

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import subprocess
 import sys
 import time
 from collections.abc import Callable
@@ -17,6 +16,7 @@ from django.core.management.base import BaseCommand
 from django.db import connections
 from django.db.utils import OperationalError
 from django.test import override_settings
+from processes import Finished, run
 
 from pa_dbhealth.management.base import LongRunningCommand
 from pa_dbhealth.sandbox import SandboxInfo
@@ -64,21 +64,14 @@ def test_the_demo_import_survives_a_wait_timeout_shorter_than_its_pauses(
     env = {**os.environ, **server.env(), "DJANGO_SETTINGS_MODULE": "demo_project.settings"}
     env.pop("PYTHONPATH", None)
 
-    def manage(*args: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(
-            [sys.executable, "manage.py", *args],
-            cwd=ROOT,
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=120,
-        )
+    def manage(*args: str) -> Finished:
+        return run([sys.executable, "manage.py", *args], cwd=ROOT, env=env)
 
     migrated = manage("migrate", "--no-input", "-v0")
-    assert migrated.returncode == 0, migrated.stderr
+    assert migrated.returncode == 0, migrated.err
     idle_timeout(2)
-    run = manage("import_emissores", "--batches", "3", "--batch-size", "2", "--pause", "2.5")
-    assert run.returncode == 0, run.stderr
-    assert "batch 3/3" in run.stdout
+    imported = manage("import_emissores", "--batches", "3", "--batch-size", "2", "--pause", "2.5")
+    assert imported.returncode == 0, imported.err
+    assert "batch 3/3" in imported.out
     # Each pause outlived the connection: one connection per batch, none met dead.
-    assert "3 connection(s) opened" in run.stdout, run.stdout
+    assert "3 connection(s) opened" in imported.out, imported.out

@@ -5,7 +5,6 @@ from __future__ import annotations
 import os
 import shlex
 import socket
-import subprocess
 import sys
 from dataclasses import replace
 from pathlib import Path
@@ -14,41 +13,34 @@ from typing import Any
 import MySQLdb
 import pytest
 from faults import frozen, kill_server
+from processes import Finished, Processes
+from processes import run as run_process
 
 from pa_dbhealth import sandbox
 from pa_dbhealth.errors import Kind, classify
 
 
-def run(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "pa_dbhealth.sandbox", *args],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        env=env,
-        check=False,
-    )
+def run(*args: str) -> Finished:
+    return run_process([sys.executable, "-m", "pa_dbhealth.sandbox", *args])
 
 
 def test_start_env_status_stop(tmp_path: Path) -> None:
     folder = str(tmp_path / "sbx")
     started = run("--dir", folder, "start", "--wait-timeout", "4")
-    assert started.returncode == 0, started.stderr
-    assert "capped at 3 connections, wait_timeout=4s" in started.stderr
-    exports = dict(
-        line.removeprefix("export ").split("=", 1) for line in started.stdout.splitlines()
-    )
+    assert started.returncode == 0, started.err
+    assert "capped at 3 connections, wait_timeout=4s" in started.err
+    exports = dict(line.removeprefix("export ").split("=", 1) for line in started.out.splitlines())
     assert "DB_ENGINE" not in exports  # the site chooses its backend, not the server
     info = sandbox.SandboxInfo.load(folder)
     try:
         assert exports["DB_PORT"] == str(info.port)
         env = run("--dir", folder, "env", "--format", "json")
-        assert env.returncode == 0 and f'"DB_PORT": "{info.port}"' in env.stdout
+        assert env.returncode == 0 and f'"DB_PORT": "{info.port}"' in env.out
         status = run("--dir", folder, "status")
-        assert status.returncode == 0 and status.stdout.startswith("running:")
+        assert status.returncode == 0 and status.out.startswith("running:")
         again = run("--dir", folder, "start")
         assert again.returncode == 2
-        assert again.stderr.strip() == (
+        assert again.err.strip() == (
             f"pa_dbhealth.sandbox: error: a sandbox is already running in {folder} "
             f"on port {info.port} (pid {info.pid})"
         )
@@ -59,7 +51,7 @@ def test_start_env_status_stop(tmp_path: Path) -> None:
         conn.close()
     finally:
         stopped = run("--dir", folder, "stop")
-    assert stopped.returncode == 0, stopped.stderr
+    assert stopped.returncode == 0, stopped.err
     assert not info.is_running()
     assert not Path(folder).exists()
 
@@ -71,7 +63,7 @@ def test_port_in_use_is_one_clear_line(tmp_path: Path) -> None:
         port = busy.getsockname()[1]
         result = run("--dir", str(tmp_path), "start", "--port", str(port))
     assert result.returncode == 2
-    assert result.stderr.strip() == (
+    assert result.err.strip() == (
         f"pa_dbhealth.sandbox: error: port {port} on 127.0.0.1 is in use: "
         "choose another with --port, or leave it out"
     )
@@ -84,24 +76,17 @@ def test_missing_binaries_say_what_to_install(tmp_path: Path) -> None:
         "from pa_dbhealth.sandbox.__main__ import main; sys.exit(main(sys.argv[1:]))"
     )
     env = {**os.environ, "PATH": str(tmp_path)}
-    result = subprocess.run(
-        [sys.executable, "-c", code, "--dir", str(tmp_path), "start"],
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=60,
-        check=False,
-    )
+    result = run_process([sys.executable, "-c", code, "--dir", str(tmp_path), "start"], env=env)
     assert result.returncode == 2
-    assert "Traceback" not in result.stderr
-    assert "sudo apt-get install mariadb-server" in result.stderr
-    assert len(result.stderr.strip().splitlines()) == 1
+    assert "Traceback" not in result.err
+    assert "sudo apt-get install mariadb-server" in result.err
+    assert len(result.err.strip().splitlines()) == 1
 
 
 def test_env_without_a_sandbox(tmp_path: Path) -> None:
     result = run("--dir", str(tmp_path / "none"), "env")
     assert result.returncode == 2
-    assert "no sandbox in" in result.stderr and "Traceback" not in result.stderr
+    assert "no sandbox in" in result.err and "Traceback" not in result.err
 
 
 @pytest.mark.parametrize(
@@ -110,7 +95,7 @@ def test_env_without_a_sandbox(tmp_path: Path) -> None:
 def test_bad_arguments_are_usage_errors(args: list[str], tmp_path: Path) -> None:
     result = run("--dir", str(tmp_path), *args)
     assert result.returncode == 2
-    assert "usage:" in result.stderr and "Traceback" not in result.stderr
+    assert "usage:" in result.err and "Traceback" not in result.err
 
 
 def test_python_api_rejects_bad_values(tmp_path: Path) -> None:
@@ -125,54 +110,44 @@ def test_the_suite_server_is_capped(server: Any) -> None:
 
 
 def test_a_pid_that_is_no_longer_the_server_is_neither_reported_nor_signalled(
-    tmp_path: Path, server: sandbox.SandboxInfo
+    tmp_path: Path, server: sandbox.SandboxInfo, processes: Processes
 ) -> None:
     folder = tmp_path / "sbx"
     (folder / "data").mkdir(parents=True)
-    sleeper = subprocess.Popen(["sleep", "60"])
+    sleeper = processes.spawn(["sleep", "60"])
     # A process with the sandbox's --datadir among its arguments, but no server.
-    lookalike = subprocess.Popen(
+    lookalike = processes.spawn(
         [sys.executable, "-c", "import time; time.sleep(60)", f"--datadir={folder / 'data'}"]
     )
-    try:
-        # The pid reused by any process, by a look-alike, and by another sandbox's server.
-        for pid in (sleeper.pid, lookalike.pid, server.pid):
-            replace(server, base_dir=str(folder), pid=pid).save()
-            status = run("--dir", str(folder), "status")
-            assert status.returncode == 1, status.stdout
-            assert status.stdout.startswith("stopped: ")
-            assert f"pid {pid}" not in status.stdout
-            env = run("--dir", str(folder), "env")
-            assert env.returncode == 2 and "is not running" in env.stderr
-            stopped = run("--dir", str(folder), "stop", "--keep")
-            assert stopped.returncode == 0, stopped.stderr
-        assert sleeper.poll() is None and lookalike.poll() is None
-        assert server.is_running()
-        server.connect(admin=True).close()
-    finally:
-        for proc in (sleeper, lookalike):
-            proc.kill()
-            proc.wait()
+    # The pid reused by any process, by a look-alike, and by another sandbox's server.
+    for pid in (sleeper.pid, lookalike.pid, server.pid):
+        replace(server, base_dir=str(folder), pid=pid).save()
+        status = run("--dir", str(folder), "status")
+        assert status.returncode == 1, status.out
+        assert status.out.startswith("stopped: ")
+        assert f"pid {pid}" not in status.out
+        env = run("--dir", str(folder), "env")
+        assert env.returncode == 2 and "is not running" in env.err
+        stopped = run("--dir", str(folder), "stop", "--keep")
+        assert stopped.returncode == 0, stopped.err
+    assert sleeper.proc.poll() is None and lookalike.proc.poll() is None
+    assert server.is_running()
+    server.connect(admin=True).close()
 
 
 def test_start_prints_its_hints_with_the_same_dir(tmp_path: Path) -> None:
     folder = str(tmp_path / "it's;$sbx")
     started = run("--dir", folder, "start")
     try:
-        assert started.returncode == 0, started.stderr
+        assert started.returncode == 0, started.err
         quoted = shlex.quote(folder)
-        assert f'eval "$(python -m pa_dbhealth.sandbox --dir {quoted} env)"' in started.stderr
-        assert f"python -m pa_dbhealth.sandbox --dir {quoted} stop" in started.stderr
+        assert f'eval "$(python -m pa_dbhealth.sandbox --dir {quoted} env)"' in started.err
+        assert f"python -m pa_dbhealth.sandbox --dir {quoted} stop" in started.err
         # The hint, run by a shell, loads this sandbox's settings.
-        hint = next(line for line in started.stderr.splitlines() if "eval" in line)
+        hint = next(line for line in started.err.splitlines() if "eval" in line)
         command = hint.split("eval ", 1)[1].replace("python", shlex.quote(sys.executable), 1)
-        shell = subprocess.run(
-            ["bash", "-c", f"eval {command} && echo $DB_PORT"],
-            capture_output=True,
-            text=True,
-            check=False,
-        )
-        assert shell.stdout.strip() == str(sandbox.SandboxInfo.load(folder).port), shell.stderr
+        shell = run_process(["bash", "-c", f"eval {command} && echo $DB_PORT"])
+        assert shell.out.strip() == str(sandbox.SandboxInfo.load(folder).port), shell.err
     finally:
         run("--dir", folder, "stop")
 
@@ -183,7 +158,7 @@ def test_a_folder_with_spaces_is_one_clear_line(tmp_path: Path) -> None:
     folder = tmp_path / "my projects"
     result = run("--dir", str(folder), "start")
     assert result.returncode == 2
-    assert result.stderr.strip() == (
+    assert result.err.strip() == (
         f"pa_dbhealth.sandbox: error: mariadb-install-db cannot initialise a folder whose path "
         f"has spaces ({folder}): choose another with --dir"
     )
@@ -200,13 +175,13 @@ def test_stop_keep_then_start_resumes_the_same_server(tmp_path: Path) -> None:
         conn.commit()
         conn.close()
         kept = run("--dir", folder, "stop", "--keep")
-        assert kept.returncode == 0 and "resumes it" in kept.stderr
+        assert kept.returncode == 0 and "resumes it" in kept.err
         assert not first.is_running() and Path(folder, "data").is_dir()
-        assert run("--dir", folder, "status").stdout.startswith("stopped: ")
+        assert run("--dir", folder, "status").out.startswith("stopped: ")
 
         resumed = run("--dir", folder, "start")
-        assert resumed.returncode == 0, resumed.stderr
-        assert "# resumed the kept server in " in resumed.stderr
+        assert resumed.returncode == 0, resumed.err
+        assert "# resumed the kept server in " in resumed.err
         second = sandbox.SandboxInfo.load(folder)
         assert second.is_running() and second.pid != first.pid
         assert replace(second, pid=first.pid) == first  # port, passwords, timeouts: the same
@@ -219,16 +194,17 @@ def test_stop_keep_then_start_resumes_the_same_server(tmp_path: Path) -> None:
         # Its port taken meanwhile: a free one, and it says so.
         assert run("--dir", folder, "stop", "--keep").returncode == 0
         with socket.socket() as busy:
+            busy.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # past a TIME_WAIT
             busy.bind(("127.0.0.1", second.port))
             busy.listen()
             moved = run("--dir", folder, "start", "--limit", "2")
-        assert moved.returncode == 0, moved.stderr
+        assert moved.returncode == 0, moved.err
         third = sandbox.SandboxInfo.load(folder)
         assert third.port != second.port
         assert (
             f"# port {second.port} is in use now: the resumed server listens on port "
             f"{third.port} instead"
-        ) in moved.stderr
+        ) in moved.err
         assert (third.password, third.limit, third.wait_timeout) == (first.password, 2, 4)
         conn = third.connect()
         cursor = conn.cursor()
@@ -239,8 +215,8 @@ def test_stop_keep_then_start_resumes_the_same_server(tmp_path: Path) -> None:
         # --fresh wipes it.
         assert run("--dir", folder, "stop", "--keep").returncode == 0
         fresh = run("--dir", folder, "start", "--fresh")
-        assert fresh.returncode == 0, fresh.stderr
-        assert "resumed" not in fresh.stderr
+        assert fresh.returncode == 0, fresh.err
+        assert "resumed" not in fresh.err
         fourth = sandbox.SandboxInfo.load(folder)
         assert fourth.password != first.password
         assert (fourth.wait_timeout, fourth.limit) == (300, 3)
@@ -262,7 +238,7 @@ def test_a_kept_sandbox_without_its_data_is_not_restarted_from_scratch(
     replace(server, base_dir=str(folder), pid=0).save()
     result = run("--dir", str(folder), "start")
     assert result.returncode == 2
-    assert result.stderr.strip() == (
+    assert result.err.strip() == (
         f"pa_dbhealth.sandbox: error: the sandbox in {folder} has lost its data "
         f"({folder / 'data'} is missing): start a new one with --fresh"
     )
@@ -302,6 +278,7 @@ def test_restart_after_kill_9_brings_it_back_where_clients_expect_it(
 def test_restart_refuses_a_port_taken_meanwhile(spare_server: sandbox.SandboxInfo) -> None:
     kill_server(spare_server)
     with socket.socket() as busy:
+        busy.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # past a TIME_WAIT
         busy.bind(("127.0.0.1", spare_server.port))
         busy.listen()
         with pytest.raises(sandbox.SandboxError) as refused:
