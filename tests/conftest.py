@@ -12,14 +12,17 @@ import contextlib
 import os
 import time
 from collections.abc import Callable, Iterable, Iterator
+from io import StringIO
 from pathlib import Path
 from typing import Any
 
 import pgserver
 import pytest
 from django.conf import settings
+from django.core.management import call_command
+from django.core.management.base import CommandError
 from django.db import connections
-from processes import Processes
+from processes import Finished, Processes
 from proxy import Proxy
 
 from pa_dbhealth import sandbox
@@ -170,6 +173,17 @@ def wait_timeout(admin: Any, django_db_blocker: Any) -> Iterator[Callable[[int],
             probe.close()
 
 
+def run_command(name: str, *args: str) -> Finished:
+    """Run a management command in this process: ``(stdout, stderr, exit code)``, where a
+    CommandError is its message on stderr and its return code."""
+    out, err = StringIO(), StringIO()
+    try:
+        call_command(name, *args, stdout=out, stderr=err, no_color=True)
+    except CommandError as exc:
+        return Finished(out.getvalue(), err.getvalue() + str(exc), exc.returncode)
+    return Finished(out.getvalue(), err.getvalue(), 0)
+
+
 def account_connection_ids(admin: Any, user: str = "app") -> list[int]:
     """Ids of the account's connections, as the uncapped admin sees them."""
     admin.execute(
@@ -227,21 +241,36 @@ def idle_timeout(wait_timeout: Callable[[int], None]) -> Callable[[int], None]:
     return wait_timeout
 
 
+AddAlias = Callable[[str, dict[str, Any]], str]
+
+
 @pytest.fixture
-def retrying_alias(server: sandbox.SandboxInfo) -> Iterator[str]:
+def temporary_alias() -> Iterator[AddAlias]:
+    """``temporary_alias(alias, settings_dict)`` adds a ``DATABASES`` alias (with Django's
+    defaults filled in) for this test; after it, its connection is closed and it is gone."""
+    added: list[str] = []
+
+    def add(alias: str, settings_dict: dict[str, Any]) -> str:
+        configured = connections.configure_settings(
+            {"default": dict(connections.settings["default"]), alias: settings_dict}
+        )
+        connections.settings[alias] = configured[alias]
+        added.append(alias)
+        return alias
+
+    yield add
+    for alias in reversed(added):
+        connections[alias].close()
+        del connections[alias]
+        del connections.settings[alias]
+
+
+@pytest.fixture
+def retrying_alias(server: sandbox.SandboxInfo, temporary_alias: AddAlias) -> str:
     """The suite's server through pa_dbhealth's retrying backend, as the alias "retrying"."""
-    alias = "retrying"
-    configured = connections.configure_settings(
-        {
-            "default": dict(connections.settings["default"]),
-            alias: server.database_settings(engine="pa_dbhealth.backends.mysql"),
-        }
+    return temporary_alias(
+        "retrying", server.database_settings(engine="pa_dbhealth.backends.mysql")
     )
-    connections.settings[alias] = configured[alias]
-    yield alias
-    connections[alias].close()
-    del connections[alias]
-    del connections.settings[alias]
 
 
 # --- PostgreSQL: a throwaway server of the suite's own, started when a test first asks ---
@@ -289,21 +318,20 @@ def pg_wait_for_pids(admin: Any, expected: Iterable[int], timeout: float = 10.0)
 
 
 @pytest.fixture
-def pg(pg_server: pgserver.PgServer, pg_admin: Any, django_db_blocker: Any) -> Iterator[str]:
+def pg(
+    pg_server: pgserver.PgServer,
+    pg_admin: Any,
+    django_db_blocker: Any,
+    temporary_alias: AddAlias,
+) -> Iterator[str]:
     """The alias "pg": Django's connection to the suite's PostgreSQL as the capped role, on
     its own database (no test database), with database access allowed. Each test starts
     and ends with no connection of the role."""
-    alias = "pg"
     assert pg_wait_for_pids(pg_admin, []) == [], "connections of a previous test are left"
-    configured = connections.configure_settings(
-        {"default": dict(connections.settings["default"]), alias: pg_server.database_settings()}
-    )
-    connections.settings[alias] = configured[alias]
+    alias = temporary_alias("pg", pg_server.database_settings())
     with django_db_blocker.unblock():
         yield alias
         connections[alias].close()
-    del connections[alias]
-    del connections.settings[alias]
 
 
 @pytest.fixture

@@ -5,25 +5,19 @@ from __future__ import annotations
 import json
 import threading
 import time
-from io import StringIO
 from typing import Any
 
 import pytest
-from django.core.management import CommandError, call_command
+from conftest import run_command
 from django.db import connections
-from processes import Processes
+from processes import Finished, Processes
 
 mysql = pytest.mark.django_db(transaction=True)
 
 
-def run(*args: str) -> tuple[str, str, int]:
+def run(*args: str) -> Finished:
     """Run the command in this process; returns (stdout, stderr, exit code)."""
-    out, err = StringIO(), StringIO()
-    try:
-        call_command("dbconnections", *args, stdout=out, stderr=err)
-    except CommandError as exc:
-        return out.getvalue(), err.getvalue() + str(exc), exc.returncode
-    return out.getvalue(), err.getvalue(), 0
+    return run_command("dbconnections", *args)
 
 
 def run_json(*args: str) -> dict[str, Any]:
