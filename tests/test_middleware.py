@@ -12,6 +12,7 @@ from typing import Any
 
 import pytest
 from asgiref.sync import async_to_sync
+from conftest import AddAlias
 from django.conf import settings
 from django.db import connections
 from django.db.utils import OperationalError
@@ -218,22 +219,16 @@ def test_a_streaming_body_keeps_the_request_connection() -> None:
 
 
 @pytest.fixture
-def quota_alias(server: Any, admin: Any) -> Iterator[str]:
+def quota_alias(server: Any, admin: Any, temporary_alias: AddAlias) -> Iterator[str]:
     """An alias for an account whose hourly query quota is one query."""
     admin.execute(
         "CREATE USER 'quota'@'%' IDENTIFIED BY 'quota-password' WITH MAX_QUERIES_PER_HOUR 1"
     )
     admin.execute("GRANT ALL PRIVILEGES ON `app`.* TO 'quota'@'%'")
-    alias = "quota"
     settings_dict = {**server.database_settings(), "USER": "quota", "PASSWORD": "quota-password"}
-    configured = connections.configure_settings(
-        {"default": dict(connections.settings["default"]), alias: settings_dict}
-    )
-    connections.settings[alias] = configured[alias]
+    alias = temporary_alias("quota", settings_dict)
     yield alias
     connections[alias].close()
-    del connections[alias]
-    del connections.settings[alias]
     admin.execute("DROP USER 'quota'@'%'")
 
 
