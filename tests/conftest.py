@@ -22,6 +22,7 @@ from django.conf import settings
 from django.core.management import call_command
 from django.core.management.base import CommandError
 from django.db import connections
+from holders import Holders
 from processes import Finished, Processes
 from proxy import Proxy
 
@@ -98,6 +99,17 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
     if report.failed and isinstance(started, Processes) and started.started:
         report.sections.append(("logs of the test's processes", started.logs()))
     return report
+
+
+@pytest.fixture
+def holders() -> Iterator[Holders]:
+    """``holders.hold(count, opener=None)``: threads that each open a connection and hold
+    it until the test ends (see ``holders.py``)."""
+    started = Holders()
+    try:
+        yield started
+    finally:
+        started.release_all()
 
 
 @pytest.fixture

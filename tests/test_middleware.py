@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import logging
 import re
-import threading
 import time
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -17,6 +16,7 @@ from django.conf import settings
 from django.db import connections
 from django.db.utils import OperationalError
 from django.test import AsyncClient, Client, override_settings
+from holders import Holders
 
 from pa_dbhealth import middleware, tracker
 from pa_dbhealth.errors import Kind, classify
@@ -56,39 +56,9 @@ def fresh_throttle() -> None:
     middleware.snapshot_throttle.reset()
 
 
-class Holders:
-    """Threads that each open a Django connection and keep it until the test ends."""
-
-    def __init__(self) -> None:
-        self.release = threading.Event()
-        self.threads: list[threading.Thread] = []
-
-    def hold(self, count: int) -> None:
-        for _ in range(count):
-            opened = threading.Event()
-            thread = threading.Thread(
-                target=self._hold, args=(opened,), name=f"holder-{len(self.threads) + 1}"
-            )
-            thread.start()
-            assert opened.wait(10)
-            self.threads.append(thread)
-
-    def _hold(self, opened: threading.Event) -> None:
-        try:
-            connections["default"].ensure_connection()
-        finally:
-            opened.set()
-        self.release.wait(30)
-        connections.close_all()
-
-
-@pytest.fixture
-def holders() -> Iterator[Holders]:
-    made = Holders()
-    yield made
-    made.release.set()
-    for thread in made.threads:
-        thread.join(10)
+def open_default() -> None:
+    """A holder's opener defined here: the cap report names where each was opened."""
+    connections["default"].ensure_connection()
 
 
 @mysql
@@ -135,7 +105,7 @@ def test_a_full_cap_answers_503_and_logs_who_holds_the_connections(
     holders: Holders, caplog: pytest.LogCaptureFixture
 ) -> None:
     connections["default"].close()
-    holders.hold(3)  # the account's whole cap, held by threads of this process
+    holders.hold(3, open_default)  # the account's whole cap, held by threads of this process
     with caplog.at_level(logging.ERROR, logger="pa_dbhealth.middleware"):
         response = Client().get("/select-one/")
         second = Client().get("/select-one/")
