@@ -18,6 +18,7 @@ from typing import Any
 
 import pgserver
 import pytest
+from clock import Clock
 from django.conf import settings
 from django.core.management import call_command
 from django.core.management.base import CommandError
@@ -235,6 +236,40 @@ def wait_until_settled(admin: Any, allowed: Iterable[int] = (), timeout: float =
         return set(ids) <= held | set(allowed)
 
     account_ids_once(admin, settled, timeout)
+
+
+@pytest.fixture
+def clock(monkeypatch: pytest.MonkeyPatch) -> Clock:
+    """This process's clock, moved forward by ``clock.advance(seconds)`` (see ``clock.py``)."""
+    return Clock(monkeypatch)
+
+
+@pytest.fixture
+def pause(clock: Clock, admin: Any) -> Callable[[float], None]:
+    """``pause(seconds)``: what ``time.sleep(seconds)`` does to the test's connections,
+    without the wait. The process's clock moves on, so pa_dbhealth sees them idle that long;
+    and when the pause outlasts the server's wait_timeout, the account's idle connections are
+    dropped as the server would drop them (KILL: the client meets the same 2013 on its next
+    query). For rules that compare idle time with a limit; a test of the server's own
+    timeout keeps a real wait."""
+
+    def pause_(seconds: float) -> None:
+        admin.execute("SELECT @@global.wait_timeout")
+        (timeout,) = admin.fetchone()
+        if seconds > timeout:
+            admin.execute(
+                "SELECT ID FROM information_schema.PROCESSLIST"
+                " WHERE USER = %s AND COMMAND = 'Sleep'",
+                ["app"],
+            )
+            idle = {int(row[0]) for row in admin.fetchall()}
+            for conn_id in idle:
+                with contextlib.suppress(Exception):  # it may have closed meanwhile
+                    admin.execute("KILL CONNECTION %s", [conn_id])
+            account_ids_once(admin, lambda ids: not idle & set(ids))
+        clock.advance(seconds)
+
+    return pause_
 
 
 @pytest.fixture

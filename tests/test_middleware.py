@@ -64,11 +64,11 @@ def open_default() -> None:
 @mysql
 @urls
 def test_a_view_after_the_connection_idled_past_the_timeout_succeeds(
-    short_timeout: None, persistent: None
+    short_timeout: None, persistent: None, pause: Callable[[float], None]
 ) -> None:
     client = Client()
     assert client.get("/select-one/").content == b"1"
-    time.sleep(PAUSE)
+    pause(PAUSE)  # the connection idles past the limit and the server drops it
     assert client.get("/select-one/").content == b"1"
 
 
@@ -88,14 +88,16 @@ def test_control_without_the_middleware_the_idle_connection_fails(
 
 @mysql
 @urls
-def test_async_requests_get_the_same_check(short_timeout: None, persistent: None) -> None:
+def test_async_requests_get_the_same_check(
+    short_timeout: None, persistent: None, pause: Callable[[float], None]
+) -> None:
     client = AsyncClient()
 
     async def get(path: str) -> Any:  # AsyncClient.get is not a coroutine function on 4.2
         return await client.get(path)
 
     assert async_to_sync(get)("/select-one/").content == b"1"
-    time.sleep(PAUSE)
+    pause(PAUSE)
     assert async_to_sync(get)("/select-one/").content == b"1"
 
 
