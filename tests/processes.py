@@ -41,9 +41,23 @@ class Finished(NamedTuple):
     returncode: int
 
 
+def group_members(group: int) -> list[int]:
+    """Pids of the live (not zombie) processes of a process group."""
+    members = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue  # gone meanwhile
+        if int(fields[2]) == group and fields[0] not in ("Z", "X"):
+            members.append(int(stat.parent.name))
+    return members
+
+
 def _end(proc: subprocess.Popen[Any], timeout: float, sig: int = signal.SIGINT) -> None:
     """Signal the process (SIGINT: Ctrl-C), give it ``timeout`` seconds, then SIGKILL
-    whatever is left of its session: the process, and children it left behind."""
+    whatever is left of its process group (the process, and children it left behind) and
+    wait until they are gone."""
     if proc.poll() is None:
         with contextlib.suppress(ProcessLookupError):
             proc.send_signal(sig)
@@ -53,8 +67,14 @@ def _end(proc: subprocess.Popen[Any], timeout: float, sig: int = signal.SIGINT) 
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(proc.pid, signal.SIGKILL)
             proc.wait()
-    with contextlib.suppress(ProcessLookupError, PermissionError):
-        os.killpg(proc.pid, signal.SIGKILL)  # its own process group: only what it started
+    # Its own process group (start_new_session): only what it started.
+    deadline = time.monotonic() + 10
+    while group_members(proc.pid):
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(proc.pid, signal.SIGKILL)
+        if time.monotonic() > deadline:
+            raise AssertionError(f"processes of group {proc.pid} outlived SIGKILL")
+        time.sleep(0.01)
 
 
 def run(

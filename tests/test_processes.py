@@ -22,7 +22,7 @@ def session_members(session: int) -> list[int]:
             fields = stat.read_text().rsplit(")", 1)[1].split()
         except OSError:
             continue  # gone meanwhile
-        if int(fields[3]) == session and fields[0] != "Z":
+        if int(fields[3]) == session and fields[0] not in ("Z", "X"):
             members.append(int(stat.parent.name))
     return members
 
