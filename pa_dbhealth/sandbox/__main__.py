@@ -108,7 +108,7 @@ class _Notes(logging.Handler):
 
 def _start(args: argparse.Namespace) -> None:
     logger = logging.getLogger("pa_dbhealth.sandbox")
-    notes = _Notes(logging.INFO)
+    notes, level = _Notes(logging.INFO), logger.level
     logger.addHandler(notes)
     logger.setLevel(logging.INFO)
     try:
@@ -122,6 +122,7 @@ def _start(args: argparse.Namespace) -> None:
         )
     finally:
         logger.removeHandler(notes)
+        logger.setLevel(level)
     _say(f"started {_describe(info)}")
     _say(f'load these settings with: eval "$({_command(args.dir, "env")})"')
     _say(f"stop it with: {_command(args.dir, 'stop')} (--keep keeps its data for the next start)")
