@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import shlex
+import shutil
 import socket
 import sys
 from dataclasses import replace
@@ -243,6 +244,21 @@ def test_a_kept_sandbox_without_its_data_is_not_restarted_from_scratch(
         f"({folder / 'data'} is missing): start a new one with --fresh"
     )
     assert sandbox.SandboxInfo.load(folder).password == server.password  # nothing wiped
+
+
+def test_a_server_that_cannot_start_names_the_cause(tmp_path: Path) -> None:
+    folder = tmp_path / "sbx"
+    assert run("--dir", str(folder), "start").returncode == 0
+    assert run("--dir", str(folder), "stop", "--keep").returncode == 0
+    shutil.rmtree(folder / "data" / "mysql")  # the privilege tables, gone
+    try:
+        result = run("--dir", str(folder), "start")
+        assert result.returncode == 2
+        (line,) = result.err.strip().splitlines()
+        assert line.startswith("pa_dbhealth.sandbox: error: the server exited at start (exit 1): ")
+        assert "[ERROR] " in line and "[ERROR] Aborting" not in line  # the cause, not the end
+    finally:
+        run("--dir", str(folder), "stop")
 
 
 def test_restart_after_kill_9_brings_it_back_where_clients_expect_it(

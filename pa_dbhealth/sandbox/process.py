@@ -138,14 +138,19 @@ def wait_gone(pid: int, data_dir: str | os.PathLike[str], timeout: float) -> boo
     return True
 
 
-def last_error(log: Path) -> str:
+def last_error(log: Path, since: int = 0) -> str:
+    """Why the server (or the initialisation) failed, from its log past byte ``since``."""
     try:
-        lines = log.read_text(errors="replace").splitlines()
+        with log.open("rb") as text:
+            text.seek(since)
+            lines = text.read().decode(errors="replace").splitlines()
     except OSError:
         return "no log"
+    # The first error says why; the last one is often only "[ERROR] Aborting".
     errors = [line for line in lines if "ERROR" in line.upper()]
-    last = (errors or lines or ["no output"])[-1].strip()
-    return f"{last} (full log: {log})"
+    causes = [line for line in errors if not line.rstrip().endswith("Aborting")]
+    cause = (causes[:1] or errors[-1:] or lines[-1:] or ["no output"])[0].strip()
+    return f"{cause} (full log: {log})"
 
 
 def initialise(server: str, install_db: str | None, flavour: str, data: Path, log: Path) -> None:
@@ -207,13 +212,14 @@ def launch(args: list[str], base: Path, timeout: float) -> tuple[int, Any]:
     sock, log = base / "mysqld.sock", base / "error.log"
     (base / "tmp").mkdir(exist_ok=True)
     sock.unlink(missing_ok=True)  # left by a server that was killed
+    since = log.stat().st_size if log.exists() else 0
     with (base / "server.out").open("ab") as out:
         proc = subprocess.Popen(args, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
     deadline = time.monotonic() + timeout
     while True:
         if proc.poll() is not None:
             raise SandboxError(
-                f"the server exited at start (exit {proc.returncode}): {last_error(log)}"
+                f"the server exited at start (exit {proc.returncode}): {last_error(log, since)}"
             )
         try:
             return proc.pid, MySQLdb.connect(unix_socket=str(sock), user="root", password="")
