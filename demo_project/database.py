@@ -7,25 +7,21 @@ import sys
 from pathlib import Path
 from typing import Any
 
-ENV_KEYS = ("DB_ENGINE", "DB_NAME", "DB_USER", "DB_PASSWORD", "DB_HOST", "DB_PORT")
+# The demo is wired with everything pa_dbhealth offers, its MySQL backend included: the
+# ENGINE is the demo's choice, whatever server it is pointed at.
+ENGINE = "pa_dbhealth.backends.mysql"
+ENV_KEYS = ("DB_HOST", "DB_PORT", "DB_NAME", "DB_USER", "DB_PASSWORD")
 
 
 def from_environment() -> dict[str, Any] | None:
-    """``DB_ENGINE``, ``DB_NAME``, ``DB_USER``, ``DB_PASSWORD``, ``DB_HOST``, ``DB_PORT``."""
-    engine = os.environ.get("DB_ENGINE")
-    if not engine:
+    """A MySQL/MariaDB server named by ``DB_HOST``, ``DB_PORT``, ``DB_NAME``, ``DB_USER`` and
+    ``DB_PASSWORD`` (what ``python -m pa_dbhealth.sandbox env`` prints)."""
+    if not os.environ.get("DB_HOST"):
         return None
-    database: dict[str, Any] = {
-        "ENGINE": engine,
-        "NAME": os.environ.get("DB_NAME", ""),
-        "USER": os.environ.get("DB_USER", ""),
-        "PASSWORD": os.environ.get("DB_PASSWORD", ""),
-        "HOST": os.environ.get("DB_HOST", ""),
-        "PORT": os.environ.get("DB_PORT", ""),
-    }
-    if "mysql" in engine:
-        database["OPTIONS"] = {"charset": "utf8mb4"}
-    return database
+    settings: dict[str, Any] = {"ENGINE": ENGINE, "OPTIONS": {"charset": "utf8mb4"}}
+    for key in ENV_KEYS:
+        settings[key.removeprefix("DB_")] = os.environ.get(key, "")
+    return settings
 
 
 def from_sandbox() -> dict[str, Any] | None:
@@ -52,7 +48,7 @@ def from_sandbox() -> dict[str, Any] | None:
             f"(stop it with `python -m pa_dbhealth.sandbox stop`)",
             file=sys.stderr,
         )
-    return info.database_settings()
+    return info.database_settings(engine=ENGINE)
 
 
 def sqlite(base_dir: Path) -> dict[str, Any]:

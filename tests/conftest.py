@@ -12,12 +12,20 @@ import contextlib
 import os
 import time
 from collections.abc import Callable, Iterable, Iterator
+from io import StringIO
+from pathlib import Path
 from typing import Any
 
 import pgserver
 import pytest
+from clock import Clock
 from django.conf import settings
+from django.core.management import call_command
+from django.core.management.base import CommandError
 from django.db import connections
+from holders import Holders
+from processes import Finished, Processes
+from proxy import Proxy
 
 from pa_dbhealth import sandbox
 
@@ -62,6 +70,55 @@ def server() -> sandbox.SandboxInfo:
     """The running test server: host, port, the capped and the admin account."""
     assert _info is not None
     return _info
+
+
+@pytest.fixture
+def spare_server(tmp_path: Path) -> Iterator[sandbox.SandboxInfo]:
+    """A capped server of the test's own, for a test to stop, kill or freeze (see
+    ``faults``); stopped and deleted after the test."""
+    info = sandbox.start(tmp_path / "spare")
+    yield info
+    sandbox.stop(info)
+
+
+@pytest.fixture
+def processes(tmp_path: Path) -> Iterator[Processes]:
+    """Real processes of the test (see ``processes.py``): the test site under uWSGI,
+    manage.py, python -c. All are stopped after the test, also when it failed."""
+    started = Processes(tmp_path / "processes")
+    try:
+        yield started
+    finally:
+        started.stop_all()
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Any:
+    """A failed test's report shows the logs of the processes it started."""
+    report = yield
+    started = getattr(item, "funcargs", {}).get("processes")
+    if report.failed and isinstance(started, Processes) and started.started:
+        report.sections.append(("logs of the test's processes", started.logs()))
+    return report
+
+
+@pytest.fixture
+def holders() -> Iterator[Holders]:
+    """``holders.hold(count, opener=None)``: threads that each open a connection and hold
+    it until the test ends (see ``holders.py``)."""
+    started = Holders()
+    try:
+        yield started
+    finally:
+        started.release_all()
+
+
+@pytest.fixture
+def proxy(server: sandbox.SandboxInfo) -> Iterator[Proxy]:
+    """A loopback TCP proxy to the suite's server (see ``proxy.py``): a test makes the link
+    stall, lag or break. Closed, with every link through it, after the test."""
+    with Proxy((server.host, server.port)) as made:
+        yield made
 
 
 @pytest.fixture
@@ -129,6 +186,17 @@ def wait_timeout(admin: Any, django_db_blocker: Any) -> Iterator[Callable[[int],
             probe.close()
 
 
+def run_command(name: str, *args: str) -> Finished:
+    """Run a management command in this process: ``(stdout, stderr, exit code)``, where a
+    CommandError is its message on stderr and its return code."""
+    out, err = StringIO(), StringIO()
+    try:
+        call_command(name, *args, stdout=out, stderr=err, no_color=True)
+    except CommandError as exc:
+        return Finished(out.getvalue(), err.getvalue() + str(exc), exc.returncode)
+    return Finished(out.getvalue(), err.getvalue(), 0)
+
+
 def account_connection_ids(admin: Any, user: str = "app") -> list[int]:
     """Ids of the account's connections, as the uncapped admin sees them."""
     admin.execute(
@@ -171,6 +239,40 @@ def wait_until_settled(admin: Any, allowed: Iterable[int] = (), timeout: float =
 
 
 @pytest.fixture
+def clock(monkeypatch: pytest.MonkeyPatch) -> Clock:
+    """This process's clock, moved forward by ``clock.advance(seconds)`` (see ``clock.py``)."""
+    return Clock(monkeypatch)
+
+
+@pytest.fixture
+def pause(clock: Clock, admin: Any) -> Callable[[float], None]:
+    """``pause(seconds)``: what ``time.sleep(seconds)`` does to the test's connections,
+    without the wait. The process's clock moves on, so pa_dbhealth sees them idle that long;
+    and when the pause outlasts the server's wait_timeout, the account's idle connections are
+    dropped as the server would drop them (KILL: the client meets the same 2013 on its next
+    query). For rules that compare idle time with a limit; a test of the server's own
+    timeout keeps a real wait."""
+
+    def pause_(seconds: float) -> None:
+        admin.execute("SELECT @@global.wait_timeout")
+        (timeout,) = admin.fetchone()
+        if seconds > timeout:
+            admin.execute(
+                "SELECT ID FROM information_schema.PROCESSLIST"
+                " WHERE USER = %s AND COMMAND = 'Sleep'",
+                ["app"],
+            )
+            idle = {int(row[0]) for row in admin.fetchall()}
+            for conn_id in idle:
+                with contextlib.suppress(Exception):  # it may have closed meanwhile
+                    admin.execute("KILL CONNECTION %s", [conn_id])
+            account_ids_once(admin, lambda ids: not idle & set(ids))
+        clock.advance(seconds)
+
+    return pause_
+
+
+@pytest.fixture
 def settled_ids(admin: Any) -> Callable[[Callable[[list[int]], bool]], list[int]]:
     """``account_ids_once`` for this test's admin connection."""
     return lambda settled: account_ids_once(admin, settled)
@@ -186,21 +288,36 @@ def idle_timeout(wait_timeout: Callable[[int], None]) -> Callable[[int], None]:
     return wait_timeout
 
 
+AddAlias = Callable[[str, dict[str, Any]], str]
+
+
 @pytest.fixture
-def retrying_alias(server: sandbox.SandboxInfo) -> Iterator[str]:
+def temporary_alias() -> Iterator[AddAlias]:
+    """``temporary_alias(alias, settings_dict)`` adds a ``DATABASES`` alias (with Django's
+    defaults filled in) for this test; after it, its connection is closed and it is gone."""
+    added: list[str] = []
+
+    def add(alias: str, settings_dict: dict[str, Any]) -> str:
+        configured = connections.configure_settings(
+            {"default": dict(connections.settings["default"]), alias: settings_dict}
+        )
+        connections.settings[alias] = configured[alias]
+        added.append(alias)
+        return alias
+
+    yield add
+    for alias in reversed(added):
+        connections[alias].close()
+        del connections[alias]
+        del connections.settings[alias]
+
+
+@pytest.fixture
+def retrying_alias(server: sandbox.SandboxInfo, temporary_alias: AddAlias) -> str:
     """The suite's server through pa_dbhealth's retrying backend, as the alias "retrying"."""
-    alias = "retrying"
-    configured = connections.configure_settings(
-        {
-            "default": dict(connections.settings["default"]),
-            alias: server.database_settings(engine="pa_dbhealth.backends.mysql"),
-        }
+    return temporary_alias(
+        "retrying", server.database_settings(engine="pa_dbhealth.backends.mysql")
     )
-    connections.settings[alias] = configured[alias]
-    yield alias
-    connections[alias].close()
-    del connections[alias]
-    del connections.settings[alias]
 
 
 # --- PostgreSQL: a throwaway server of the suite's own, started when a test first asks ---
@@ -248,21 +365,20 @@ def pg_wait_for_pids(admin: Any, expected: Iterable[int], timeout: float = 10.0)
 
 
 @pytest.fixture
-def pg(pg_server: pgserver.PgServer, pg_admin: Any, django_db_blocker: Any) -> Iterator[str]:
+def pg(
+    pg_server: pgserver.PgServer,
+    pg_admin: Any,
+    django_db_blocker: Any,
+    temporary_alias: AddAlias,
+) -> Iterator[str]:
     """The alias "pg": Django's connection to the suite's PostgreSQL as the capped role, on
     its own database (no test database), with database access allowed. Each test starts
     and ends with no connection of the role."""
-    alias = "pg"
     assert pg_wait_for_pids(pg_admin, []) == [], "connections of a previous test are left"
-    configured = connections.configure_settings(
-        {"default": dict(connections.settings["default"]), alias: pg_server.database_settings()}
-    )
-    connections.settings[alias] = configured[alias]
+    alias = temporary_alias("pg", pg_server.database_settings())
     with django_db_blocker.unblock():
         yield alias
         connections[alias].close()
-    del connections[alias]
-    del connections.settings[alias]
 
 
 @pytest.fixture

@@ -8,11 +8,11 @@ from __future__ import annotations
 
 import re
 import shutil
-import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+from processes import run
 
 ROOT = Path(__file__).resolve().parent.parent
 LOAD = ROOT / "bench" / "load.py"
@@ -25,16 +25,9 @@ wrk = shutil.which("wrk")
 @pytest.mark.skipif(uwsgi is None, reason="uwsgi is not installed (pip install uwsgi)")
 @pytest.mark.skipif(wrk is None, reason="wrk is not installed (apt-get install wrk)")
 def test_benchmark_smoke_run() -> None:
-    result = subprocess.run(
-        [sys.executable, str(LOAD), "--smoke"],
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
-        cwd=ROOT,
-    )
-    assert result.returncode == 0, result.stdout + result.stderr
-    out = result.stdout
+    result = run([sys.executable, str(LOAD), "--smoke"], timeout=300, cwd=ROOT)
+    assert result.returncode == 0, result.out + result.err
+    out = result.out
     rows = [line for line in out.splitlines() if line.startswith("| ")]
     names = [
         "plain, CONN_MAX_AGE=0",

@@ -8,30 +8,25 @@ import re
 import sys
 import time
 from collections.abc import Callable, Iterator
-from io import StringIO
 from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import wait_until_settled
+from conftest import run_command, wait_until_settled
 from django.core.management import call_command
 from django.core.management.base import CommandError
 from django.db import connections
 from django.db.utils import load_backend
 from django.test import override_settings
+from processes import Finished
 
 mysql = pytest.mark.django_db(transaction=True, databases=["default", "audited"])
 HYGIENE = "pa_dbhealth.middleware.ConnectionHygieneMiddleware"
 
 
-def dbcheck(*args: str) -> tuple[str, str, int]:
+def dbcheck(*args: str) -> Finished:
     """Run ``manage.py dbcheck``; returns ``(stdout, stderr, exit code)``."""
-    out, err = StringIO(), StringIO()
-    try:
-        call_command("dbcheck", *args, stdout=out, stderr=err, no_color=True)
-    except CommandError as exc:
-        return out.getvalue(), str(exc), exc.returncode
-    return out.getvalue(), err.getvalue(), 0
+    return run_command("dbcheck", *args)
 
 
 def ids(*args: str, alias: str = "default") -> list[str]:

@@ -3,31 +3,22 @@
 from __future__ import annotations
 
 import json
-import os
-import signal
-import subprocess
-import sys
 import threading
 import time
-from io import StringIO
-from pathlib import Path
 from typing import Any
 
 import pytest
+from conftest import run_command
 from django.core.management import CommandError, call_command
 from django.db import connections
+from processes import Finished, Processes
 
 mysql = pytest.mark.django_db(transaction=True)
 
 
-def run(*args: str) -> tuple[str, str, int]:
+def run(*args: str) -> Finished:
     """Run the command in this process; returns (stdout, stderr, exit code)."""
-    out, err = StringIO(), StringIO()
-    try:
-        call_command("dbconnections", *args, stdout=out, stderr=err)
-    except CommandError as exc:
-        return out.getvalue(), err.getvalue() + str(exc), exc.returncode
-    return out.getvalue(), err.getvalue(), 0
+    return run_command("dbconnections", *args)
 
 
 def run_json(*args: str) -> dict[str, Any]:
@@ -242,33 +233,8 @@ def test_misuse() -> None:
     assert code == 1 and "invalid choice: 'nope'" in err
 
 
-def test_watch_refreshes_until_interrupted(server: Any, tmp_path: Path) -> None:
-    (tmp_path / "watch_settings.py").write_text(
-        "from testsite.settings import *  # noqa: F403\n"
-        f"DATABASES = {{'default': {server.database_settings()!r}}}\n"
-    )
-    tests = Path(__file__).parent
-    env = {
-        **os.environ,
-        "PYTHONPATH": os.pathsep.join([str(tmp_path), str(tests)]),
-        "DJANGO_SETTINGS_MODULE": "watch_settings",
-    }
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "django", "dbconnections", "--watch", "0.2"],
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    try:
-        assert proc.stdout is not None
-        headings = 0
-        deadline = time.monotonic() + 20
-        while headings < 2 and time.monotonic() < deadline:
-            line = proc.stdout.readline()
-            headings += "connections," in line
-        assert headings == 2
-    finally:
-        proc.send_signal(signal.SIGINT)
-        _, err = proc.communicate(timeout=10)
-    assert proc.returncode == 0, err
+def test_watch_refreshes_until_interrupted(processes: Processes) -> None:
+    watch = processes.spawn_manage("dbconnections", "--watch", "0.2")
+    watch.wait_for(lambda out: out.count("connections,") >= 2, timeout=20)
+    stopped = watch.stop()  # Ctrl-C
+    assert stopped.returncode == 0, stopped.err

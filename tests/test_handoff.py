@@ -16,6 +16,7 @@ import pytest
 from django.db import connections, transaction
 from django.db.utils import DatabaseError
 from django.test import override_settings
+from holders import Holder
 
 from pa_dbhealth import hygiene, tracker
 from pa_dbhealth.backends.mysql.base import DatabaseWrapper
@@ -43,45 +44,40 @@ def slow_retries(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(retry, "MAX_DELAY", 30.0)
 
 
-class Receiver(threading.Thread):
+class Receiver(Holder):
     """Connects in its own thread (connections belong to threads), reports what it got."""
 
     def __init__(self, settings_dict: dict[str, Any], *statements: str) -> None:
-        super().__init__(daemon=True)
+        super().__init__(opener=self.connect, closer=self.close)
         self.settings_dict = settings_dict
         self.statements = statements  # run once connected, as a request would
-        self.got: int | None = None
         self.waited = 0.0
-        self.error: BaseException | None = None
-        self.done_with = threading.Event()  # set by the test: close the connection now
         self.wrapper: DatabaseWrapper | None = None
 
-    def run(self) -> None:
-        wrapper = DatabaseWrapper(self.settings_dict, alias=ALIAS)
-        self.wrapper = wrapper
-        try:
-            started = time.monotonic()
-            wrapper.ensure_connection()
-            self.waited = time.monotonic() - started
-            with wrapper.cursor() as cursor:
-                cursor.execute("SELECT CONNECTION_ID()")
-                self.got = int(cursor.fetchone()[0])
-                for statement in self.statements:
-                    cursor.execute(statement)
-            self.done_with.wait(10)
-        except BaseException as exc:  # reported to the test thread
-            self.error = exc
-        finally:
-            wrapper.close()
+    def connect(self) -> int:
+        self.wrapper = DatabaseWrapper(self.settings_dict, alias=ALIAS)
+        started = time.monotonic()
+        self.wrapper.ensure_connection()
+        self.waited = time.monotonic() - started
+        with self.wrapper.cursor() as cursor:
+            cursor.execute("SELECT CONNECTION_ID()")
+            got = int(cursor.fetchone()[0])
+            for statement in self.statements:
+                cursor.execute(statement)
+            return got
+
+    def close(self) -> None:
+        if self.wrapper is not None:
+            self.wrapper.close()
+
+    @property
+    def got(self) -> int | None:
+        got: int | None = self.value
+        return got
 
     def result(self) -> int:
-        self.done_with.set()
-        self.join(15)
-        assert not self.is_alive()
-        if self.error is not None:
-            raise self.error
-        assert self.got is not None
-        return self.got
+        got: int = self.release()
+        return got
 
 
 def start_waiting(receiver: Receiver) -> Receiver:

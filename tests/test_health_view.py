@@ -12,7 +12,7 @@ from http import HTTPStatus
 from typing import Any
 
 import pytest
-from conftest import account_connection_ids, wait_until_settled
+from conftest import AddAlias, account_connection_ids, wait_until_settled
 from django.contrib.auth.models import User
 from django.db import connections
 from django.test import Client, RequestFactory, override_settings
@@ -194,19 +194,11 @@ def test_unreachable_server_is_503_within_the_connect_timeout(
 
 
 @pytest.fixture
-def own_server(tmp_path: Any) -> Iterator[tuple[sandbox.SandboxInfo, str]]:
+def own_server(
+    spare_server: sandbox.SandboxInfo, temporary_alias: AddAlias
+) -> tuple[sandbox.SandboxInfo, str]:
     """A second capped server, reachable as the alias "own", for a test to stop."""
-    info = sandbox.start(tmp_path / "own")
-    alias = "own"
-    configured = connections.configure_settings(
-        {"default": dict(connections.settings["default"]), alias: info.database_settings()}
-    )
-    connections.settings[alias] = configured[alias]
-    yield info, alias
-    connections[alias].close()
-    del connections[alias]
-    del connections.settings[alias]
-    sandbox.stop(info)
+    return spare_server, temporary_alias("own", spare_server.database_settings())
 
 
 @pytest.mark.usefixtures("unblocked_db")

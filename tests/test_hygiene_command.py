@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import subprocess
 import sys
 import time
 from collections.abc import Callable
@@ -17,6 +16,7 @@ from django.core.management.base import BaseCommand
 from django.db import connections
 from django.db.utils import OperationalError
 from django.test import override_settings
+from processes import Finished, run
 
 from pa_dbhealth.management.base import LongRunningCommand
 from pa_dbhealth.sandbox import SandboxInfo
@@ -25,35 +25,39 @@ mysql = pytest.mark.django_db(transaction=True)
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def pausing_loop(command: BaseCommand, items: Any) -> None:
+def pausing_loop(command: BaseCommand, items: Any, pause: Callable[[float], None]) -> None:
     for _ in items:
         with connections["default"].cursor() as cursor:
             cursor.execute("SELECT 1")
         command.stdout.write("item done")
-        time.sleep(2.5)
+        pause(2.5)
 
 
 class PlainCommand(BaseCommand):
     def handle(self, *args: Any, **options: Any) -> None:
-        pausing_loop(self, range(2))
+        pausing_loop(self, range(2), time.sleep)  # the control waits for the real timeout
 
 
 class FreshCommand(LongRunningCommand):
+    pause: Callable[[float], None] = time.sleep
+
     def handle(self, *args: Any, **options: Any) -> None:
-        pausing_loop(self, self.keep_fresh(range(2)))
+        pausing_loop(self, self.keep_fresh(range(2)), self.pause)
 
 
 @mysql
 @override_settings(PA_DBHEALTH={"TIMEOUT_MARGIN": 1})
 def test_long_running_command_survives_pauses_past_the_timeout(
-    idle_timeout: Callable[[int], None],
+    idle_timeout: Callable[[int], None], pause: Callable[[float], None]
 ) -> None:
     idle_timeout(2)
     with pytest.raises(OperationalError):  # control: Django's BaseCommand
         call_command(PlainCommand(stdout=StringIO()))
     connections["default"].close()
     out = StringIO()
-    call_command(FreshCommand(stdout=out))
+    fresh = FreshCommand(stdout=out)
+    fresh.pause = pause  # idle past the limit, dropped by the server: without the wait
+    call_command(fresh)
     assert out.getvalue().count("item done") == 2
 
 
@@ -64,21 +68,14 @@ def test_the_demo_import_survives_a_wait_timeout_shorter_than_its_pauses(
     env = {**os.environ, **server.env(), "DJANGO_SETTINGS_MODULE": "demo_project.settings"}
     env.pop("PYTHONPATH", None)
 
-    def manage(*args: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(
-            [sys.executable, "manage.py", *args],
-            cwd=ROOT,
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=120,
-        )
+    def manage(*args: str) -> Finished:
+        return run([sys.executable, "manage.py", *args], cwd=ROOT, env=env)
 
     migrated = manage("migrate", "--no-input", "-v0")
-    assert migrated.returncode == 0, migrated.stderr
+    assert migrated.returncode == 0, migrated.err
     idle_timeout(2)
-    run = manage("import_emissores", "--batches", "3", "--batch-size", "2", "--pause", "2.5")
-    assert run.returncode == 0, run.stderr
-    assert "batch 3/3" in run.stdout
+    imported = manage("import_emissores", "--batches", "3", "--batch-size", "2", "--pause", "2.5")
+    assert imported.returncode == 0, imported.err
+    assert "batch 3/3" in imported.out
     # Each pause outlived the connection: one connection per batch, none met dead.
-    assert "3 connection(s) opened" in run.stdout, run.stdout
+    assert "3 connection(s) opened" in imported.out, imported.out

@@ -12,10 +12,12 @@ from typing import Any
 
 import pytest
 from asgiref.sync import async_to_sync
+from conftest import AddAlias
 from django.conf import settings
 from django.db import connections
 from django.db.utils import OperationalError
 from django.test import AsyncClient, Client, override_settings
+from holders import Holders
 
 from pa_dbhealth import middleware, tracker
 from pa_dbhealth.core.errors import Kind, classify
@@ -55,49 +57,19 @@ def fresh_throttle() -> None:
     middleware.snapshot_throttle.reset()
 
 
-class Holders:
-    """Threads that each open a Django connection and keep it until the test ends."""
-
-    def __init__(self) -> None:
-        self.release = threading.Event()
-        self.threads: list[threading.Thread] = []
-
-    def hold(self, count: int) -> None:
-        for _ in range(count):
-            opened = threading.Event()
-            thread = threading.Thread(
-                target=self._hold, args=(opened,), name=f"holder-{len(self.threads) + 1}"
-            )
-            thread.start()
-            assert opened.wait(10)
-            self.threads.append(thread)
-
-    def _hold(self, opened: threading.Event) -> None:
-        try:
-            connections["default"].ensure_connection()
-        finally:
-            opened.set()
-        self.release.wait(30)
-        connections.close_all()
-
-
-@pytest.fixture
-def holders() -> Iterator[Holders]:
-    made = Holders()
-    yield made
-    made.release.set()
-    for thread in made.threads:
-        thread.join(10)
+def open_default() -> None:
+    """A holder's opener defined here: the cap report names where each was opened."""
+    connections["default"].ensure_connection()
 
 
 @mysql
 @urls
 def test_a_view_after_the_connection_idled_past_the_timeout_succeeds(
-    short_timeout: None, persistent: None
+    short_timeout: None, persistent: None, pause: Callable[[float], None]
 ) -> None:
     client = Client()
     assert client.get("/select-one/").content == b"1"
-    time.sleep(PAUSE)
+    pause(PAUSE)  # the connection idles past the limit and the server drops it
     assert client.get("/select-one/").content == b"1"
 
 
@@ -117,14 +89,16 @@ def test_control_without_the_middleware_the_idle_connection_fails(
 
 @mysql
 @urls
-def test_async_requests_get_the_same_check(short_timeout: None, persistent: None) -> None:
+def test_async_requests_get_the_same_check(
+    short_timeout: None, persistent: None, pause: Callable[[float], None]
+) -> None:
     client = AsyncClient()
 
     async def get(path: str) -> Any:  # AsyncClient.get is not a coroutine function on 4.2
         return await client.get(path)
 
     assert async_to_sync(get)("/select-one/").content == b"1"
-    time.sleep(PAUSE)
+    pause(PAUSE)
     assert async_to_sync(get)("/select-one/").content == b"1"
 
 
@@ -134,7 +108,7 @@ def test_a_full_cap_answers_503_and_logs_who_holds_the_connections(
     holders: Holders, caplog: pytest.LogCaptureFixture
 ) -> None:
     connections["default"].close()
-    holders.hold(3)  # the account's whole cap, held by threads of this process
+    holders.hold(3, open_default)  # the account's whole cap, held by threads of this process
     with caplog.at_level(logging.ERROR, logger="pa_dbhealth.middleware"):
         response = Client().get("/select-one/")
         second = Client().get("/select-one/")
@@ -254,22 +228,16 @@ def test_a_streaming_body_keeps_the_request_connection() -> None:
 
 
 @pytest.fixture
-def quota_alias(server: Any, admin: Any) -> Iterator[str]:
+def quota_alias(server: Any, admin: Any, temporary_alias: AddAlias) -> Iterator[str]:
     """An alias for an account whose hourly query quota is one query."""
     admin.execute(
         "CREATE USER 'quota'@'%' IDENTIFIED BY 'quota-password' WITH MAX_QUERIES_PER_HOUR 1"
     )
     admin.execute("GRANT ALL PRIVILEGES ON `app`.* TO 'quota'@'%'")
-    alias = "quota"
     settings_dict = {**server.database_settings(), "USER": "quota", "PASSWORD": "quota-password"}
-    configured = connections.configure_settings(
-        {"default": dict(connections.settings["default"]), alias: settings_dict}
-    )
-    connections.settings[alias] = configured[alias]
+    alias = temporary_alias("quota", settings_dict)
     yield alias
     connections[alias].close()
-    del connections[alias]
-    del connections.settings[alias]
     admin.execute("DROP USER 'quota'@'%'")
 
 

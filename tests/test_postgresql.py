@@ -10,13 +10,10 @@ import threading
 import time
 from collections.abc import Callable
 from http import HTTPStatus
-from io import StringIO
 from typing import Any
 
 import pytest
-from conftest import dbapi, pg_role_pids, pg_wait_for_pids
-from django.core.management import call_command
-from django.core.management.base import CommandError
+from conftest import dbapi, pg_role_pids, pg_wait_for_pids, run_command
 from django.db import connections, transaction
 from django.db.utils import OperationalError
 from django.test import Client
@@ -34,16 +31,6 @@ TOKEN = "a-health-token-for-the-tests"
 def backend_pid(alias: str) -> int:
     pid: int = connections[alias].connection.info.backend_pid
     return pid
-
-
-def command(name: str, *args: str) -> tuple[str, str, int]:
-    """Run a management command; returns ``(stdout, stderr, exit code)``."""
-    out, err = StringIO(), StringIO()
-    try:
-        call_command(name, *args, stdout=out, stderr=err, no_color=True)
-    except CommandError as exc:
-        return out.getvalue(), err.getvalue() + str(exc), exc.returncode
-    return out.getvalue(), err.getvalue(), 0
 
 
 # --- vendors: the figures are the server's ------------------------------------------------
@@ -264,7 +251,7 @@ def assert_no_mysql_words(report: str) -> None:
 
 
 def audit_ids(alias: str) -> list[str]:
-    out, err, _ = command(
+    out, err, _ = run_command(
         "dbcheck", "--database", alias, "--format", "json", "--fail-level", "info"
     )
     report = json.loads(out)["databases"][alias]
@@ -283,7 +270,7 @@ def test_dbcheck_conn_max_age_against_idle_session_timeout(
     assert "pa_dbhealth.I012" not in found  # net_read_timeout is MySQL's
     assert "pa_dbhealth.I020" not in found  # idle_in_transaction_session_timeout is set
     if expected:
-        out, _, code = command("dbcheck", "--database", pg)
+        out, _, code = run_command("dbcheck", "--database", pg)
         assert code == 1
         assert f"CONN_MAX_AGE'] = {age} but the server closes connections idle for 300 s" in out
         assert "idle-session timeout" in out
@@ -300,7 +287,7 @@ def test_dbcheck_budget_against_the_role_cap(
     found = audit_ids(pg)
     assert [i for i in found if i in ("pa_dbhealth.E007", "pa_dbhealth.W008")] == expected
     if workers == 4:
-        out, _, _ = command("dbcheck", "--database", pg)
+        out, _, _ = run_command("dbcheck", "--database", pg)
         assert "may hold 3 connections, but the site can open 4 at once" in out
         assert "PostgreSQL" in out.splitlines()[0]
         assert "'too many connections for role'" in out
@@ -318,7 +305,7 @@ def test_dbcheck_without_idle_in_transaction_timeout(pg: str, pg_admin: Any) -> 
 
 def test_dbcheck_when_the_role_cap_is_full(pg: str, pg_raw: Raw) -> None:
     pg_raw(3)
-    out, _, _ = command("dbcheck", "--database", pg, "--format", "json")
+    out, _, _ = run_command("dbcheck", "--database", pg, "--format", "json")
     (finding,) = [f for f in json.loads(out)["databases"][pg]["findings"] if f["level"] == "error"]
     assert finding["id"] == "pa_dbhealth.E018"
     assert 'too many connections for role "app"' in finding["message"]
@@ -389,7 +376,7 @@ def test_dbconnections_kill_idle_kills_exactly_the_idle_connections(
     (idle,) = pg_raw(1)
     (busy,) = pg_raw(1, autocommit=False)
     busy.execute("SELECT 1")  # idle in transaction: in use, not idle
-    out, err, code = command(
+    out, err, code = run_command(
         "dbconnections", "--database", pg, "--format", "json", "--kill-idle", "0"
     )
     assert code == 0, err

@@ -11,6 +11,7 @@ from collections.abc import Callable
 
 import MySQLdb
 import pytest
+from clock import Clock
 
 from pa_dbhealth.core.errors import Classified, Kind
 from pa_dbhealth.core.retry import FIRST_DELAY, MAX_DELAY, backoff, connect_with_retry
@@ -65,13 +66,16 @@ def test_other_errors_are_raised_at_once(error: BaseException) -> None:
     assert len(calls) == 1 and retried == []
 
 
-def test_gives_up_at_the_deadline_with_the_last_error() -> None:
+def test_gives_up_at_the_deadline_with_the_last_error(clock: Clock) -> None:
     connect, calls = failing(10_000, CAP)
     given_up: list[tuple[int, float]] = []
     started = time.monotonic()
     with pytest.raises(MySQLdb.OperationalError) as excinfo:
         connect_with_retry(
-            connect, budget=0.3, on_giveup=lambda c, attempts, t: given_up.append((attempts, t))
+            connect,
+            budget=0.3,
+            on_giveup=lambda c, attempts, t: given_up.append((attempts, t)),
+            wait=clock.sleep,  # each wait moves the clock: the rule, without the waiting
         )
     elapsed = time.monotonic() - started
     assert excinfo.value is CAP

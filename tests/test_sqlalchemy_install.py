@@ -4,25 +4,21 @@ cap, dead / idle / dirty connections replaced at checkout, handoff, probable lea
 from __future__ import annotations
 
 import gc
-import os
-import signal
-import subprocess
 import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
 from conftest import sqlalchemy_url
+from faults import kill_server
 from sqlalchemy import text
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session
 from sqlalchemy.pool import NullPool
 
 from pa_dbhealth import sandbox
-from pa_dbhealth.sandbox import server as sandbox_server
 from pa_dbhealth.sqlalchemy import events, install, tracker
 
 LOGGER = "pa_dbhealth.sqlalchemy"
@@ -141,52 +137,19 @@ def test_a_connection_idle_past_the_limit_is_replaced_before_the_server_drops_it
     assert connection_id(engine) != first
 
 
-def _restart(info: sandbox.SandboxInfo) -> None:
-    """kill -9 the sandbox's server and start it again on the same data dir and port."""
-    os.kill(info.pid, signal.SIGKILL)
-    while info.is_running():
-        time.sleep(0.05)
-    binary, _, flavour = sandbox.find_binaries()
-    base = Path(info.base_dir)
-    args = sandbox_server._server_args(
-        binary,
-        flavour,
-        base / "data",
-        base,
-        info.port,
-        wait_timeout=info.wait_timeout,
-        net_read_timeout=info.net_read_timeout,
-    )
-    with (base / "server.out").open("ab") as out:
-        proc = subprocess.Popen(args, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
-    sandbox_server._wait_ready(proc, base / "mysqld.sock", base / "error.log", 60).close()
-    info.pid = proc.pid
-
-
-@pytest.fixture
-def own_server(tmp_path: Path) -> Iterator[sandbox.SandboxInfo]:
-    try:
-        info = sandbox.start(tmp_path / "own")
-    except sandbox.SandboxError:
-        # mariadb-install-db keeps temporary tables in /tmp under names another install
-        # running at the same moment on this machine can take: one more try.
-        info = sandbox.start(tmp_path / "own")
-    yield info
-    sandbox.stop(info)
-
-
 @pytest.mark.parametrize("installed", [True, False])
 def test_a_server_restart_is_survived(
     make_engine: Callable[..., Any],
-    own_server: sandbox.SandboxInfo,
+    spare_server: sandbox.SandboxInfo,
     installed: bool,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    engine = make_engine(sqlalchemy_url(own_server), pool_size=1, max_overflow=0)
+    engine = make_engine(sqlalchemy_url(spare_server), pool_size=1, max_overflow=0)
     if installed:
         install(engine)
     connection_id(engine)
-    _restart(own_server)
+    kill_server(spare_server)
+    sandbox.restart(spare_server)
     if not installed:
         with pytest.raises(OperationalError) as raised:
             connection_id(engine)

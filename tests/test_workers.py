@@ -2,16 +2,11 @@
 
 from __future__ import annotations
 
-import signal
-import socket
-import subprocess
 import sys
-import time
 import types
-import urllib.request
-from pathlib import Path
 
 import pytest
+from processes import Processes
 
 from pa_dbhealth.core.workers import concurrent_workers, uwsgi_workers
 
@@ -47,65 +42,6 @@ def test_simulated_uwsgi_module(monkeypatch: pytest.MonkeyPatch) -> None:
     assert concurrent_workers(None) == (8, "uWSGI (4 processes x 2 threads)")
 
 
-APP = """
-from pa_dbhealth.core.workers import concurrent_workers
-
-
-def application(environ, start_response):
-    workers = concurrent_workers(None)
-    start_response("200 OK", [("Content-Type", "text/plain")])
-    return [f"{workers.number}|{workers.source}".encode()]
-"""
-
-
-def test_under_a_real_uwsgi(tmp_path: Path) -> None:
-    # uWSGI from PyPI, next to this Python (Debian's uwsgi-core lacks the Python plugin).
-    binary = str(Path(sys.executable).parent / "uwsgi")
-    if not Path(binary).exists():
-        pytest.skip("uWSGI is not installed (pip install uwsgi)")
-    (tmp_path / "probe.py").write_text(APP)
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    log = tmp_path / "uwsgi.log"
-    proc = subprocess.Popen(
-        [
-            binary,
-            "--http-socket",
-            f"127.0.0.1:{port}",
-            "--processes",
-            "3",
-            "--threads",
-            "2",
-            "--master",
-            "--chdir",
-            str(tmp_path),
-            "--wsgi-file",
-            "probe.py",
-            "--need-app",
-            "--die-on-term",
-            "--logto",
-            str(log),
-        ],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.STDOUT,
-    )
-    try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                with urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=5) as response:
-                    body = response.read().decode()
-                break
-            except OSError:
-                if proc.poll() is not None or time.monotonic() > deadline:
-                    raise AssertionError(log.read_text()[-2000:]) from None
-                time.sleep(0.2)
-    finally:
-        proc.send_signal(signal.SIGINT)  # uWSGI's immediate shutdown (SIGTERM waits for workers)
-        try:
-            proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-    assert body == "6|uWSGI (3 processes x 2 threads)"
+def test_under_a_real_uwsgi(processes: Processes) -> None:
+    site = processes.uwsgi(processes=3, threads=2)
+    assert site.get("/workers/") == (200, "6|uWSGI (3 processes x 2 threads)")

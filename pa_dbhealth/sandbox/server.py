@@ -1,266 +1,51 @@
 """A throwaway MariaDB/MySQL server with PythonAnywhere's limits, for demos and tests.
 
-It initialises a fresh data directory, listens on a loopback port and a socket of its
-own (never touching a system server), and creates two accounts: ``app``, capped at
+It initialises a data directory of its own, listens on a loopback port and a socket of
+its own (never touching a system server), and creates two accounts: ``app``, capped at
 ``MAX_USER_CONNECTIONS 3`` like a PythonAnywhere account, and ``admin``, uncapped, for
 watching from outside. ``wait_timeout`` (300 s by default) and ``net_read_timeout``
-(30 s) are set like the host's. This is a development tool: no runtime module imports it.
+(30 s) are set like the host's. A stopped server whose folder was kept is resumed by the
+next ``start``. This is a development tool: no runtime module imports it.
 """
 
 from __future__ import annotations
 
-import json
+import contextlib
+import logging
 import os
 import secrets
 import shutil
 import signal
-import socket
-import subprocess
 import tempfile
-import time
-from dataclasses import asdict, dataclass
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-STATE_FILE = "sandbox.json"
-INSTALL_HINT = (
-    "install the server binaries: on Debian/Ubuntu `sudo apt-get install mariadb-server` "
-    "(it is enough to have them installed: the sandbox starts its own server)"
+from pa_dbhealth.sandbox.info import STATE_FILE, SandboxError, SandboxInfo
+from pa_dbhealth.sandbox.process import (
+    find_binaries,
+    free_port,
+    initialise,
+    is_server,
+    launch,
+    port_in_use,
+    server_args,
+    wait_gone,
 )
-SEARCH_DIRS = ("/usr/sbin", "/usr/local/sbin", "/usr/local/mysql/bin", "/usr/local/bin", "/usr/bin")
 
+__all__ = ["default_dir", "free_port", "restart", "start", "stop"]
 
-class SandboxError(Exception):
-    """A problem the user can fix, said in one line."""
+logger = logging.getLogger("pa_dbhealth.sandbox")
 
-
-@dataclass
-class SandboxInfo:
-    """Where a running sandbox is and how to log in to it."""
-
-    base_dir: str
-    host: str
-    port: int
-    socket: str
-    pid: int
-    flavour: str
-    version: str
-    wait_timeout: int
-    net_read_timeout: int
-    limit: int
-    database: str
-    user: str
-    password: str
-    admin_user: str
-    admin_password: str
-
-    def env(self) -> dict[str, str]:
-        """The environment variables the demo project (and your own settings) can read."""
-        return {
-            "DB_ENGINE": "django.db.backends.mysql",
-            "DB_HOST": self.host,
-            "DB_PORT": str(self.port),
-            "DB_NAME": self.database,
-            "DB_USER": self.user,
-            "DB_PASSWORD": self.password,
-            "DB_ADMIN_USER": self.admin_user,
-            "DB_ADMIN_PASSWORD": self.admin_password,
-        }
-
-    def database_settings(
-        self, *, admin: bool = False, engine: str = "django.db.backends.mysql"
-    ) -> dict[str, Any]:
-        """A ``DATABASES`` entry for the capped account (or the admin one)."""
-        return {
-            "ENGINE": engine,
-            "NAME": self.database,
-            "USER": self.admin_user if admin else self.user,
-            "PASSWORD": self.admin_password if admin else self.password,
-            "HOST": self.host,
-            "PORT": str(self.port),
-            "OPTIONS": {"charset": "utf8mb4"},
-        }
-
-    def connect(self, *, admin: bool = False, **kwargs: Any) -> Any:
-        """A raw MySQLdb connection over TCP, as the capped account unless ``admin``."""
-        import MySQLdb
-
-        options: dict[str, Any] = {
-            "host": self.host,
-            "port": self.port,
-            "user": self.admin_user if admin else self.user,
-            "password": self.admin_password if admin else self.password,
-            "database": self.database,
-        }
-        options.update(kwargs)
-        return MySQLdb.connect(**options)
-
-    def is_running(self) -> bool:
-        return _pid_alive(self.pid)
-
-    def save(self) -> None:
-        path = Path(self.base_dir) / STATE_FILE
-        path.write_text(json.dumps(asdict(self), indent=2))
-        path.chmod(0o600)
-
-    @classmethod
-    def load(cls, base_dir: str | os.PathLike[str]) -> SandboxInfo:
-        path = Path(base_dir) / STATE_FILE
-        try:
-            return cls(**json.loads(path.read_text()))
-        except FileNotFoundError:
-            raise SandboxError(
-                f"no sandbox in {base_dir}: start one with `python -m pa_dbhealth.sandbox start`"
-            ) from None
-        except (ValueError, TypeError) as exc:
-            raise SandboxError(f"{path} is not a sandbox state file ({exc})") from None
+HOST = "127.0.0.1"
+DEFAULTS = {"wait_timeout": 300, "net_read_timeout": 30, "limit": 3}
+LEFTOVERS = ("data", "tmp", STATE_FILE, "mysqld.sock", "mysqld.pid", "error.log", "server.out")
 
 
 def default_dir() -> Path:
     """The folder the command-line tool uses unless told otherwise."""
     user = os.environ.get("USER") or str(os.getuid())
     return Path(tempfile.gettempdir()) / f"pa_dbhealth-sandbox-{user}"
-
-
-def _which(*names: str) -> str | None:
-    for name in names:
-        found = shutil.which(name) or shutil.which(name, path=os.pathsep.join(SEARCH_DIRS))
-        if found:
-            return found
-    return None
-
-
-def find_binaries() -> tuple[str, str | None, str]:
-    """``(server, install_db, flavour)``; raises SandboxError saying what to install."""
-    server = _which("mariadbd", "mysqld")
-    if server is None:
-        raise SandboxError(
-            f"no MariaDB/MySQL server binary (mariadbd or mysqld) found: {INSTALL_HINT}"
-        )
-    try:
-        banner = subprocess.run(
-            [server, "--version"], capture_output=True, text=True, timeout=30, check=False
-        ).stdout
-    except OSError as exc:
-        raise SandboxError(f"cannot run {server}: {exc}") from None
-    flavour = "MariaDB" if "mariadb" in banner.lower() else "MySQL"
-    install_db = _which("mariadb-install-db", "mysql_install_db") if flavour == "MariaDB" else None
-    if flavour == "MariaDB" and install_db is None:
-        raise SandboxError(f"found {server} but not mariadb-install-db: {INSTALL_HINT}")
-    return server, install_db, flavour
-
-
-def free_port(host: str = "127.0.0.1") -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind((host, 0))
-        return int(sock.getsockname()[1])
-
-
-def _port_in_use(host: str, port: int) -> bool:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            sock.bind((host, port))
-        except OSError:
-            return True
-    return False
-
-
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    # A zombie child still answers kill(0); reap it if it is ours.
-    try:
-        done, _ = os.waitpid(pid, os.WNOHANG)
-    except ChildProcessError:
-        return True
-    return done == 0
-
-
-def _run(cmd: list[str], log: Path, what: str) -> None:
-    with log.open("ab") as out:
-        result = subprocess.run(cmd, stdout=out, stderr=subprocess.STDOUT, check=False, timeout=300)
-    if result.returncode != 0:
-        raise SandboxError(f"{what} failed (exit {result.returncode}): {_last_error(log)}")
-
-
-def _last_error(log: Path) -> str:
-    try:
-        lines = log.read_text(errors="replace").splitlines()
-    except OSError:
-        return "no log"
-    errors = [line for line in lines if "ERROR" in line.upper()]
-    last = (errors or lines or ["no output"])[-1].strip()
-    return f"{last} (full log: {log})"
-
-
-def _server_args(
-    server: str, flavour: str, data: Path, base: Path, port: int, **limits: int
-) -> list[str]:
-    args = [
-        server,
-        "--no-defaults",
-        f"--datadir={data}",
-        f"--port={port}",
-        "--bind-address=127.0.0.1",
-        f"--socket={base / 'mysqld.sock'}",
-        f"--pid-file={base / 'mysqld.pid'}",
-        f"--log-error={base / 'error.log'}",
-        f"--tmpdir={base / 'tmp'}",
-        "--skip-name-resolve",
-        f"--wait-timeout={limits['wait_timeout']}",
-        f"--interactive-timeout={limits['wait_timeout']}",
-        f"--net-read-timeout={limits['net_read_timeout']}",
-        "--max-connections=100",
-        "--innodb-buffer-pool-size=32M",
-        "--character-set-server=utf8mb4",
-    ]
-    args.append("--skip-log-bin" if flavour == "MariaDB" else "--disable-log-bin")
-    if flavour == "MySQL":
-        args.append("--mysqlx=OFF")
-    if os.geteuid() == 0:
-        args.append("--user=root")
-    return args
-
-
-def _initialise(server: str, install_db: str | None, flavour: str, data: Path, log: Path) -> None:
-    if flavour == "MariaDB" and install_db:
-        cmd = [
-            install_db,
-            "--no-defaults",
-            f"--datadir={data}",
-            "--auth-root-authentication-method=normal",
-            "--skip-test-db",
-        ]
-    else:
-        cmd = [server, "--no-defaults", "--initialize-insecure", f"--datadir={data}"]
-    if os.geteuid() == 0:
-        cmd.append("--user=root")
-    _run(cmd, log, "initialising the data directory")
-
-
-def _wait_ready(proc: subprocess.Popen[bytes], sock: Path, log: Path, timeout: float) -> Any:
-    import MySQLdb
-
-    deadline = time.monotonic() + timeout
-    while True:
-        if proc.poll() is not None:
-            raise SandboxError(
-                f"the server exited at start (exit {proc.returncode}): {_last_error(log)}"
-            )
-        try:
-            return MySQLdb.connect(unix_socket=str(sock), user="root", password="")
-        except MySQLdb.OperationalError as exc:
-            if time.monotonic() > deadline:
-                proc.terminate()
-                raise SandboxError(
-                    f"the server did not answer within {timeout:g} s: {exc}"
-                ) from None
-        time.sleep(0.1)
 
 
 def _create_accounts(conn: Any, info: SandboxInfo) -> None:
@@ -282,36 +67,69 @@ def _create_accounts(conn: Any, info: SandboxInfo) -> None:
     cursor.execute("CREATE USER %s@'%%' IDENTIFIED BY %s", [info.admin_user, info.admin_password])
     cursor.execute("GRANT ALL PRIVILEGES ON *.* TO %s@'%%' WITH GRANT OPTION", [info.admin_user])
     cursor.close()
-    conn.close()
+
+
+def _running_pid(base: Path, previous: SandboxInfo | None) -> int | None:
+    """The pid of a server running on ``base``'s data: the state file's, or the pid file's
+    (when the state file is unreadable)."""
+    candidates = [previous.pid] if previous else []
+    with contextlib.suppress(OSError, ValueError):
+        candidates.append(int((base / "mysqld.pid").read_text().strip()))
+    return next((pid for pid in candidates if is_server(pid, base / "data")), None)
+
+
+def _kept(base: Path, fresh: bool) -> SandboxInfo | None:
+    """The stopped sandbox in ``base`` to resume, or None to start from scratch."""
+    previous: SandboxInfo | None = None
+    if (base / STATE_FILE).exists():
+        try:
+            previous = SandboxInfo.load(base)
+        except SandboxError:
+            if not fresh:
+                raise
+    running = _running_pid(base, previous)
+    if running is not None:
+        where = f" on port {previous.port}" if previous and previous.pid == running else ""
+        raise SandboxError(f"a sandbox is already running in {base}{where} (pid {running})")
+    if previous is None or fresh:
+        return None
+    if not previous.data_dir.is_dir():
+        raise SandboxError(
+            f"the sandbox in {base} has lost its data ({previous.data_dir} is missing): "
+            "start a new one with --fresh"
+        )
+    return previous
 
 
 def start(
     base_dir: str | os.PathLike[str] | None = None,
     *,
     port: int | None = None,
-    wait_timeout: int = 300,
-    net_read_timeout: int = 30,
-    limit: int = 3,
-    database: str = "app",
+    wait_timeout: int | None = None,
+    net_read_timeout: int | None = None,
+    limit: int | None = None,
+    database: str | None = None,
+    fresh: bool = False,
     startup_timeout: float = 60.0,
 ) -> SandboxInfo:
-    """Initialise and start a fresh server; returns how to reach it.
+    """Start the server of the sandbox in ``base_dir`` (a new temporary folder when None).
 
-    ``base_dir`` must not hold a running sandbox; leftovers of a stopped one are wiped.
+    A folder holding a stopped sandbox (kept by ``stop(info, remove=False)``, or whose server
+    was killed) is resumed: the same data, accounts and passwords, on the same port when it
+    is free, else on a free one (said as a warning on the ``pa_dbhealth.sandbox`` logger);
+    the options given apply, those left out keep their values. ``fresh=True`` wipes such a
+    folder and starts from scratch. Defaults for a new server: ``wait_timeout=300``,
+    ``net_read_timeout=30``, ``limit=3``, ``database="app"``.
     """
-    host = "127.0.0.1"
-    for name, value in (
-        ("wait_timeout", wait_timeout),
-        ("net_read_timeout", net_read_timeout),
-        ("limit", limit),
-    ):
-        if not isinstance(value, int) or value < 1:
+    values = {"wait_timeout": wait_timeout, "net_read_timeout": net_read_timeout, "limit": limit}
+    for name, value in values.items():
+        if value is not None and (not isinstance(value, int) or value < 1):
             raise SandboxError(f"{name} must be a whole number >= 1, not {value!r}")
-    if not database.replace("_", "").isalnum():
+    if database is not None and not database.replace("_", "").isalnum():
         raise SandboxError(f"database must be letters, digits and underscores, not {database!r}")
-    if port is not None and _port_in_use(host, port):
+    if port is not None and port_in_use(HOST, port):
         raise SandboxError(
-            f"port {port} on {host} is in use: choose another with --port, or leave it out"
+            f"port {port} on {HOST} is in use: choose another with --port, or leave it out"
         )
     server, install_db, flavour = find_binaries()
     try:
@@ -319,76 +137,144 @@ def start(
     except ImportError:
         raise SandboxError("mysqlclient is not installed: `pip install mysqlclient`") from None
 
-    base = Path(base_dir) if base_dir else Path(tempfile.mkdtemp(prefix="pa_dbhealth-sandbox-"))
-    if (base / STATE_FILE).exists():
-        previous = SandboxInfo.load(base)
-        if previous.is_running():
+    if base_dir:
+        base = Path(base_dir).resolve()
+    else:
+        base = Path(tempfile.mkdtemp(prefix="pa_dbhealth-sandbox-"))
+    previous = _kept(base, fresh)
+    given = {name: value for name, value in values.items() if value is not None}
+    chosen = {**DEFAULTS, **given}
+    if previous is not None:
+        if database is not None and database != previous.database:
             raise SandboxError(
-                f"a sandbox is already running in {base} "
-                f"on port {previous.port} (pid {previous.pid})"
+                f"the sandbox in {base} has the database {previous.database!r}, not "
+                f"{database!r}: start a new one with --fresh"
             )
-    for leftover in ("data", "tmp", STATE_FILE, "mysqld.sock", "mysqld.pid", "error.log"):
+        return _resume(previous, server, flavour, port, given, startup_timeout)
+
+    if flavour == "MariaDB" and any(char.isspace() for char in str(base)):
+        raise SandboxError(
+            f"mariadb-install-db cannot initialise a folder whose path has spaces ({base}): "
+            "choose another with --dir"
+        )
+    for leftover in LEFTOVERS:
         path = base / leftover
         if path.is_dir():
             shutil.rmtree(path)
         elif path.exists():
             path.unlink()
     base.mkdir(parents=True, exist_ok=True)
-    data = base / "data"
-    log = base / "error.log"
-    (base / "tmp").mkdir(exist_ok=True)
-    _initialise(server, install_db, flavour, data, log)
-
-    chosen = port or free_port(host)
-    args = _server_args(
-        server,
-        flavour,
-        data,
-        base,
-        chosen,
-        wait_timeout=wait_timeout,
-        net_read_timeout=net_read_timeout,
-    )
-    with (base / "server.out").open("ab") as out:
-        proc = subprocess.Popen(args, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
-    root = _wait_ready(proc, base / "mysqld.sock", log, startup_timeout)
-    version = root.get_server_info()
+    initialise(server, install_db, flavour, base / "data", base / "error.log")
     info = SandboxInfo(
         base_dir=str(base),
-        host=host,
-        port=chosen,
+        host=HOST,
+        port=port or free_port(HOST),
         socket=str(base / "mysqld.sock"),
-        pid=proc.pid,
+        pid=0,
         flavour=flavour,
-        version=version,
-        wait_timeout=wait_timeout,
-        net_read_timeout=net_read_timeout,
-        limit=limit,
-        database=database,
+        version="",
+        database=database or "app",
         user="app",
         password=secrets.token_urlsafe(12),
         admin_user="admin",
         admin_password=secrets.token_urlsafe(12),
+        wait_timeout=chosen["wait_timeout"],
+        net_read_timeout=chosen["net_read_timeout"],
+        limit=chosen["limit"],
     )
+    root = _launch(info, server, flavour, startup_timeout)
     try:
         _create_accounts(root, info)
     except Exception:
         stop(info, remove=False)
         raise
+    finally:
+        root.close()
     info.save()
     return info
 
 
+def _launch(info: SandboxInfo, server: str, flavour: str, startup_timeout: float) -> Any:
+    """Start ``info``'s server; sets its pid and version, returns a root connection."""
+    base = Path(info.base_dir)
+    args = server_args(
+        server,
+        flavour,
+        base,
+        info.port,
+        wait_timeout=info.wait_timeout,
+        net_read_timeout=info.net_read_timeout,
+    )
+    info.pid, root = launch(args, base, startup_timeout)
+    info.flavour, info.version = flavour, root.get_server_info()
+    return root
+
+
+def _resume(
+    previous: SandboxInfo,
+    server: str,
+    flavour: str,
+    port: int | None,
+    given: dict[str, int],
+    startup_timeout: float,
+) -> SandboxInfo:
+    info = replace(
+        previous,
+        port=port or previous.port,
+        wait_timeout=given.get("wait_timeout", previous.wait_timeout),
+        net_read_timeout=given.get("net_read_timeout", previous.net_read_timeout),
+        limit=given.get("limit", previous.limit),
+    )
+    if port is None and port_in_use(info.host, info.port):
+        info.port = free_port(info.host)
+        logger.warning(
+            "port %s is in use now: the resumed server listens on port %s instead",
+            previous.port,
+            info.port,
+        )
+    root = _launch(info, server, flavour, startup_timeout)
+    try:
+        if info.limit != previous.limit:
+            root.cursor().execute(
+                f"ALTER USER %s@'%%' WITH MAX_USER_CONNECTIONS {int(info.limit)}", [info.user]
+            )
+    except Exception:
+        stop(info, remove=False)
+        raise
+    finally:
+        root.close()
+    info.save()
+    logger.info("resumed the kept server in %s: same data, accounts and passwords", info.base_dir)
+    return info
+
+
 def stop(info: SandboxInfo, *, remove: bool = True, timeout: float = 30.0) -> None:
-    """Stop the server by its pid and, unless ``remove`` is False, delete its folder."""
+    """Stop the server (only when its pid is still this sandbox's server) and, unless
+    ``remove`` is False, delete its folder. A kept folder is resumed by the next start."""
     if info.is_running():
-        os.kill(info.pid, signal.SIGTERM)
-        deadline = time.monotonic() + timeout
-        while info.is_running() and time.monotonic() < deadline:
-            time.sleep(0.1)
-        if info.is_running():
-            os.kill(info.pid, signal.SIGKILL)
-            while info.is_running():
-                time.sleep(0.05)
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(info.pid, signal.SIGTERM)
+            os.kill(info.pid, signal.SIGCONT)  # a stopped (SIGSTOP) server handles it too
+        if not wait_gone(info.pid, info.data_dir, timeout) and info.is_running():
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(info.pid, signal.SIGKILL)
+            wait_gone(info.pid, info.data_dir, timeout)
     if remove:
         shutil.rmtree(info.base_dir, ignore_errors=True)
+
+
+def restart(info: SandboxInfo, *, startup_timeout: float = 60.0) -> SandboxInfo:
+    """Bring ``info``'s server back on the same data, accounts and port, where its clients
+    expect it: after a kill -9 (the server recovers its data), or to restart a running one
+    (stopped first). ``info`` is updated (pid, version) and returned. Raises SandboxError
+    when the port was taken meanwhile."""
+    if info.is_running():
+        stop(info, remove=False)
+    if port_in_use(info.host, info.port):
+        raise SandboxError(
+            f"cannot restart the sandbox in {info.base_dir} on port {info.port}: "
+            "the port is in use now"
+        )
+    back = start(info.base_dir, port=info.port, startup_timeout=startup_timeout)
+    info.pid, info.version = back.pid, back.version
+    return info

@@ -9,7 +9,16 @@ def one_database(request: HttpRequest, alias: str) -> HttpResponse:
     return views.health(request, databases=[alias])
 
 
+def workers(request: HttpRequest) -> HttpResponse:
+    """How many requests the site serves at once, as pa_dbhealth sees it (under uWSGI)."""
+    from pa_dbhealth.core.workers import concurrent_workers  # only this view needs it
+
+    found = concurrent_workers(None)
+    return HttpResponse(f"{found.number}|{found.source}", content_type="text/plain")
+
+
 urlpatterns = [
     path("dbhealth/", include("pa_dbhealth.urls")),
     path("health/<str:alias>/", one_database),
+    path("workers/", workers),
 ]
