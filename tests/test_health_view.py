@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import json
+import os
+import threading
 import time
 from collections.abc import Callable, Iterator
 from http import HTTPStatus
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -364,3 +367,78 @@ def test_status_rule(limit: int | None, idle: list[int], expected: health.Status
     status, reasons = judge(snapshot(limit, idle), margin=20)
     assert status is expected
     assert bool(reasons) == (expected is not health.Status.OK)
+
+
+# --- who holds the connections (the registry of holders) ----------------------------------
+
+
+class ThreadHolders:
+    """Threads of this process that each open a Django connection and keep it."""
+
+    def __init__(self) -> None:
+        self.release = threading.Event()
+        self.threads: list[threading.Thread] = []
+
+    def hold(self, name: str) -> int:
+        opened = threading.Event()
+        ids: list[int] = []
+
+        def run() -> None:
+            connections["default"].ensure_connection()
+            ids.append(connections["default"].connection.thread_id())
+            opened.set()
+            self.release.wait(30)
+            connections.close_all()
+
+        thread = threading.Thread(target=run, name=name)
+        thread.start()
+        assert opened.wait(10)
+        self.threads.append(thread)
+        return ids[0]
+
+
+@pytest.fixture
+def thread_holders(settings: Any, tmp_path: Path) -> Iterator[ThreadHolders]:
+    settings.PA_DBHEALTH = {"HEALTH_TOKEN": TOKEN, "REGISTRY_DIR": str(tmp_path / "holders")}
+    made = ThreadHolders()
+    yield made
+    made.release.set()
+    for thread in made.threads:
+        thread.join(10)
+
+
+@mysql
+def test_the_full_body_names_each_connections_holder(
+    client: Client, thread_holders: ThreadHolders, raw_connections: Any
+) -> None:
+    closed_default()
+    mine = thread_holders.hold("poller")
+    (raw,) = raw_connections(1)
+    db = get(client, bearer=TOKEN).json()["databases"]["default"]
+    assert db["holders"]["source"] == "server"
+    rows = {row["id"]: row for row in db["holders"]["connections"]}
+    holder = rows[mine]["holder"]
+    assert (holder["pid"], holder["thread"]) == (os.getpid(), "poller")
+    assert holder["probable_leak"] and "fresh_connections" in holder["leak"]["fix"]
+    assert rows[raw.thread_id()]["holder"] is None
+    (own,) = [row for row in rows.values() if row["this_connection"]]
+    assert own["holder"] is None
+
+
+@mysql
+def test_at_a_full_cap_the_full_body_names_the_holders_from_the_registry(
+    client: Client, thread_holders: ThreadHolders, raw_connections: Any
+) -> None:
+    closed_default()
+    held = {thread_holders.hold("worker-a"), thread_holders.hold("worker-b")}
+    raw_connections(1)
+    anonymous = get(client)
+    assert anonymous.status_code == HTTPStatus.SERVICE_UNAVAILABLE
+    assert anonymous.json() == {"status": "critical"}  # nothing more without the token
+    db = get(client, bearer=TOKEN).json()["databases"]["default"]
+    assert db["error"] == "connection cap reached"
+    view = db["holders"]
+    assert view["source"] == "registry"
+    assert {item["id"] for item in view["connections"]} == held
+    assert {item["holder"]["thread"] for item in view["connections"]} == {"worker-a", "worker-b"}
+    assert "cannot know" in view["cannot_know"]
