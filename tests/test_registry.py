@@ -437,3 +437,13 @@ def test_secrets_on_the_command_line_are_not_published(tmp_path: Path) -> None:
         r"\1***@", registry_files._SECRET_ARGUMENT.sub(r"\1***", line)
     )
     assert hidden == "manage.py sync --password=*** --api-key *** mysql://app:***@db/app"
+
+
+def test_after_a_failure_another_place_is_tried_at_once(
+    tmp_path: Path, where: Path, publisher: registry.Publisher
+) -> None:
+    blocker = tmp_path / "a-file"
+    blocker.write_text("")
+    assert not publisher.publish(blocker / "holders", [held()])
+    assert publisher.publish(where, [held()])  # REGISTRY_DIR changed: no waiting
+    assert entry_file(where).exists()

@@ -307,7 +307,8 @@ class Publisher:
         self._shape: tuple[Any, ...] = ()  # what was written, last use aside
         self._used: tuple[float | None, ...] = ()
         self._written = 0.0  # time.monotonic() of the last write
-        self._retry_at = 0.0  # after a failure, nothing is tried before this
+        self._retry_at = 0.0  # after a failure there, nothing is tried before this
+        self._failed: Path | None = None
 
     def after_fork(self) -> None:
         """In a forked child: the parent's file is not this process's."""
@@ -329,7 +330,7 @@ class Publisher:
             now = time.monotonic()
             if shape == self._shape and (used == self._used or now - self._written < REFRESH_EVERY):
                 return False
-            if now < self._retry_at:
+            if now < self._retry_at and where == self._failed:
                 return False
             try:
                 if connections:
@@ -337,7 +338,7 @@ class Publisher:
                 else:
                     self._remove_from(where)
             except OSError as exc:
-                self._retry_at = now + RETRY_AFTER
+                self._retry_at, self._failed = now + RETRY_AFTER, where
                 self._shape, self._used = (None,), ()
                 logger.debug(
                     "pa_dbhealth: registry %s not written (tried again in %.0f s): %s",
