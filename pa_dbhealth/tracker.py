@@ -51,7 +51,7 @@ _WRAPPED = "_pa_dbhealth_wrapped"  # the execute wrapper is installed
 _CURSORS = "_pa_dbhealth_cursors"  # the driver cursors the wrapper made (a WeakSet)
 _PUBLISHED = "_pa_dbhealth_published"  # its connection is in the registry of holders
 
-PUBLISH_AFTER = 5.0  # seconds a request's connection is held before it is published
+PUBLISH_AFTER = registry.PUBLISH_AFTER  # seconds a request's connection is held unpublished
 
 _lock = threading.Lock()
 _counts = {

@@ -31,7 +31,9 @@ checkouts the same way)::
 change of last use alone: at most every :data:`REFRESH_EVERY` seconds), atomically; an
 empty list removes the file, and so does the process's exit (``atexit``, and uWSGI's
 ``uwsgi.atexit`` for its workers). A face decides *when* to publish, so a request pays
-nothing: not for a connection opened and closed within one request. A write that fails (a
+nothing: not for a connection opened and closed within one request (a connection a request
+opened is published once it outlives the request, or has been held :data:`PUBLISH_AFTER`
+seconds). A write that fails (a
 read-only or full disk, a directory that is not private) costs one debug log line and is
 not tried again for :data:`RETRY_AFTER` seconds; ``publish`` never raises.
 
@@ -100,6 +102,7 @@ ENVIRONMENT_VARIABLE = "PA_DBHEALTH_REGISTRY_DIR"
 DEFAULT_DIRECTORY = Path("~/.cache/pa_dbhealth/holders")
 OFF_WORDS = ("off", "false", "0", "no")
 REFRESH_EVERY = 5.0  # seconds: a change of last use alone is written at most this often
+PUBLISH_AFTER = 5.0  # seconds a face may hold back a connection a request opened
 RETRY_AFTER = 60.0  # seconds: after a failed write, nothing is tried for this long
 MAX_FILES = 1000  # files a reader looks at
 MAX_BYTES = 256 * 1024  # a larger file is skipped

@@ -11,7 +11,7 @@ import time
 from collections.abc import Iterable, Sequence
 from typing import Any
 
-from pa_dbhealth.core.registry import Found, Holder
+from pa_dbhealth.core.registry import PUBLISH_AFTER, Found, Holder
 from pa_dbhealth.core.registry_files import this_process
 from pa_dbhealth.core.vendors import AccountConnection
 
@@ -20,8 +20,10 @@ Line = tuple[str, "str | None"]
 UNTRACKED = "not tracked: a process without pa_dbhealth, a MySQL console, another app"
 CANNOT_KNOW = (
     "What the registry cannot know: connections of processes without pa_dbhealth (a MySQL "
-    "console, another app, a script without it), and whether an entry is still current (each "
-    "process writes when its connections change; last use at most every few seconds)."
+    "console, another app, a script without it), connections opened inside a request in the "
+    f"last {PUBLISH_AFTER:g} s (a request's connection is written once it outlives the request "
+    "or is held longer), and whether an entry is still current (each process writes when its "
+    "connections change; last use at most every few seconds)."
 )
 
 
@@ -32,6 +34,15 @@ def when(timestamp: float) -> str:
     return time.strftime("%H:%M:%S" if today else "%Y-%m-%d %H:%M:%S", moment)
 
 
+def short_program(program: str, width: int = 80) -> str:
+    """A command line cut in the middle to ``width`` characters, keeping its start (what
+    runs) and its end (the script, or which uWSGI worker)."""
+    if len(program) <= width:
+        return program
+    tail = width // 3
+    return f"{program[: width - tail - 5]} ... {program[-tail:]}"
+
+
 def describe(holder: dict[str, Any]) -> str:
     """One line from a holder's ``as_dict()``: pid, host, program, thread, when and where
     it was opened."""
@@ -39,7 +50,7 @@ def describe(holder: dict[str, Any]) -> str:
     where = f" at {holder['origin']}" if holder["origin"] else ""
     flag = " [probable leak]" if holder["probable_leak"] else ""
     return (
-        f"pid {holder['pid']} on {holder['host']} ({holder['program']}), thread "
+        f"pid {holder['pid']} on {holder['host']} ({short_program(holder['program'])}), thread "
         f"{holder['thread']!r}, opened {opened}{where}{flag}"
     )
 
