@@ -476,16 +476,17 @@ def request_finished(sender: Any, **kwargs: Any) -> None:
     mine = _local.wrappers
     if not mine:
         return
-    outlived = False
+    outlived = published = False
     for ref in mine.values():
         wrapper = ref()
         if wrapper is None or wrapper.connection is None:
             continue
+        published = published or getattr(wrapper, _PUBLISHED, False)
         record = _records.get(getattr(wrapper, _OPENING, 0))
         if record is not None and record.transient:
             record.transient = False
             outlived = True
-    if outlived or (getattr(wrapper, _PUBLISHED, False) and time.monotonic() >= _refresh_at):
+    if outlived or (published and time.monotonic() >= _refresh_at):
         publish()
 
 

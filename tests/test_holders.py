@@ -105,6 +105,25 @@ def test_a_persistent_connection_is_published_when_it_outlives_its_request(
 
 @mysql
 @urls
+def test_last_use_is_refreshed_when_due_and_only_then(
+    where: Path, persistent: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    client = Client()
+    client.get("/select-one/")
+    (first,) = published(where)
+    time.sleep(0.05)
+    client.get("/select-one/")
+    assert published(where) == [first]  # not due: the file keeps the first last use
+    monkeypatch.setattr(registry, "REFRESH_EVERY", 0.0)
+    monkeypatch.setattr(tracker, "_refresh_at", 0.0)
+    client.get("/select-one/")  # due now: written at the request's end
+    (later,) = published(where)
+    assert later.connection.id == first.connection.id
+    assert (later.connection.last_used or 0) > (first.connection.last_used or 0)
+
+
+@mysql
+@urls
 def test_a_connection_held_long_in_a_request_is_published_at_its_next_query(
     where: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
