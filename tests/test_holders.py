@@ -15,8 +15,9 @@ from django.db import connections
 from django.test import Client, override_settings
 
 from pa_dbhealth import holders, tracker
-from pa_dbhealth.core import registry
-from pa_dbhealth.core.registry_files import file_name, this_host
+from pa_dbhealth.core import registry, registry_publisher
+from pa_dbhealth.core.process_identity import this_host
+from pa_dbhealth.core.registry_files import file_name
 
 mysql = pytest.mark.django_db(transaction=True)
 urls = override_settings(ROOT_URLCONF="testsite.hygiene_urls")
@@ -114,7 +115,7 @@ def test_last_use_is_refreshed_when_due_and_only_then(
     time.sleep(0.05)
     client.get("/select-one/")
     assert published(where) == [first]  # not due: the file keeps the first last use
-    monkeypatch.setattr(registry, "REFRESH_EVERY", 0.0)
+    monkeypatch.setattr(registry_publisher, "REFRESH_EVERY", 0.0)
     monkeypatch.setattr(tracker, "_refresh_at", 0.0)
     client.get("/select-one/")  # due now: written at the request's end
     (later,) = published(where)

@@ -20,7 +20,8 @@ import pytest
 from processes import Project, Site, make_project, stop, uwsgi_binary, wait_for_line
 
 from pa_dbhealth import sandbox
-from pa_dbhealth.core.registry_files import file_name, this_host
+from pa_dbhealth.core.process_identity import this_host
+from pa_dbhealth.core.registry_files import file_name
 
 LIMIT = 5  # 2 workers + the command + the script + dbconnections' own look
 CONNECT_RETRY = 3.0

@@ -18,7 +18,8 @@ from typing import Any
 import pytest
 
 from pa_dbhealth.core import registry
-from pa_dbhealth.core.registry_files import file_name, start_ticks, this_host, this_process
+from pa_dbhealth.core.process_identity import start_ticks, this_host, this_process
+from pa_dbhealth.core.registry_files import file_name
 from pa_dbhealth.core.vendors import AccountConnection
 
 SERVER = registry.server_key("mysql", "127.0.0.1", 3306)
@@ -424,17 +425,17 @@ def test_server_keys_agree_across_spellings() -> None:
 def test_secrets_on_the_command_line_are_not_published(tmp_path: Path) -> None:
     proc = run_python(
         """
-        from pa_dbhealth.core.registry_files import this_process
+        from pa_dbhealth.core.process_identity import this_process
         print(this_process()[3])
         """
     )
     out, _ = proc.communicate(timeout=30)
     assert out.startswith("python")
-    from pa_dbhealth.core import registry_files
+    from pa_dbhealth.core import process_identity
 
     line = "manage.py sync --password=hunter2 --api-key abc mysql://app:pw@db/app"
-    hidden = registry_files._URL_PASSWORD.sub(
-        r"\1***@", registry_files._SECRET_ARGUMENT.sub(r"\1***", line)
+    hidden = process_identity._URL_PASSWORD.sub(
+        r"\1***@", process_identity._SECRET_ARGUMENT.sub(r"\1***", line)
     )
     assert hidden == "manage.py sync --password=*** --api-key *** mysql://app:***@db/app"
 

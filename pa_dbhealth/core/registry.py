@@ -33,9 +33,11 @@ empty list removes the file, and so does the process's exit (``atexit``, and uWS
 ``uwsgi.atexit`` for its workers). A face decides *when* to publish, so a request pays
 nothing: not for a connection opened and closed within one request (a connection a request
 opened is published once it outlives the request, or has been held :data:`PUBLISH_AFTER`
-seconds). A write that fails (a
-read-only or full disk, a directory that is not private) costs one debug log line and is
-not tried again for :data:`RETRY_AFTER` seconds; ``publish`` never raises.
+seconds). A write that fails (a read-only or full disk, a directory that is not private)
+costs one debug log line and that directory is not tried again for :data:`RETRY_AFTER`
+seconds; ``publish`` never raises. (The publisher lives in
+:mod:`pa_dbhealth.core.registry_publisher`; who a process is, in
+:mod:`pa_dbhealth.core.process_identity`.)
 
 Reading, from a face's listing::
 
@@ -52,28 +54,22 @@ or hostile ones are skipped.
 
 from __future__ import annotations
 
-import atexit
-import json
 import logging
 import os
-import threading
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from pa_dbhealth.core import private_files
-from pa_dbhealth.core.registry_files import (
-    FORMAT,
-    HeldConnection,
-    Leak,
-    ProcessEntry,
-    file_name,
-    parse,
-    process_alive,
-    this_host,
-    this_process,
+from pa_dbhealth.core.process_identity import process_alive, this_host
+from pa_dbhealth.core.registry_files import HeldConnection, Leak, ProcessEntry, parse
+from pa_dbhealth.core.registry_publisher import (
+    REFRESH_EVERY,
+    RETRY_AFTER,
+    Publisher,
+    publisher,
 )
 from pa_dbhealth.core.vendors import AccountConnection
 
@@ -81,6 +77,9 @@ __all__ = [
     "ENVIRONMENT_VARIABLE",
     "IMPORT",
     "MODULE_SESSION",
+    "PUBLISH_AFTER",
+    "REFRESH_EVERY",
+    "RETRY_AFTER",
     "THREAD",
     "Found",
     "HeldConnection",
@@ -101,9 +100,7 @@ logger = logging.getLogger("pa_dbhealth.registry")
 ENVIRONMENT_VARIABLE = "PA_DBHEALTH_REGISTRY_DIR"
 DEFAULT_DIRECTORY = Path("~/.cache/pa_dbhealth/holders")
 OFF_WORDS = ("off", "false", "0", "no")
-REFRESH_EVERY = 5.0  # seconds: a change of last use alone is written at most this often
 PUBLISH_AFTER = 5.0  # seconds a face may hold back a connection a request opened
-RETRY_AFTER = 60.0  # seconds: after a failed write, nothing is tried for this long
 MAX_FILES = 1000  # files a reader looks at
 MAX_BYTES = 256 * 1024  # a larger file is skipped
 ABSENT_AFTER = 60.0  # seconds: another host's entry absent from the server's list is pruned
@@ -294,122 +291,3 @@ def prune_absent(
         logger.debug("pa_dbhealth: registry %s not pruned: %s", found.directory, exc)
         return []
     return gone
-
-
-class Publisher:
-    """This process's file in the registry (one per process: :data:`publisher`)."""
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._reset()
-        self._exit_hooked = False
-
-    def _reset(self) -> None:
-        self._pid = os.getpid()
-        self._where: Path | None = None  # where this process's file is, if it has one
-        self._shape: tuple[Any, ...] = ()  # what was written, last use aside
-        self._used: tuple[float | None, ...] = ()
-        self._written = 0.0  # time.monotonic() of the last write
-        self._retry_at = 0.0  # after a failure there, nothing is tried before this
-        self._failed: Path | None = None
-
-    def after_fork(self) -> None:
-        """In a forked child: the parent's file is not this process's."""
-        self._lock = threading.Lock()
-        self._reset()
-
-    def publish(self, where: Path | None, connections: Sequence[HeldConnection]) -> bool:
-        """Make this process's entry list ``connections`` (none: remove it). Returns whether
-        the file was written or removed. Never raises."""
-        with self._lock:
-            if self._pid != os.getpid():
-                self._reset()
-            if where != self._where and self._where is not None:
-                self._remove()  # the setting changed: leave nothing behind
-            if where is None:
-                return False
-            shape = tuple(held.shape() for held in connections)
-            used = tuple(held.last_used for held in connections)
-            now = time.monotonic()
-            if shape == self._shape and (used == self._used or now - self._written < REFRESH_EVERY):
-                return False
-            if now < self._retry_at and where == self._failed:
-                return False
-            try:
-                if connections:
-                    self._write(where, connections)
-                else:
-                    self._remove_from(where)
-            except OSError as exc:
-                self._retry_at, self._failed = now + RETRY_AFTER, where
-                self._shape, self._used = (None,), ()
-                logger.debug(
-                    "pa_dbhealth: registry %s not written (tried again in %.0f s): %s",
-                    where,
-                    RETRY_AFTER,
-                    exc,
-                )
-                return False
-            self._shape, self._used, self._written = shape, used, now
-            return True
-
-    def withdraw(self) -> None:
-        """Remove this process's file (at exit)."""
-        with self._lock:
-            if self._pid == os.getpid():
-                self._remove()
-
-    def _write(self, where: Path, connections: Sequence[HeldConnection]) -> None:
-        host, pid, started, program = this_process()
-        data = {
-            "format": FORMAT,
-            "host": host,
-            "pid": pid,
-            "started": started,
-            "program": program,
-            "written_at": time.time(),
-            "connections": [held.as_json() for held in connections],
-        }
-        text = json.dumps(data, allow_nan=False, separators=(",", ":")).encode()
-        with private_files.private_directory(where, create=True) as dir_fd:
-            private_files.write_atomically(dir_fd, file_name(host, pid), text)
-        self._where = where
-        self._hook_exit()
-
-    def _remove(self) -> None:
-        if self._where is not None:
-            try:
-                self._remove_from(self._where)
-            except OSError as exc:
-                logger.debug("pa_dbhealth: registry file in %s not removed: %s", self._where, exc)
-            self._where, self._shape, self._used = None, (), ()
-
-    def _remove_from(self, where: Path) -> None:
-        if self._where is None:
-            return
-        with private_files.private_directory(where, create=False) as dir_fd:
-            private_files.remove(dir_fd, file_name(this_host(), os.getpid()))
-        self._where = None
-
-    def _hook_exit(self) -> None:
-        if self._exit_hooked:
-            return
-        self._exit_hooked = True
-        atexit.register(self.withdraw)
-        try:
-            import uwsgi  # only inside a uWSGI process
-        except ImportError:
-            return
-        earlier = getattr(uwsgi, "atexit", None)
-
-        def at_worker_exit() -> None:
-            self.withdraw()
-            if callable(earlier):
-                earlier()
-
-        uwsgi.atexit = at_worker_exit
-
-
-publisher = Publisher()
-if hasattr(os, "register_at_fork"):
-    os.register_at_fork(after_in_child=publisher.after_fork)
