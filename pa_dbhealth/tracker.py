@@ -451,7 +451,7 @@ def publish() -> None:
             setattr(wrapper, _PUBLISHED, shown)
             if shown:
                 entries.append(record.held(wrapper))
-        registry.publisher.publish(holders.directory(), entries)
+        registry.publisher.publish(holders.directory(), entries, source="django")
 
 
 def mark_holder(thread: threading.Thread | None = None) -> None:

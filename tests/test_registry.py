@@ -448,3 +448,17 @@ def test_after_a_failure_another_place_is_tried_at_once(
     assert not publisher.publish(blocker / "holders", [held()])
     assert publisher.publish(where, [held()])  # REGISTRY_DIR changed: no waiting
     assert entry_file(where).exists()
+
+
+def test_two_faces_in_one_process_each_keep_their_own_list(
+    where: Path, publisher: registry.Publisher
+) -> None:
+    assert publisher.publish(where, [held(25)], source="django")
+    assert publisher.publish(where, [held(30, name="engine")], source="sqlalchemy")
+    (process,) = registry.read(where).processes
+    assert sorted(c.id for c in process.connections) == [25, 30]
+    assert publisher.publish(where, [], source="django")
+    (process,) = registry.read(where).processes
+    assert [c.id for c in process.connections] == [30]
+    assert publisher.publish(where, [], source="sqlalchemy")
+    assert not entry_file(where).exists()

@@ -25,9 +25,10 @@ checkouts the same way)::
             opened_at=time.time(), last_used=None, caller="app/jobs.py:18 in poll",
             leak=registry.Leak(registry.THREAD, why="...", fix="..."),
         ),
-    ])
+    ], source="sqlalchemy")
 
-``publish`` replaces the process's whole list. It writes only when the list changed (a
+``publish`` replaces the list of that ``source`` (each face publishes its own; the process's
+file holds them all). It writes only when the list changed (a
 change of last use alone: at most every :data:`REFRESH_EVERY` seconds), atomically; an
 empty list removes the file, and so does the process's exit (``atexit``, and uWSGI's
 ``uwsgi.atexit`` for its workers). A face decides *when* to publish, so a request pays

@@ -33,6 +33,7 @@ class Publisher:
 
     def _reset(self) -> None:
         self._pid = os.getpid()
+        self._sources: dict[str, tuple[HeldConnection, ...]] = {}  # each face's own list
         self._where: Path | None = None  # where this process's file is, if it has one
         self._shape: tuple[Any, ...] = ()  # what was written, last use aside
         self._used: tuple[float | None, ...] = ()
@@ -45,9 +46,17 @@ class Publisher:
         self._lock = threading.Lock()
         self._reset()
 
-    def publish(self, where: Path | None, connections: Sequence[HeldConnection]) -> bool:
-        """Make this process's entry list ``connections`` (none: remove it). Returns whether
-        the file was written or removed. Never raises."""
+    def publish(
+        self,
+        where: Path | None,
+        connections: Sequence[HeldConnection],
+        *,
+        source: str = "default",
+    ) -> bool:
+        """Make ``connections`` what this process's entry lists for ``source`` (a face's
+        name: two faces in one process each publish their own list; the file holds them
+        all, and none left removes it). Returns whether the file was written or removed.
+        Never raises."""
         with self._lock:
             if self._pid != os.getpid():
                 self._reset()
@@ -55,6 +64,8 @@ class Publisher:
                 self._remove()  # the setting changed: leave nothing behind
             if where is None:
                 return False
+            self._sources[source] = tuple(connections)
+            connections = [held for name in sorted(self._sources) for held in self._sources[name]]
             shape = tuple(held.shape() for held in connections)
             used = tuple(held.last_used for held in connections)
             now = time.monotonic()
