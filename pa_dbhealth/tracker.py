@@ -13,7 +13,8 @@ opened while a module was being imported, is logged once as a probable leak.
 The open connections are published to the registry of holders (:mod:`pa_dbhealth.holders`),
 so other processes can tell who holds them without a database connection; a request pays
 nothing for it. A connection opened and closed within one request (or one look) is never
-written; it is published when it outlives its request (``request_finished`` finds it open),
+written; it is published when it outlives its request (``request_finished`` finds it open;
+its receiver is connected only once a request opens a persistent connection),
 when it was opened outside a request (a command, a thread, a task, an import), or once it has
 been held for :data:`PUBLISH_AFTER` seconds (noticed at its next query, or when the process
 opens another connection). A published connection's closing rewrites the file; a change of
@@ -376,6 +377,8 @@ def connection_created(sender: Any, connection: BaseDatabaseWrapper, **kwargs: A
     with _lock:
         _counts["opened"] += 1
         _records[token] = record
+    if _local.in_request and connection.settings_dict.get("CONN_MAX_AGE") != 0:
+        _listen_for_request_ends()  # a request's connection that may outlive it
     if not record.transient or time.monotonic() >= _refresh_at:
         publish()
     else:
@@ -534,11 +537,29 @@ def note_handoff(alias: str) -> None:
 
 def install() -> None:
     """Connect the receivers (``AppConfig.ready`` calls this; calling it again is harmless)."""
-    from django.core.signals import request_finished as request_finished_signal
     from django.core.signals import request_started as request_started_signal
     from django.db.backends.signals import connection_created as created_signal
 
     created_signal.connect(connection_created, dispatch_uid="pa_dbhealth.tracker.created")
     request_started_signal.connect(request_started, dispatch_uid="pa_dbhealth.tracker.request")
+
+
+_listening = False  # request_finished is connected
+
+
+def _listen_for_request_ends() -> None:
+    """Connect the ``request_finished`` receiver, once: at the first connection a request
+    opens that may outlive it (``CONN_MAX_AGE`` is not 0). Until then nothing can outlive a
+    request (Django closes the request's connections at its end), so a site with
+    ``CONN_MAX_AGE = 0``, and every request without database, pays no receiver at all. The
+    price: a thread that served requests keeps its request flag, so a connection it opens
+    outside a request is taken for a request's (published once held PUBLISH_AFTER, not at
+    once); threads that serve requests seldom do that."""
+    global _listening
+    if _listening:
+        return
+    from django.core.signals import request_finished as request_finished_signal
+
     # After django.db's close_old_connections, connected when django.db was imported.
     request_finished_signal.connect(request_finished, dispatch_uid="pa_dbhealth.tracker.finished")
+    _listening = True

@@ -3,6 +3,8 @@ and what a request pays for it (nothing, for a connection that lives within it).
 
 from __future__ import annotations
 
+import os
+import subprocess
 import sys
 import threading
 import time
@@ -28,6 +30,9 @@ def where(tmp_path: Path) -> Iterator[Path]:
     """A registry of this test's own; the test starts with no connection open."""
     place = tmp_path / "holders"
     connections.close_all()
+    # The test client's requests may have left this thread's request flag set: with
+    # CONN_MAX_AGE = 0 nothing listens for their end (see tracker._listen_for_request_ends).
+    tracker.request_finished(sender=None)
     with override_settings(PA_DBHEALTH={"REGISTRY_DIR": str(place)}):
         tracker.publish()
         yield place
@@ -36,7 +41,7 @@ def where(tmp_path: Path) -> Iterator[Path]:
 
 
 def mine(where: Path) -> Path:
-    return where / file_name(this_host(), __import__("os").getpid())
+    return where / file_name(this_host(), os.getpid())
 
 
 def published(where: Path) -> list[registry.Holder]:
@@ -61,7 +66,7 @@ def test_a_connection_opened_outside_a_request_is_published_at_once(where: Path)
     assert holder.connection.id == connections["default"].connection.thread_id()
     assert holder.connection.thread == "MainThread"
     assert holder.connection.caller is not None and f"{__file__}:" in holder.connection.caller
-    assert holder.process.pid == __import__("os").getpid()
+    assert holder.process.pid == os.getpid()
     assert not holder.probable_leak  # the main thread: a command's
     connections["default"].close()  # its closing takes it out at once
     assert published(where) == []
@@ -224,3 +229,64 @@ def test_an_unwritable_registry_costs_a_request_nothing(
         for _ in range(5):
             assert client.get("/select-one/").content == b"1"
     assert len([r for r in caplog.records if "not written" in r.getMessage()]) == 1
+
+
+LISTENING = """
+import django
+from django.core.signals import request_finished, request_started
+from django.db import connections
+
+django.setup()
+from pa_dbhealth import tracker  # noqa: E402
+
+
+def request():
+    request_started.send(sender=None)
+    connections["default"].ensure_connection()
+    request_finished.send(sender=None)  # Django's close_old_connections, then ours
+
+
+for _ in range(3):
+    request()
+from pa_dbhealth import holders  # noqa: E402
+from pa_dbhealth.core import registry  # noqa: E402
+
+found = registry.read(holders.directory()).processes
+print("CONN_MAX_AGE=0:", tracker._listening, connections["default"].connection is None, found)
+connections["default"].settings_dict["CONN_MAX_AGE"] = 60
+request()
+(process,) = registry.read(holders.directory()).processes
+print("CONN_MAX_AGE=60:", tracker._listening, len(process.connections))
+"""
+
+
+def test_request_ends_cost_nothing_until_a_request_keeps_a_connection(
+    server: Any, tmp_path: Path
+) -> None:
+    """With CONN_MAX_AGE = 0 Django closes every request's connection at its end: nothing
+    can outlive a request, so no receiver listens for request ends. The first persistent
+    connection a request opens connects it, and it publishes that connection."""
+    (tmp_path / "listening_settings.py").write_text(
+        "from testsite.settings import *  # noqa: F403\n"
+        f"DATABASES = {{'default': {server.database_settings()!r}}}\n"
+    )
+    (tmp_path / "listening.py").write_text(LISTENING)
+    where = tmp_path / "holders"
+    env = {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join([str(tmp_path), str(Path(__file__).parent)]),
+        "DJANGO_SETTINGS_MODULE": "listening_settings",
+        "PA_DBHEALTH_REGISTRY_DIR": str(where),
+    }
+    done = subprocess.run(
+        [sys.executable, str(tmp_path / "listening.py")],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.splitlines() == [
+        "CONN_MAX_AGE=0: False True ()",
+        "CONN_MAX_AGE=60: True 1",
+    ]
