@@ -12,6 +12,7 @@ import contextlib
 import os
 import shutil
 import tempfile
+import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any
@@ -104,6 +105,42 @@ def raw_connections(server: sandbox.SandboxInfo) -> Iterator[Callable[[int], lis
     for conn in opened:
         with contextlib.suppress(Exception):  # already closed, or killed by the test
             conn.close()
+
+
+class ThreadHolders:
+    """Threads of this process that each open a Django connection and keep it until the
+    test ends (with the default name given, as a forgotten poller would)."""
+
+    def __init__(self) -> None:
+        self.release = threading.Event()
+        self.threads: list[threading.Thread] = []
+
+    def hold(self, name: str, alias: str = "default") -> int:
+        """Start a thread ``name`` holding a connection; the server's id for it."""
+        opened = threading.Event()
+        ids: list[int] = []
+
+        def run() -> None:
+            connections[alias].ensure_connection()
+            ids.append(connections[alias].connection.thread_id())
+            opened.set()
+            self.release.wait(30)
+            connections.close_all()
+
+        thread = threading.Thread(target=run, name=name)
+        thread.start()
+        assert opened.wait(10)
+        self.threads.append(thread)
+        return ids[0]
+
+
+@pytest.fixture
+def thread_holders() -> Iterator[ThreadHolders]:
+    made = ThreadHolders()
+    yield made
+    made.release.set()
+    for thread in made.threads:
+        thread.join(10)
 
 
 @pytest.fixture

@@ -9,12 +9,12 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator
 from io import StringIO
 from pathlib import Path
 from typing import Any
 
 import pytest
+from conftest import ThreadHolders
 from django.core.management import CommandError, call_command
 from django.db import connections
 
@@ -277,45 +277,16 @@ def test_watch_refreshes_until_interrupted(server: Any, tmp_path: Path) -> None:
     assert proc.returncode == 0, err
 
 
-class Held:
-    """Threads of this process that each open a Django connection and keep it."""
-
-    def __init__(self) -> None:
-        self.release = threading.Event()
-        self.threads: list[threading.Thread] = []
-        self.ids: list[int] = []
-
-    def hold(self, name: str) -> int:
-        opened = threading.Event()
-
-        def run() -> None:
-            connections["default"].ensure_connection()
-            self.ids.append(connections["default"].connection.thread_id())
-            opened.set()
-            self.release.wait(30)
-            connections.close_all()
-
-        thread = threading.Thread(target=run, name=name)
-        thread.start()
-        assert opened.wait(10)
-        self.threads.append(thread)
-        return self.ids[-1]
-
-
 @pytest.fixture
-def held(settings: Any, tmp_path: Path) -> Iterator[Held]:
+def held(settings: Any, tmp_path: Path, thread_holders: ThreadHolders) -> ThreadHolders:
     settings.PA_DBHEALTH = {"REGISTRY_DIR": str(tmp_path / "holders"), "CONNECT_RETRY": 0.5}
     connections.close_all()
-    made = Held()
-    yield made
-    made.release.set()
-    for thread in made.threads:
-        thread.join(10)
+    return thread_holders
 
 
 @mysql
 def test_each_connection_names_its_holder_or_says_it_is_not_tracked(
-    held: Held, raw_connections: Any
+    held: ThreadHolders, raw_connections: Any
 ) -> None:
     mine = held.hold("poller")
     (raw,) = raw_connections(1)
@@ -324,7 +295,7 @@ def test_each_connection_names_its_holder_or_says_it_is_not_tracked(
     holder = rows[mine]["holder"]
     assert holder["pid"] == os.getpid()
     assert holder["thread"] == "poller"
-    assert holder["origin"].startswith(f"{__file__}:")
+    assert holder["origin"].startswith(f"{Path(__file__).parent / 'conftest.py'}:")  # the thread
     assert holder["probable_leak"] is True
     assert "fresh_connections" in holder["leak"]["fix"]
     assert set(holder) >= {"host", "pid", "program", "thread", "opened_at", "origin"}
@@ -348,7 +319,7 @@ def test_each_connection_names_its_holder_or_says_it_is_not_tracked(
 
 @mysql
 def test_at_the_cap_it_prints_the_registrys_view_then_waits(
-    held: Held, raw_connections: Any
+    held: ThreadHolders, raw_connections: Any
 ) -> None:
     first, second = held.hold("worker-a"), held.hold("worker-b")
     raw_connections(1)  # the third: untracked

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import threading
 import time
 from collections.abc import Callable, Iterator
 from http import HTTPStatus
@@ -12,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import account_connection_ids, wait_until_settled
+from conftest import ThreadHolders, account_connection_ids, wait_until_settled
 from django.contrib.auth.models import User
 from django.db import connections
 from django.test import Client, RequestFactory
@@ -372,47 +371,18 @@ def test_status_rule(limit: int | None, idle: list[int], expected: health.Status
 # --- who holds the connections (the registry of holders) ----------------------------------
 
 
-class ThreadHolders:
-    """Threads of this process that each open a Django connection and keep it."""
-
-    def __init__(self) -> None:
-        self.release = threading.Event()
-        self.threads: list[threading.Thread] = []
-
-    def hold(self, name: str) -> int:
-        opened = threading.Event()
-        ids: list[int] = []
-
-        def run() -> None:
-            connections["default"].ensure_connection()
-            ids.append(connections["default"].connection.thread_id())
-            opened.set()
-            self.release.wait(30)
-            connections.close_all()
-
-        thread = threading.Thread(target=run, name=name)
-        thread.start()
-        assert opened.wait(10)
-        self.threads.append(thread)
-        return ids[0]
-
-
 @pytest.fixture
-def thread_holders(settings: Any, tmp_path: Path) -> Iterator[ThreadHolders]:
+def registry_holders(settings: Any, tmp_path: Path, thread_holders: ThreadHolders) -> ThreadHolders:
     settings.PA_DBHEALTH = {"HEALTH_TOKEN": TOKEN, "REGISTRY_DIR": str(tmp_path / "holders")}
-    made = ThreadHolders()
-    yield made
-    made.release.set()
-    for thread in made.threads:
-        thread.join(10)
+    return thread_holders
 
 
 @mysql
 def test_the_full_body_names_each_connections_holder(
-    client: Client, thread_holders: ThreadHolders, raw_connections: Any
+    client: Client, registry_holders: ThreadHolders, raw_connections: Any
 ) -> None:
     closed_default()
-    mine = thread_holders.hold("poller")
+    mine = registry_holders.hold("poller")
     (raw,) = raw_connections(1)
     db = get(client, bearer=TOKEN).json()["databases"]["default"]
     assert db["holders"]["source"] == "server"
@@ -427,10 +397,10 @@ def test_the_full_body_names_each_connections_holder(
 
 @mysql
 def test_at_a_full_cap_the_full_body_names_the_holders_from_the_registry(
-    client: Client, thread_holders: ThreadHolders, raw_connections: Any
+    client: Client, registry_holders: ThreadHolders, raw_connections: Any
 ) -> None:
     closed_default()
-    held = {thread_holders.hold("worker-a"), thread_holders.hold("worker-b")}
+    held = {registry_holders.hold("worker-a"), registry_holders.hold("worker-b")}
     raw_connections(1)
     anonymous = get(client)
     assert anonymous.status_code == HTTPStatus.SERVICE_UNAVAILABLE

@@ -10,7 +10,6 @@ import signal
 import stat
 import subprocess
 import sys
-import textwrap
 import time
 from pathlib import Path
 from typing import Any
@@ -86,13 +85,28 @@ def entry(pid: int, host: str | None = None, **changes: Any) -> dict[str, Any]:
     return data
 
 
-def run_python(code: str, **kwargs: Any) -> subprocess.Popen[str]:
+PUBLISHING = """
+import sys, time
+from pathlib import Path
+from pa_dbhealth.core import registry
+registry.publisher.publish(Path(sys.argv[1]), [registry.HeldConnection(
+    server="127.0.0.1:3306", account="app", vendor="mysql", id=7, name="default",
+    thread="MainThread", opened_at=time.time(), last_used=None, caller=None)])
+print("written", flush=True)
+if sys.argv[2:] == ["wait"]:
+    sys.stdin.read()
+"""
+
+
+def publishing_process(where: Path, *args: str) -> subprocess.Popen[str]:
+    """A process that publishes one connection to ``where`` and exits (or, with ``"wait"``,
+    waits for its stdin to close)."""
     return subprocess.Popen(
-        [sys.executable, "-c", textwrap.dedent(code)],
+        [sys.executable, "-c", PUBLISHING, str(where), *args],
+        stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
-        **kwargs,
     )
 
 
@@ -145,17 +159,7 @@ def test_only_changes_are_written(where: Path, publisher: registry.Publisher) ->
 
 
 def test_a_process_that_exits_removes_its_file(where: Path) -> None:
-    proc = run_python(
-        f"""
-        import time
-        from pathlib import Path
-        from pa_dbhealth.core import registry
-        registry.publisher.publish(Path({str(where)!r}), [registry.HeldConnection(
-            server="127.0.0.1:3306", account="app", vendor="mysql", id=7, name="default",
-            thread="MainThread", opened_at=time.time(), last_used=None, caller=None)])
-        print("written", flush=True)
-        """
-    )
+    proc = publishing_process(where)
     out, err = proc.communicate(timeout=30)
     assert proc.returncode == 0, err
     assert out.strip() == "written"
@@ -163,19 +167,7 @@ def test_a_process_that_exits_removes_its_file(where: Path) -> None:
 
 
 def test_a_dead_process_entry_is_pruned_by_a_reader(where: Path) -> None:
-    proc = run_python(
-        f"""
-        import sys, time
-        from pathlib import Path
-        from pa_dbhealth.core import registry
-        registry.publisher.publish(Path({str(where)!r}), [registry.HeldConnection(
-            server="127.0.0.1:3306", account="app", vendor="mysql", id=7, name="default",
-            thread="MainThread", opened_at=time.time(), last_used=None, caller=None)])
-        print("written", flush=True)
-        sys.stdin.read()
-        """,
-        stdin=subprocess.PIPE,
-    )
+    proc = publishing_process(where, "wait")
     assert proc.stdout is not None and proc.stdout.readline().strip() == "written"
     assert [p.pid for p in registry.read(where).processes] == [proc.pid]  # alive: kept
     proc.send_signal(signal.SIGKILL)  # no atexit: the file stays behind
@@ -422,22 +414,16 @@ def test_server_keys_agree_across_spellings() -> None:
     assert registry.server_key("mysql", "/run/mysqld/mysqld.sock", "") == "/run/mysqld/mysqld.sock"
 
 
-def test_secrets_on_the_command_line_are_not_published(tmp_path: Path) -> None:
-    proc = run_python(
-        """
-        from pa_dbhealth.core.process_identity import this_process
-        print(this_process()[3])
-        """
+def test_secrets_on_the_command_line_are_not_published() -> None:
+    code = "from pa_dbhealth.core import process_identity as p; print(p.this_process()[3])"
+    secrets = ["--password=hunter2", "--api-key", "abc123", "mysql://app:pw4@db/app"]
+    done = subprocess.run(
+        [sys.executable, "-c", code, *secrets], capture_output=True, text=True, timeout=30
     )
-    out, _ = proc.communicate(timeout=30)
-    assert out.startswith("python")
-    from pa_dbhealth.core import process_identity
-
-    line = "manage.py sync --password=hunter2 --api-key abc mysql://app:pw@db/app"
-    hidden = process_identity._URL_PASSWORD.sub(
-        r"\1***@", process_identity._SECRET_ARGUMENT.sub(r"\1***", line)
-    )
-    assert hidden == "manage.py sync --password=*** --api-key *** mysql://app:***@db/app"
+    program = done.stdout.strip()
+    assert program.startswith("python -c from pa_dbhealth")
+    assert program.endswith("--password=*** --api-key *** mysql://app:***@db/app")
+    assert "hunter2" not in program and "abc123" not in program and "pw4" not in program
 
 
 def test_after_a_failure_another_place_is_tried_at_once(
