@@ -160,12 +160,14 @@ def test_a_full_cap_answers_503_and_logs_who_holds_the_connections(
 @mysql
 @urls
 def test_at_a_full_cap_the_log_names_the_holders_from_the_registry_with_the_fix(
-    holders: Holders, caplog: pytest.LogCaptureFixture, tmp_path: Path, settings: Any
+    holders: Holders, caplog: pytest.LogCaptureFixture, tmp_path: Path
 ) -> None:
-    settings.PA_DBHEALTH = {"REGISTRY_DIR": str(tmp_path / "holders")}
     connections["default"].close()
-    holders.hold(3)
-    with caplog.at_level(logging.ERROR, logger="pa_dbhealth.middleware"):
+    with (
+        override_settings(PA_DBHEALTH={"REGISTRY_DIR": str(tmp_path / "holders")}),
+        caplog.at_level(logging.ERROR, logger="pa_dbhealth.middleware"),
+    ):
+        holders.hold(3)
         assert Client().get("/select-one/").status_code == 503
     (report,) = [r.getMessage() for r in caplog.records if r.name == "pa_dbhealth.middleware"]
     assert "the registry of holders says (not the server):" in report
