@@ -47,6 +47,7 @@ class Config:
     app: bool  # pa_dbhealth in INSTALLED_APPS (Flask: DbHealth)
     middleware: bool  # and its ConnectionHygieneMiddleware
     flask: str | None = None  # the Flask demo with this FLASK_DEMO_ENGINE, instead of Django
+    registry: bool = True  # its registry of holders (REGISTRY_DIR = False when not)
 
 
 PLAIN_0 = Config("plain, CONN_MAX_AGE=0", "django.db.backends.mysql", 0, False, False)
@@ -60,8 +61,22 @@ PA_BACKEND = Config("pa_dbhealth backend only", "pa_dbhealth.backends.mysql", 0,
 FLASK_SEED = Config("Flask, SQLAlchemy's default pool (5 + 10)", "", 0, False, False, "seed")
 FLASK_ANSWER = Config("Flask, hand-tuned pool (2 + 1, recycle 280)", "", 0, False, False, "answer")
 FLASK_PA = Config("Flask, pa_dbhealth (engine_options + DbHealth)", "", 0, True, False, "fitted")
-CONFIGS = (PLAIN_0, PLAIN_600, PA, PA_BACKEND, FLASK_SEED, FLASK_ANSWER, FLASK_PA)
+# The same as PA without the registry of holders: what the registry costs (--registry-ab).
+PA_NO_REGISTRY = Config(
+    "pa_dbhealth, registry off", "pa_dbhealth.backends.mysql", 0, True, True, registry=False
+)
+CONFIGS = (
+    PLAIN_0,
+    PLAIN_600,
+    PA,
+    PA_BACKEND,
+    FLASK_SEED,
+    FLASK_ANSWER,
+    FLASK_PA,
+    PA_NO_REGISTRY,
+)
 DEFAULT = (0, 1, 2, 4, 5, 6)
+REGISTRY_AB = (7, 2)
 
 
 @dataclass
@@ -120,9 +135,12 @@ class Server:
             "BENCH_CONN_MAX_AGE": str(config.conn_max_age),
             "BENCH_PA_DBHEALTH": "1" if config.app else "0",
             "BENCH_MIDDLEWARE": "1" if config.middleware else "0",
+            "BENCH_REGISTRY": "1" if config.registry else "0",
             "BENCH_HOLD": str(args.hold_ms / 1000),
             "FLASK_DEMO_ENGINE": config.flask or "",
             "FLASK_DEMO_DBHEALTH": "1" if config.app else "0",
+            # The bench's own registry of holders, not the user's.
+            "PA_DBHEALTH_REGISTRY_DIR": str(log.parent / "registry" / "holders"),
         }
         module = "flasksite.wsgi:application" if config.flask else "benchsite.wsgi:application"
         cmd = [
@@ -304,7 +322,8 @@ def run_config(config: Config, info: sandbox.SandboxInfo, args: Any, work: Path)
 
 @dataclass
 class Overhead:
-    """The no-database view, plain Django vs pa_dbhealth: medians over the rounds."""
+    """The no-database view, a baseline (plain Django) vs a subject (pa_dbhealth): medians
+    over the rounds."""
 
     plain_rate: float  # successful requests/s
     pa_rate: float
@@ -314,16 +333,23 @@ class Overhead:
     cpu_ratio: float  # median of the rounds' pa/plain CPU-per-request ratios
 
 
-def overhead(info: sandbox.SandboxInfo, args: Any, work: Path) -> Overhead:
-    """Load the no-database view of plain Django and of pa_dbhealth, round after round.
+def overhead(
+    info: sandbox.SandboxInfo,
+    args: Any,
+    work: Path,
+    baseline: Config = PLAIN_0,
+    subject: Config = PA,
+) -> Overhead:
+    """Load the no-database view of ``baseline`` (plain Django) and of ``subject``
+    (pa_dbhealth), round after round.
 
     Both servers run side by side and are loaded one right after the other in each round,
     in alternating order, so a change in the machine's other load hits both alike. Besides
     throughput, uWSGI's own CPU time per request is measured: on a shared machine it
     varies much less than throughput does, which the other tenants' load moves by 10-20 %.
     """
-    plain = Server(PLAIN_0, info, args, work / "uwsgi-nodb-plain.log")
-    pa = Server(PA, info, args, work / "uwsgi-nodb-pa.log")
+    plain = Server(baseline, info, args, work / "uwsgi-nodb-plain.log")
+    pa = Server(subject, info, args, work / "uwsgi-nodb-pa.log")
     rates: dict[str, list[float]] = {"plain": [], "pa": []}
     cpu: dict[str, list[float]] = {"plain": [], "pa": []}
     try:
@@ -424,6 +450,12 @@ def main(argv: list[str] | None = None) -> int:
         + f" (default: {' '.join(map(str, DEFAULT))})",
     )
     parser.add_argument("--no-overhead", action="store_true", help="skip the no-database view")
+    parser.add_argument(
+        "--registry-ab",
+        action="store_true",
+        help="pa_dbhealth without and with its registry of holders, side by side (the "
+        "configurations and the no-database view), instead of plain Django against it",
+    )
     parser.add_argument("--keep", metavar="DIR", help="keep the uWSGI logs in DIR")
     args = parser.parse_args(argv)
     args.warmup = 1
@@ -438,12 +470,14 @@ def main(argv: list[str] | None = None) -> int:
         work = Path(args.keep or tmp)
         print(f"machine: {machine(info)}", flush=True)
         results = []
-        for config in [CONFIGS[i] for i in args.only or DEFAULT]:
+        chosen = args.only or (REGISTRY_AB if args.registry_ab else DEFAULT)
+        for config in [CONFIGS[i] for i in chosen]:
             print(f"running {config.name} for {args.duration:g} s ...", flush=True)
             results.append(run_config(config, info, args, work))
         if not args.no_overhead:
             print(f"running the no-database view, {args.rounds} rounds ...", flush=True)
-            cost = overhead(info, args, work)
+            pair = (PA_NO_REGISTRY, PA) if args.registry_ab else (PLAIN_0, PA)
+            cost = overhead(info, args, work, *pair)
     hold = args.hold_ms / 1000
     print()
     print(
@@ -452,16 +486,20 @@ def main(argv: list[str] | None = None) -> int:
     )
     print(table(results, hold))
     if not args.no_overhead:
+        base, subject = (
+            ("registry off", "registry on")
+            if args.registry_ab
+            else ("plain Django", "with pa_dbhealth")
+        )
         print()
         print(
-            f"no-database view, median of {args.rounds} rounds: throughput plain Django "
-            f"{cost.plain_rate:.0f}/s, with pa_dbhealth {cost.pa_rate:.0f}/s: "
+            f"no-database view, median of {args.rounds} rounds: throughput {base} "
+            f"{cost.plain_rate:.0f}/s, {subject} {cost.pa_rate:.0f}/s: "
             f"ratio {cost.rate_ratio:.3f} ({cost.rate_ratio - 1:+.1%})"
         )
         print(
-            f"uWSGI CPU time per request: plain Django {cost.plain_cpu_us:.0f} us, with "
-            f"pa_dbhealth {cost.pa_cpu_us:.0f} us: ratio {cost.cpu_ratio:.3f} "
-            f"({cost.cpu_ratio - 1:+.1%})"
+            f"uWSGI CPU time per request: {base} {cost.plain_cpu_us:.0f} us, {subject} "
+            f"{cost.pa_cpu_us:.0f} us: ratio {cost.cpu_ratio:.3f} ({cost.cpu_ratio - 1:+.1%})"
         )
     return 0
 

@@ -10,22 +10,44 @@ answers within ``HEALTH_CONNECT_TIMEOUT`` for the connect and as long again for 
 from __future__ import annotations
 
 from collections.abc import Iterable
+from typing import Any
 
 from django.db import Error as DatabaseError
 from django.db import connections
 
-from pa_dbhealth import conf, tracker
-from pa_dbhealth.core import vendors
+from pa_dbhealth import conf, holders, tracker
+from pa_dbhealth.core import render_holders, vendors
 from pa_dbhealth.core.errors import Kind, classify
 from pa_dbhealth.core.health import DatabaseHealth, Report, Status, failed, judge, timed_out
 from pa_dbhealth.look import LookTimedOut, look
 
-__all__ = ["DatabaseHealth", "Report", "Status", "check", "probe", "process_figures"]
+__all__ = [
+    "DatabaseHealth",
+    "Report",
+    "Status",
+    "check",
+    "holders_of",
+    "probe",
+    "process_figures",
+]
 
 
 def process_figures() -> dict[str, int]:
     """This process's connection counts from the tracker (opened, closed, open, leaks, ...)."""
     return tracker.figures()
+
+
+def holders_of(result: DatabaseHealth) -> dict[str, Any] | None:
+    """Who holds the database's connections: the probe's rows joined with the registry of
+    holders, or the registry's view alone when the probe could not ask the server."""
+    if not result.applicable:
+        return None
+    if result.snapshot is not None:
+        held = holders.for_alias(result.alias, result.snapshot)
+        return render_holders.server_view(result.snapshot.connections, held.by_id)
+    held = holders.for_alias(result.alias)
+    reason = f"the server could not be asked ({result.error})"
+    return render_holders.registry_view(held.found, held.holders, reason)
 
 
 def probe(alias: str, *, connect_timeout: float | None = None) -> DatabaseHealth:

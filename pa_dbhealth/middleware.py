@@ -20,8 +20,8 @@ from django.db.backends.base.base import BaseDatabaseWrapper
 from django.http import HttpRequest, HttpResponse
 from django.template import TemplateDoesNotExist, loader
 
-from pa_dbhealth import hygiene, tracker
-from pa_dbhealth.core import vendors
+from pa_dbhealth import holders, hygiene, tracker
+from pa_dbhealth.core import render_holders, vendors
 from pa_dbhealth.core.errors import Classified, Kind, classify
 from pa_dbhealth.look import LookTimedOut, look
 
@@ -172,7 +172,8 @@ def cap_response(found: Classified, request: HttpRequest | None = None) -> HttpR
 
 def cap_report(found: Classified, alias: str) -> str:
     """The log entry for a refused connection: the error, this process's connections (from
-    the tracker) and, when the server can be asked, the account's connections."""
+    the tracker) and the account's connections with their holders: the server's list joined
+    with the registry of holders when the server can be asked, else the registry's view."""
     if found.kind is Kind.HOURLY_QUOTA:
         head = (
             f"Database {alias!r}: the hourly quota {found.resource} is used up ({found.short}); "
@@ -187,13 +188,15 @@ def cap_report(found: Classified, alias: str) -> str:
     lines = [head, f"This process holds {len(held)} open connection(s):"]
     lines += [f"  {c.describe()}" for c in held]
     lines += [f"    {line}" for c in held if c.origin for line in c.origin.splitlines()[-4:]]
+    tracker.publish()  # this process's entries as they are now, for the next reader
     lines.append(server_rows(alias))
     return "\n".join(lines)
 
 
 def server_rows(alias: str) -> str:
-    """The account's connections as the server lists them: asked on an open connection of
-    this thread, else with one connect attempt (which a full cap refuses)."""
+    """The account's connections as the server lists them (asked on an open connection of
+    this thread, else with one connect attempt, which a full cap refuses), each with its
+    holder from the registry; the registry's view alone when the server cannot be asked."""
     connection = connections[alias]
     if not vendors.is_applicable(connection.vendor):
         return "The server cannot be asked about the account's connections."
@@ -201,12 +204,24 @@ def server_rows(alias: str) -> str:
         snapshot = look(alias, vendors.account_snapshot)
     except (DatabaseError, LookTimedOut) as exc:
         found = classify(exc).short if isinstance(exc, DatabaseError) else str(exc)
-        return f"The server's list of the account's connections is unavailable: {found}"
+        reason = f"the server's list of the account's connections is unavailable: {found}"
+        held = holders.for_alias(alias)
+        view = render_holders.registry_view(held.found, held.holders, reason)
+        return "\n".join(line for line, _ in render_holders.registry_lines(alias, view))
+    held = holders.for_alias(alias, snapshot)
     limit = snapshot.account_limit if snapshot.account_limit is not None else "no cap"
     lines = [f"The account's connections on the server ({snapshot.total}, cap {limit}):"]
-    lines += [
-        f"  id {c.id} host {c.host} db {c.db} command {c.command} state {c.state!r} "
-        f"for {c.seconds} s{' (this probe)' if c.this_connection else ''}"
-        for c in snapshot.connections
-    ]
+    named = []
+    for c in snapshot.connections:
+        lines.append(
+            f"  id {c.id} host {c.host} db {c.db} command {c.command} state {c.state!r} "
+            f"for {c.seconds} s{' (this probe)' if c.this_connection else ''}"
+        )
+        if not c.this_connection:
+            holder = held.by_id.get(c.id)
+            shown = None if holder is None else holder.as_dict()
+            lines.append(f"    {render_holders.holder_line(shown)}")
+            if shown is not None:
+                named.append((c.id, shown))
+    lines += [f"  {line}" for line in render_holders.leak_lines(named)]
     return "\n".join(lines)

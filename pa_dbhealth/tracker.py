@@ -9,6 +9,16 @@ Last use is kept by an execute wrapper, so idle time is measured, not guessed.
 A connection held by a thread that is neither a request thread (one that has seen
 ``request_started``), the main thread, nor a thread that uses the hygiene tools, or one
 opened while a module was being imported, is logged once as a probable leak.
+
+The open connections are published to the registry of holders (:mod:`pa_dbhealth.holders`),
+so other processes can tell who holds them without a database connection; a request pays
+nothing for it. A connection opened and closed within one request (or one look) is never
+written; it is published when it outlives its request (``request_finished`` finds it open;
+its receiver is connected only once a request opens a persistent connection),
+when it was opened outside a request (a command, a thread, a task, an import), or once it has
+been held for :data:`PUBLISH_AFTER` seconds (noticed at its next query, or when the process
+opens another connection). A published connection's closing rewrites the file; a change of
+last use alone is written at most every few seconds.
 """
 
 from __future__ import annotations
@@ -30,12 +40,19 @@ import asgiref
 import django
 from django.db.backends.base.base import BaseDatabaseWrapper
 
+from pa_dbhealth import holders
+from pa_dbhealth.core import registry, vendors
+from pa_dbhealth.core.look import in_look
+
 logger = logging.getLogger(__name__)
 
 _OPENING = "_pa_dbhealth_token"  # set on the wrapper at each connect: tells reconnects apart
 _USED = "_pa_dbhealth_used"  # time.monotonic() of the end of the wrapper's last query
 _WRAPPED = "_pa_dbhealth_wrapped"  # the execute wrapper is installed
 _CURSORS = "_pa_dbhealth_cursors"  # the driver cursors the wrapper made (a WeakSet)
+_PUBLISHED = "_pa_dbhealth_published"  # its connection is in the registry of holders
+
+PUBLISH_AFTER = registry.PUBLISH_AFTER  # seconds a request's connection is held unpublished
 
 _lock = threading.Lock()
 _counts = {
@@ -49,6 +66,8 @@ _counts = {
 }
 _next_token = 0
 _records: dict[int, _Record] = {}
+_publish_lock = threading.Lock()
+_refresh_at = 0.0  # time.monotonic() after which the next query refreshes the registry
 
 
 # Per thread: the wrappers that connected in it (what connections.all() would give, minus
@@ -56,6 +75,7 @@ _records: dict[int, _Record] = {}
 class _ThreadState(threading.local):
     wrappers: dict[int, weakref.ref[BaseDatabaseWrapper]] | None = None  # a class default: no
     # AttributeError raised and caught on each request of a thread that never connected
+    in_request = False  # between request_started and request_finished
 
 
 _local = _ThreadState()
@@ -112,10 +132,12 @@ class _Record:
         "leak",
         "opened_at",
         "origin",
+        "started",
         "thread",
         "thread_id",
         "thread_name",
         "token",
+        "transient",
         "vendor",
         "vendor_id",
         "wrapper",
@@ -132,9 +154,12 @@ class _Record:
         self.thread_name = thread.name
         self.thread_id = thread.ident or 0
         self.opened_at = time.time()
+        self.started = time.monotonic()
         self.caller, self.at_import = _where(sys._getframe(2))
         self.origin: str | None = None
         self.leak = False
+        # A request's or a look's: expected to close soon, so not published at once.
+        self.transient = _local.in_request or in_look()
 
     def is_open(self) -> bool:
         wrapper = self.wrapper()
@@ -153,6 +178,34 @@ class _Record:
             thread is threading.main_thread()
             or thread.name == AUTORELOAD_THREAD
             or thread in _holders
+        )
+
+    def publishable(self, now: float) -> bool:
+        return not self.transient or now - self.started >= PUBLISH_AFTER
+
+    def held(self, wrapper: BaseDatabaseWrapper) -> registry.HeldConnection:
+        """This connection as the registry of holders shows it."""
+        server, account = holders.server_of(wrapper.settings_dict, self.vendor)
+        used = last_used(wrapper)
+        thread = self.thread()
+        leak = None
+        if self.leak:
+            alive = thread is not None and thread.is_alive()
+            leak = holders.leak(
+                at_import=self.at_import, thread=self.thread_name, thread_alive=alive
+            )
+        return registry.HeldConnection(
+            server=server,
+            account=account,
+            vendor=self.vendor,
+            id=self.vendor_id,
+            name=self.alias,
+            thread=self.thread_name,
+            opened_at=self.opened_at,
+            last_used=None if used is None else time.time() - (time.monotonic() - used),
+            caller=self.caller,
+            stack=self.origin,
+            leak=leak,
         )
 
     def snapshot(self) -> TrackedConnection:
@@ -230,7 +283,10 @@ def _touch(execute: Callable[..., Any], sql: Any, params: Any, many: bool, conte
     try:
         return execute(sql, params, many, context)
     finally:
-        setattr(context["connection"], _USED, time.monotonic())
+        now = time.monotonic()
+        setattr(context["connection"], _USED, now)
+        if now >= _refresh_at:
+            publish()
 
 
 def _counting_cursors(connection: BaseDatabaseWrapper) -> None:
@@ -247,6 +303,20 @@ def _counting_cursors(connection: BaseDatabaseWrapper) -> None:
 
     setattr(connection, _CURSORS, made)
     connection.create_cursor = counted  # type: ignore[method-assign]
+
+
+def _watching_close(connection: BaseDatabaseWrapper) -> None:
+    """Republish when a published connection closes, so its entry leaves the registry."""
+    close = connection.close
+
+    def closing() -> None:
+        try:
+            close()
+        finally:
+            if getattr(connection, _PUBLISHED, False):
+                publish()
+
+    connection.close = closing  # type: ignore[method-assign]
 
 
 def _cursor_open(cursor: Any) -> bool:
@@ -293,6 +363,7 @@ def connection_created(sender: Any, connection: BaseDatabaseWrapper, **kwargs: A
         # opening still pops its own wrapper, not this one.
         connection.execute_wrappers.insert(0, _touch)
         _counting_cursors(connection)
+        _watching_close(connection)
         setattr(connection, _WRAPPED, True)
     with _lock:
         _next_token += 1
@@ -307,7 +378,12 @@ def connection_created(sender: Any, connection: BaseDatabaseWrapper, **kwargs: A
     with _lock:
         _counts["opened"] += 1
         _records[token] = record
-    _sweep()
+    if _local.in_request and connection.settings_dict.get("CONN_MAX_AGE") != 0:
+        _listen_for_request_ends()  # a request's connection that may outlive it
+    if not record.transient or time.monotonic() >= _refresh_at:
+        publish()
+    else:
+        _sweep()
 
 
 def _track_origins() -> bool:
@@ -321,6 +397,7 @@ def _track_origins() -> bool:
 
 def _sweep() -> list[_Record]:
     """Drop closed connections, flag new probable leaks; returns the open records."""
+    global _refresh_at
     new_leaks = []
     with _lock:
         for token, record in list(_records.items()):
@@ -332,17 +409,19 @@ def _sweep() -> list[_Record]:
                 _counts["leaks"] += 1
                 new_leaks.append(record)
         still_open = list(_records.values())
+    if new_leaks:
+        _refresh_at = 0.0  # the registry shows probable leaks: at the next occasion
     for record in new_leaks:
         _report_leak(record)
     return still_open
 
 
 def _report_leak(record: _Record) -> None:
-    why = (
-        "it was opened while a module was being imported"
-        if record.at_import
-        else "its thread is not a request or command thread and does not use "
-        "fresh_connections/keep_fresh"
+    thread = record.thread()
+    leak = holders.leak(
+        at_import=record.at_import,
+        thread=record.thread_name,
+        thread_alive=thread is not None and thread.is_alive(),
     )
     origin = (
         f"Opened by:\n{record.origin}"
@@ -350,8 +429,33 @@ def _report_leak(record: _Record) -> None:
         else "Set PA_DBHEALTH['TRACK_ORIGINS'] = True to record the whole opening stack."
     )
     logger.warning(
-        "Probable connection leak: %s; %s.\n%s", record.snapshot().describe(), why, origin
+        "Probable connection leak: %s; %s. Fix: %s.\n%s",
+        record.snapshot().describe(),
+        leak.why,
+        leak.fix,
+        origin,
     )
+
+
+def publish() -> None:
+    """Write this process's open connections to the registry of holders: those opened
+    outside a request, those that outlived their request and those held past
+    :data:`PUBLISH_AFTER`. The registry writes only what changed, and never raises."""
+    global _refresh_at
+    with _publish_lock:
+        still_open = _sweep()
+        now = time.monotonic()
+        _refresh_at = now + registry.REFRESH_EVERY
+        entries = []
+        for record in still_open:
+            wrapper = record.wrapper()
+            if wrapper is None:
+                continue
+            shown = record.publishable(now) and vendors.is_applicable(record.vendor)
+            setattr(wrapper, _PUBLISHED, shown)
+            if shown:
+                entries.append(record.held(wrapper))
+        registry.publisher.publish(holders.directory(), entries, source="django")
 
 
 def mark_holder(thread: threading.Thread | None = None) -> None:
@@ -365,6 +469,29 @@ def mark_holder(thread: threading.Thread | None = None) -> None:
 def request_started(sender: Any, **kwargs: Any) -> None:
     """Receiver of Django's ``request_started``: the thread serves requests."""
     mark_holder()
+    _local.in_request = True
+
+
+def request_finished(sender: Any, **kwargs: Any) -> None:
+    """Receiver of Django's ``request_finished`` (after Django's own, which closes what
+    ``CONN_MAX_AGE`` says): publish the thread's connections that outlived the request, and
+    refresh the registry when it is due. Nothing to do after a request without database."""
+    _local.in_request = False
+    mine = _local.wrappers
+    if not mine:
+        return
+    outlived = published = False
+    for ref in mine.values():
+        wrapper = ref()
+        if wrapper is None or wrapper.connection is None:
+            continue
+        published = published or getattr(wrapper, _PUBLISHED, False)
+        record = _records.get(getattr(wrapper, _OPENING, 0))
+        if record is not None and record.transient:
+            record.transient = False
+            outlived = True
+    if outlived or (published and time.monotonic() >= _refresh_at):
+        publish()
 
 
 def open_connections() -> list[TrackedConnection]:
@@ -425,3 +552,24 @@ def install() -> None:
 
     created_signal.connect(connection_created, dispatch_uid="pa_dbhealth.tracker.created")
     request_started_signal.connect(request_started, dispatch_uid="pa_dbhealth.tracker.request")
+
+
+_listening = False  # request_finished is connected
+
+
+def _listen_for_request_ends() -> None:
+    """Connect the ``request_finished`` receiver, once: at the first connection a request
+    opens that may outlive it (``CONN_MAX_AGE`` is not 0). Until then nothing can outlive a
+    request (Django closes the request's connections at its end), so a site with
+    ``CONN_MAX_AGE = 0``, and every request without database, pays no receiver at all. The
+    price: a thread that served requests keeps its request flag, so a connection it opens
+    outside a request is taken for a request's (published once held PUBLISH_AFTER, not at
+    once); threads that serve requests seldom do that."""
+    global _listening
+    if _listening:
+        return
+    from django.core.signals import request_finished as request_finished_signal
+
+    # After django.db's close_old_connections, connected when django.db was imported.
+    request_finished_signal.connect(request_finished, dispatch_uid="pa_dbhealth.tracker.finished")
+    _listening = True

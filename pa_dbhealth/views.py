@@ -21,7 +21,7 @@ from django.views.decorators.http import require_safe
 
 from pa_dbhealth import conf
 from pa_dbhealth.core import prometheus
-from pa_dbhealth.health import Status, check, process_figures
+from pa_dbhealth.health import Status, check, holders_of, process_figures
 
 FORMATS = ("json", "prometheus")
 
@@ -82,7 +82,9 @@ def health(request: HttpRequest, databases: Sequence[str] | None = None) -> Http
     else:
         body: dict[str, Any] = {"status": report.status.value}
         if full:
-            body["databases"] = {db.alias: db.as_dict(process) for db in report.databases}
+            body["databases"] = {
+                db.alias: db.as_dict(process, holders_of(db)) for db in report.databases
+            }
         critical = report.status is Status.CRITICAL
         status = HTTPStatus.SERVICE_UNAVAILABLE if critical else HTTPStatus.OK
         response = JsonResponse(body, status=status)

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shutil
+import tempfile
 import time
 from collections.abc import Callable, Iterable, Iterator
 from io import StringIO
@@ -30,12 +32,16 @@ from proxy import Proxy
 from pa_dbhealth import sandbox
 
 _info: sandbox.SandboxInfo | None = None
+_registry: str | None = None
 
 
 def pytest_configure(config: pytest.Config) -> None:
-    global _info
+    global _info, _registry
     if hasattr(config, "workerinput"):
         return
+    # The registry of holders of this run (and of the processes it starts), not the user's.
+    _registry = tempfile.mkdtemp(prefix="pa_dbhealth-tests-registry-")
+    os.environ["PA_DBHEALTH_REGISTRY_DIR"] = os.path.join(_registry, "holders")
     try:
         _info = sandbox.start()
     except sandbox.SandboxError as exc:
@@ -54,6 +60,8 @@ def pytest_configure(config: pytest.Config) -> None:
 def pytest_unconfigure(config: pytest.Config) -> None:
     if _info is not None:
         sandbox.stop(_info)
+    if _registry is not None:
+        shutil.rmtree(_registry, ignore_errors=True)
 
 
 def pytest_report_header(config: pytest.Config) -> str | None:

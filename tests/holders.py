@@ -22,6 +22,12 @@ def open_default() -> None:
     connections["default"].ensure_connection()
 
 
+def open_and_tell(alias: str = "default") -> int:
+    """Open the thread's connection to ``alias``; the server's id for it."""
+    connections[alias].ensure_connection()
+    return int(connections[alias].connection.thread_id())
+
+
 class Holder(threading.Thread):
     """Runs ``opener`` (default: open the thread's "default" connection), waits until
     released, then runs ``closer`` (default: close the thread's connections)."""
@@ -88,6 +94,13 @@ class Holders:
         for holder in new:
             self.started.append(holder.hold())
         return new
+
+    def named(self, name: str, alias: str = "default") -> int:
+        """One more thread, named ``name``, holding a connection to ``alias`` (as a
+        forgotten poller would); the server's id for the connection."""
+        holder = Holder(name, lambda: open_and_tell(alias)).hold()
+        self.started.append(holder)
+        return int(holder.value)
 
     def release_all(self) -> None:
         for holder in self.started:

@@ -78,6 +78,11 @@ def test_unknown_key_without_match_lists_known_keys() -> None:
         ("HANDOFF", "no", False),
         ("HANDOFF", None, True),
         ("TRACK_ORIGINS", "yes", True),
+        ("REGISTRY_DIR", True, False),
+        ("REGISTRY_DIR", "", "~/.cache/holders"),
+        ("REGISTRY_DIR", "relative/holders", "/srv/shared/holders"),
+        ("REGISTRY_DIR", "/srv/\0holders", None),
+        ("REGISTRY_DIR", 3, "/tmp/holders"),
         # Numbers that would break at run time: NaN, infinities, beyond any real figure.
         ("HEALTH_CONNECT_TIMEOUT", float("nan"), 3),
         ("HEALTH_CONNECT_TIMEOUT", float("inf"), 3),
@@ -113,6 +118,14 @@ def test_track_origins_follows_debug_when_none() -> None:
         assert conf.track_origins() is False
     with override_settings(DEBUG=False, PA_DBHEALTH={}):
         assert conf.track_origins() is False
+
+
+def test_registry_dir_says_why_a_relative_path_will_not_do() -> None:
+    (found,) = _ids({"REGISTRY_DIR": "holders"})
+    assert found[1] == (
+        "PA_DBHEALTH['REGISTRY_DIR'] = 'holders' must be an absolute path (or start with ~): "
+        "each process has its own current directory."
+    )
 
 
 def test_a_huge_integer_is_shown_without_breaking_the_checks() -> None:

@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 import json
+import os
 import threading
 import time
+from pathlib import Path
 from typing import Any
 
 import pytest
 from conftest import run_command
 from django.core.management import CommandError, call_command
 from django.db import connections
+from holders import Holders
 from processes import Finished, Processes
 
 mysql = pytest.mark.django_db(transaction=True)
@@ -54,10 +57,12 @@ def test_json_lists_every_connection_of_the_account(raw_connections: Any, settle
             "idle_seconds",
             "this_connection",
             "in_transaction",
+            "holder",
         }
         if not row["this_connection"]:
             assert row["command"] == "Sleep" and row["idle_seconds"] >= 1
             assert row["db"] == "app"
+            assert row["holder"] is None  # raw driver connections: no tracker knows them
     # It looked with a connection of its own and closed it again.
     expected = sorted(r.thread_id() for r in raws)
     assert settled_ids(lambda ids: sorted(ids) == expected) == expected
@@ -238,3 +243,76 @@ def test_watch_refreshes_until_interrupted(processes: Processes) -> None:
     watch.wait_for(lambda out: out.count("connections,") >= 2, timeout=20)
     stopped = watch.stop()  # Ctrl-C
     assert stopped.returncode == 0, stopped.err
+
+
+@pytest.fixture
+def held(settings: Any, tmp_path: Path, holders: Holders) -> Holders:
+    settings.PA_DBHEALTH = {"REGISTRY_DIR": str(tmp_path / "holders"), "CONNECT_RETRY": 0.5}
+    connections.close_all()
+    return holders
+
+
+@mysql
+def test_each_connection_names_its_holder_or_says_it_is_not_tracked(
+    held: Holders, raw_connections: Any
+) -> None:
+    mine = held.named("poller")
+    (raw,) = raw_connections(1)
+    result = run_json()
+    rows = {row["id"]: row for row in result["connections"]}
+    holder = rows[mine]["holder"]
+    assert holder["pid"] == os.getpid()
+    assert holder["thread"] == "poller"
+    assert holder["origin"].startswith(f"{Path(__file__).parent / 'holders.py'}:")  # the thread
+    assert holder["probable_leak"] is True
+    assert "fresh_connections" in holder["leak"]["fix"]
+    assert set(holder) >= {"host", "pid", "program", "thread", "opened_at", "origin"}
+    assert rows[raw.thread_id()]["holder"] is None
+    out, err, code = run()
+    assert code == 0, err
+    lines = out.splitlines()
+    (row_line,) = [i for i, line in enumerate(lines) if line.split()[:1] == [str(mine)]]
+    assert lines[row_line + 1].strip().startswith(f"held by pid {os.getpid()} on ")
+    assert "thread 'poller'" in lines[row_line + 1] and "[probable leak]" in lines[row_line + 1]
+    (raw_line,) = [i for i, line in enumerate(lines) if line.split()[:1] == [str(raw.thread_id())]]
+    assert lines[raw_line + 1].strip() == (
+        "not tracked: a process without pa_dbhealth, a MySQL console, another app"
+    )
+    assert any(
+        line.strip().startswith(f"probable leak, id {mine} (pid {os.getpid()}")
+        and "Fix: put fresh_connections around the thread's work" in line
+        for line in lines
+    )
+
+
+@mysql
+def test_at_the_cap_it_prints_the_registrys_view_then_waits(
+    held: Holders, raw_connections: Any
+) -> None:
+    first, second = held.named("worker-a"), held.named("worker-b")
+    raw_connections(1)  # the third: untracked
+    out, err, code = run()
+    assert code == 2
+    assert "waiting: the account is at its cap of 3 connections (1226)" in err
+    assert "gave up after" in err
+    lines = out.splitlines()
+    assert lines[0] == (
+        "default: the account is at its cap of 3 connections (1226), so the server cannot "
+        "be asked; the registry of holders says (not the server):"
+    )
+    for conn_id, thread in ((first, "worker-a"), (second, "worker-b")):
+        assert any(
+            line.startswith(f"  id {conn_id}: pid {os.getpid()} on ")
+            and f"thread {thread!r}" in line
+            and "(this process)" in line
+            for line in lines
+        ), out
+    assert "What the registry cannot know" in out
+    # JSON: the registry's view when it gives up, still exit code 2
+    out, err, code = run("--format", "json")
+    assert code == 2
+    view = json.loads(out)["databases"]["default"]
+    assert view["source"] == "registry"
+    assert sorted(item["id"] for item in view["connections"]) == sorted([first, second])
+    assert {item["holder"]["thread"] for item in view["connections"]} == {"worker-a", "worker-b"}
+    assert "cannot know" in view["cannot_know"]

@@ -9,6 +9,7 @@ import signal
 import time
 from collections.abc import Callable, Iterator
 from http import HTTPStatus
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -17,6 +18,7 @@ from django.contrib.auth.models import User
 from django.db import connections
 from django.test import Client, RequestFactory, override_settings
 from django.urls import reverse
+from holders import Holders
 
 from pa_dbhealth import health, sandbox, views
 from pa_dbhealth.core.health import judge
@@ -419,3 +421,49 @@ def test_status_rule(limit: int | None, idle: list[int], expected: health.Status
     status, reasons = judge(snapshot(limit, idle), margin=20)
     assert status is expected
     assert bool(reasons) == (expected is not health.Status.OK)
+
+
+# --- who holds the connections (the registry of holders) ----------------------------------
+
+
+@pytest.fixture
+def registry_holders(settings: Any, tmp_path: Path, holders: Holders) -> Holders:
+    settings.PA_DBHEALTH = {"HEALTH_TOKEN": TOKEN, "REGISTRY_DIR": str(tmp_path / "holders")}
+    return holders
+
+
+@mysql
+def test_the_full_body_names_each_connections_holder(
+    client: Client, registry_holders: Holders, raw_connections: Any
+) -> None:
+    closed_default()
+    mine = registry_holders.named("poller")
+    (raw,) = raw_connections(1)
+    db = get(client, bearer=TOKEN).json()["databases"]["default"]
+    assert db["holders"]["source"] == "server"
+    rows = {row["id"]: row for row in db["holders"]["connections"]}
+    holder = rows[mine]["holder"]
+    assert (holder["pid"], holder["thread"]) == (os.getpid(), "poller")
+    assert holder["probable_leak"] and "fresh_connections" in holder["leak"]["fix"]
+    assert rows[raw.thread_id()]["holder"] is None
+    (own,) = [row for row in rows.values() if row["this_connection"]]
+    assert own["holder"] is None
+
+
+@mysql
+def test_at_a_full_cap_the_full_body_names_the_holders_from_the_registry(
+    client: Client, registry_holders: Holders, raw_connections: Any
+) -> None:
+    closed_default()
+    held = {registry_holders.named("worker-a"), registry_holders.named("worker-b")}
+    raw_connections(1)
+    anonymous = get(client)
+    assert anonymous.status_code == HTTPStatus.SERVICE_UNAVAILABLE
+    assert anonymous.json() == {"status": "critical"}  # nothing more without the token
+    db = get(client, bearer=TOKEN).json()["databases"]["default"]
+    assert db["error"] == "connection cap reached"
+    view = db["holders"]
+    assert view["source"] == "registry"
+    assert {item["id"] for item in view["connections"]} == held
+    assert {item["holder"]["thread"] for item in view["connections"]} == {"worker-a", "worker-b"}
+    assert "cannot know" in view["cannot_know"]

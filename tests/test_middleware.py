@@ -4,10 +4,12 @@ lost connections, and no cost for a view that does not use the database."""
 from __future__ import annotations
 
 import logging
+import os
 import re
 import threading
 import time
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -151,6 +153,32 @@ def test_the_503_page_is_the_projects_own_template(holders: Holders, tmp_path: A
 
 @mysql
 @urls
+def test_at_a_full_cap_the_log_names_the_holders_from_the_registry_with_the_fix(
+    holders: Holders, caplog: pytest.LogCaptureFixture, tmp_path: Path
+) -> None:
+    connections["default"].close()
+    with (
+        override_settings(PA_DBHEALTH={"REGISTRY_DIR": str(tmp_path / "holders")}),
+        caplog.at_level(logging.ERROR, logger="pa_dbhealth.middleware"),
+    ):
+        holders.hold(3)
+        assert Client().get("/select-one/").status_code == 503
+    (report,) = [r.getMessage() for r in caplog.records if r.name == "pa_dbhealth.middleware"]
+    assert "the registry of holders says (not the server):" in report
+    for held in tracker.open_connections():
+        assert re.search(
+            rf"  id {held.vendor_id}: pid {os.getpid()} on .*thread '{held.thread_name}'", report
+        )
+        assert (
+            f"probable leak, id {held.vendor_id} (pid {os.getpid()}, thread "
+            f"'{held.thread_name}'): its thread '{held.thread_name}' is not a request" in report
+        )
+    assert "Fix: put fresh_connections around the thread's work" in report
+    assert "What the registry cannot know" in report
+
+
+@mysql
+@urls
 def test_the_log_lists_the_server_rows_when_this_thread_can_ask(
     raw_connections: Callable[..., list[Any]], caplog: pytest.LogCaptureFixture, persistent: None
 ) -> None:
@@ -165,6 +193,12 @@ def test_the_log_lists_the_server_rows_when_this_thread_can_ask(
     for conn in raw:
         assert f"id {conn.thread_id()} host " in report
     assert "command Sleep" in report
+    # The raw connections belong to no process with pa_dbhealth: the log says so.
+    for conn in raw:
+        assert re.search(
+            rf"  id {conn.thread_id()} host [^\n]*\n    not tracked: a process without pa_dbhealth",
+            report,
+        )
 
 
 @mysql

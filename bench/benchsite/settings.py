@@ -1,8 +1,9 @@
 """Settings of the benchmark site, chosen by ``bench/load.py`` through the environment.
 
 ``BENCH_ENGINE``, ``BENCH_CONN_MAX_AGE``, ``BENCH_PA_DBHEALTH`` (1: the app),
-``BENCH_MIDDLEWARE`` (1: and its middleware), ``BENCH_HOLD`` (seconds the db view holds
-its connection) and the sandbox's ``DB_*`` variables.
+``BENCH_MIDDLEWARE`` (1: and its middleware), ``BENCH_REGISTRY`` (0: its registry of holders
+turned off), ``BENCH_HOLD`` (seconds the db view holds its connection) and the sandbox's
+``DB_*`` variables.
 """
 
 import os
@@ -38,6 +39,8 @@ DATABASES = {
 }
 if PA:
     PA_DBHEALTH = {"CONNECT_RETRY": float(os.environ.get("BENCH_CONNECT_RETRY", "5"))}
+    if os.environ.get("BENCH_REGISTRY", "1") == "0":
+        PA_DBHEALTH["REGISTRY_DIR"] = False
 
 # One line per failed request (the driver's error, no traceback) and per retry / give-up,
 # so load.py can count 1226 errors and retries in the uWSGI log.

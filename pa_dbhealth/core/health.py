@@ -44,7 +44,9 @@ class DatabaseHealth:
         """Whether the server answered the probe (always true where it does not apply)."""
         return self.error is None
 
-    def as_dict(self, process: dict[str, int] | None = None) -> dict[str, Any]:
+    def as_dict(
+        self, process: dict[str, int] | None = None, holders: dict[str, Any] | None = None
+    ) -> dict[str, Any]:
         snapshot = self.snapshot
         data: dict[str, Any] = {
             "status": self.status.value,
@@ -61,6 +63,8 @@ class DatabaseHealth:
         }
         if process is not None:
             data["process"] = process
+        if holders is not None:
+            data["holders"] = holders
         if self.reasons:
             data["reasons"] = list(self.reasons)
         if self.error is not None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import difflib
 import math
+import os
 import reprlib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, fields
@@ -89,6 +90,22 @@ def _optional_bool(value: Any) -> str | None:
     return "must be True, False or None (None follows DEBUG)"
 
 
+def _registry_dir(value: Any) -> str | None:
+    if value is None or value is False:
+        return None
+    if isinstance(value, os.PathLike):
+        value = os.fspath(value)
+    if not isinstance(value, str) or not value.strip():
+        return "must be None (the default place), False (off) or a directory's path"
+    if "\0" in value:
+        return "must be a path without NUL characters"
+    if not os.path.isabs(os.path.expanduser(value)):
+        return (
+            "must be an absolute path (or start with ~): each process has its own current directory"
+        )
+    return None
+
+
 def option(default: Any, validate: Validator, help: str) -> Any:
     """One option: its default, its validator and the help its error messages quote."""
     return field(default=default, metadata={"validate": validate, "help": help})
@@ -151,6 +168,13 @@ class Options:
         None,
         _optional_bool,
         "Record the stack that opened each connection (None: only when DEBUG).",
+    )
+
+    REGISTRY_DIR: str | bool | None = option(
+        None,
+        _registry_dir,
+        "Directory of the registry of holders (which process holds each connection): None "
+        "for $PA_DBHEALTH_REGISTRY_DIR or ~/.cache/pa_dbhealth/holders, False to turn it off.",
     )
 
     def tracks_origins(self, debug: bool) -> bool:

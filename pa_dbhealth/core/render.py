@@ -13,6 +13,8 @@ from typing import Any
 
 from pa_dbhealth.core.audit import Audit
 from pa_dbhealth.core.findings import Finding, Level
+from pa_dbhealth.core.registry import Holder
+from pa_dbhealth.core.render_holders import holder_line, leak_lines
 from pa_dbhealth.core.vendors import AccountSnapshot
 
 Line = tuple[str, "str | None"]
@@ -28,8 +30,18 @@ SPARED_WHY = {
 }
 
 
-def listing(vendor: str, snapshot: AccountSnapshot) -> dict[str, Any]:
-    """The account's connections as the commands' JSON gives them."""
+def listing(
+    vendor: str, snapshot: AccountSnapshot, holders: dict[int, Holder] | None = None
+) -> dict[str, Any]:
+    """The account's connections as the commands' JSON gives them; with the registry's
+    ``holders`` (by connection id), each gains ``holder`` (null: no entry explains it)."""
+    rows = []
+    for connection in snapshot.connections:
+        row = connection.as_dict()
+        if holders is not None:
+            holder = holders.get(connection.id)
+            row["holder"] = None if holder is None else holder.as_dict()
+        rows.append(row)
     return {
         "vendor": vendor,
         "limit": snapshot.account_limit,
@@ -38,7 +50,7 @@ def listing(vendor: str, snapshot: AccountSnapshot) -> dict[str, Any]:
         "active": snapshot.active,
         "sleeping": snapshot.sleeping,
         "headroom": snapshot.headroom,
-        "connections": [c.as_dict() for c in snapshot.connections],
+        "connections": rows,
     }
 
 
@@ -95,7 +107,12 @@ def listing_lines(alias: str, result: dict[str, Any]) -> list[Line]:
         )
         for row in result["connections"]
     ]
-    lines += [(line, None) for line in _table(rows)]
+    table = _table(rows)
+    lines.append((table[0], None))
+    for line, row in zip(table[1:], result["connections"], strict=True):
+        lines.append((line, None))
+        if "holder" in row and not row["this_connection"]:
+            lines.append((f"      {holder_line(row['holder'])}", None))
     timeout = result["wait_timeout"]
     drops = (
         f"the server drops connections idle for {timeout} s"
@@ -112,6 +129,8 @@ def listing_lines(alias: str, result: dict[str, Any]) -> list[Line]:
     if spared:
         shown = ", ".join(f"{i} ({SPARED_WHY.get(why, why)})" for i, why in spared.items())
         lines.append((f"  spared: {shown}", None))
+    held = [(row["id"], row["holder"]) for row in result["connections"] if row.get("holder")]
+    lines += [(f"  {line}", "WARNING") for line in leak_lines(held)]
     return lines
 
 

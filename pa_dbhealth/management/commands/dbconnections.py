@@ -2,9 +2,11 @@
 
 The table comes from one bounded look (``pa_dbhealth.look``) per alias: one round trip on
 a connection the command opens for the look and closes again (also between ``--watch``
-refreshes), so on a 3-connection account it holds one only while it looks. When the cap is
-full it cannot open that one: it retries for ``PA_DBHEALTH["CONNECT_RETRY"]`` seconds,
-saying so, then explains how to free a connection.
+refreshes), so on a 3-connection account it holds one only while it looks. Each row is
+joined with the registry of holders (``pa_dbhealth.holders``): which process holds it, or
+that no process with pa_dbhealth says it does. When the cap is full it cannot open its
+connection: it prints the registry's view at once (no connection needed), then retries for
+``PA_DBHEALTH["CONNECT_RETRY"]`` seconds, saying so, then explains how to free a connection.
 """
 
 from __future__ import annotations
@@ -21,8 +23,8 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.db import DEFAULT_DB_ALIAS, connections
 from django.db import Error as DatabaseError
 
-from pa_dbhealth import conf
-from pa_dbhealth.core import render, vendors
+from pa_dbhealth import conf, holders
+from pa_dbhealth.core import render, render_holders, vendors
 from pa_dbhealth.core.errors import Classified, Kind, classify, server_address
 from pa_dbhealth.core.retry import connect_with_retry
 from pa_dbhealth.look import LookTimedOut, look
@@ -122,25 +124,43 @@ class Command(BaseCommand):
                 time.sleep(watch)
 
     def _report(self, aliases: list[str], fmt: str, kill: tuple[float | None, bool, bool]) -> None:
-        results = {alias: self._look(alias, *kill) for alias in aliases}
+        results: dict[str, dict[str, Any]] = {}
+        gave_up: CapFull | None = None
+        for alias in aliases:
+            try:
+                results[alias] = self._look(alias, fmt, *kill)
+            except CapFull as exc:  # the registry's view stands in for the server's
+                results[alias] = exc.view
+                gave_up = gave_up or exc
         if fmt == "json":
             self.stdout.write(json.dumps({"databases": results}, indent=2))
-            return
-        for alias, result in results.items():
-            for line, style in render.listing_lines(alias, result):
-                self.stdout.write(getattr(self.style, style)(line) if style else line)
+        else:
+            for alias, result in results.items():
+                if result.get("source") != "registry":  # printed already, at once
+                    self._write(render.listing_lines(alias, result))
+        if gave_up is not None:
+            raise gave_up.error
+
+    def _write(self, lines: list[render.Line]) -> None:
+        for line, style in lines:
+            self.stdout.write(getattr(self.style, style)(line) if style else line)
 
     def _look(
-        self, alias: str, kill_idle: float | None, include_transactions: bool, dry_run: bool
+        self,
+        alias: str,
+        fmt: str,
+        kill_idle: float | None,
+        include_transactions: bool,
+        dry_run: bool,
     ) -> dict[str, Any]:
         connection = connections[alias]
         if not vendors.is_applicable(connection.vendor):
             note = vendors.not_applicable(connection.vendor, connection.display_name).note
             return {"applicable": False, "note": note, "limit": None, "connections": []}
 
-        def question(raw: Any) -> dict[str, Any]:
+        def question(raw: Any) -> tuple[vendors.AccountSnapshot, dict[str, Any]]:
             snapshot = vendors.account_snapshot(raw)
-            result = render.listing(connection.vendor, snapshot)
+            result: dict[str, Any] = {}
             if kill_idle is not None:
                 candidates = [
                     c.id
@@ -157,10 +177,10 @@ class Command(BaseCommand):
                         include_transactions=include_transactions,
                     )
                     result.update(killed.as_dict())
-            return result
+            return snapshot, result
 
         try:
-            return self._with_wait(alias, question)
+            snapshot, killing = self._with_wait(alias, question, fmt)
         except LookTimedOut as exc:
             raise CommandError(f"database {alias!r}: {exc}", returncode=2) from exc
         except DatabaseError as exc:
@@ -170,18 +190,37 @@ class Command(BaseCommand):
                 db = connection.settings_dict
                 where = f" at {server_address(db.get('HOST'), db.get('PORT'))}"
             raise CommandError(f"database {alias!r}{where}: {found.short}", returncode=2) from exc
+        held = holders.for_alias(alias, snapshot)
+        return {**render.listing(connection.vendor, snapshot, held.by_id), **killing}
 
-    def _with_wait(self, alias: str, question: Any) -> dict[str, Any]:
-        """A look, tried again for up to ``CONNECT_RETRY`` seconds while the cap is full."""
+    def _with_wait(self, alias: str, question: Any, fmt: str) -> Any:
+        """A look, tried again for up to ``CONNECT_RETRY`` seconds while the cap is full;
+        meanwhile the registry's view, printed at once (text) or given when it gives up."""
         options = conf.get_settings()
         budget, cap = options.CONNECT_RETRY, options.CONNECTION_LIMIT
         start = time.monotonic()
         said: float | None = None
+        view: dict[str, Any] | None = None
+
+        def registry_view(classified: Classified) -> dict[str, Any]:
+            nonlocal view
+            if view is None:
+                found = holders.for_alias(alias)
+                reason = (
+                    f"the account is at its cap of {cap} connections ({classified.code}), "
+                    "so the server cannot be asked"
+                )
+                view = render_holders.registry_view(found.found, found.holders, reason)
+                if fmt == "text":
+                    self._write(render_holders.registry_lines(alias, view))
+                    self.stdout.flush()
+            return view
 
         def on_retry(classified: Classified, attempt: int, delay: float) -> None:
             nonlocal said
             now = time.monotonic()
             if said is None:
+                registry_view(classified)
                 self.stderr.write(
                     f"waiting: the account is at its cap of {cap} connections "
                     f"({classified.code}); retrying for up to {budget:g} s"
@@ -193,17 +232,26 @@ class Command(BaseCommand):
             said = now
 
         try:
-            result: dict[str, Any] = connect_with_retry(
+            return connect_with_retry(
                 lambda: look(alias, question), budget=budget, on_retry=on_retry
             )
-            return result
         except DatabaseError as exc:
             classified = classify(exc)
             if not classified.kind.is_cap:
                 raise
-            raise CommandError(
+            error = CommandError(
                 f"gave up after {time.monotonic() - start:.1f} s: every connection the "
                 f"account may hold is in use ({classified.short}), so this command cannot "
                 f"open one to look. {WAY_OUT}",
                 returncode=2,
-            ) from exc
+            )
+            raise CapFull(registry_view(classified), error) from exc
+
+
+class CapFull(Exception):
+    """The cap stayed full: the registry's view, and the error to end with."""
+
+    def __init__(self, view: dict[str, Any], error: CommandError) -> None:
+        super().__init__(str(error))
+        self.view = view
+        self.error = error

@@ -1,0 +1,294 @@
+"""The registry of holders: which process holds each of the account's connections, readable
+by any process of the account without a database connection.
+
+When the cap is full, nothing can ask the server who holds the account's connections; the
+processes that hold them can say so themselves. Every process with pa_dbhealth writes one
+small JSON file, ``<host>-<pid>.json``, in a directory all processes of the account share
+(on PythonAnywhere the home directory is shared by web workers, consoles, scheduled and
+always-on tasks): ``REGISTRY_DIR``, else ``$PA_DBHEALTH_REGISTRY_DIR``, else
+``~/.cache/pa_dbhealth/holders``. For each connection it holds: the server's id for it, the
+server and account, the thread, when it was opened and last used, the first frame of user
+code that opened it (the whole stack when the face records origins), and whether it is a
+probable leak, why, and the fix in words. The directory and files are private
+(:mod:`pa_dbhealth.core.private_files`).
+
+Writing, from a face's tracker (framework-free: the SQLAlchemy face publishes its pool's
+checkouts the same way)::
+
+    from pa_dbhealth.core import registry
+
+    where = registry.directory(options.REGISTRY_DIR)        # None: turned off
+    registry.publisher.publish(where, [
+        registry.HeldConnection(
+            server=registry.server_key("mysql", host, port), account=user, vendor="mysql",
+            id=dbapi.thread_id(), name="default", thread=threading.current_thread().name,
+            opened_at=time.time(), last_used=None, caller="app/jobs.py:18 in poll",
+            leak=registry.Leak(registry.THREAD, why="...", fix="..."),
+        ),
+    ], source="sqlalchemy")
+
+``publish`` replaces the list of that ``source`` (each face publishes its own; the process's
+file holds them all). It writes only when the list changed (a
+change of last use alone: at most every :data:`REFRESH_EVERY` seconds), atomically; an
+empty list removes the file, and so does the process's exit (``atexit``, and uWSGI's
+``uwsgi.atexit`` for its workers). A face decides *when* to publish, so a request pays
+nothing: not for a connection opened and closed within one request (a connection a request
+opened is published once it outlives the request, or has been held :data:`PUBLISH_AFTER`
+seconds). A write that fails (a read-only or full disk, a directory that is not private)
+costs one debug log line and that directory is not tried again for :data:`RETRY_AFTER`
+seconds; ``publish`` never raises. (The publisher lives in
+:mod:`pa_dbhealth.core.registry_publisher`; who a process is, in
+:mod:`pa_dbhealth.core.process_identity`.)
+
+Reading, from a face's listing::
+
+    found = registry.read(where)                  # files of dead processes of this host pruned
+    mine = found.holders(server, account)         # [Holder], for one server and account
+    by_id = registry.join(snapshot.connections, mine)     # {server connection id: Holder}
+    registry.prune_absent(found, server, account, listed_ids)   # other hosts' dead entries
+
+Entries are what each process last wrote: a reader cannot know the connections of processes
+without pa_dbhealth (a MySQL console, another app), and an entry may lag behind its process.
+Files are read defensively (:mod:`pa_dbhealth.core.registry_files`): malformed, oversized
+or hostile ones are skipped.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from pa_dbhealth.core import private_files
+from pa_dbhealth.core.process_identity import process_alive, this_host
+from pa_dbhealth.core.registry_files import HeldConnection, Leak, ProcessEntry, parse
+from pa_dbhealth.core.registry_publisher import (
+    REFRESH_EVERY,
+    RETRY_AFTER,
+    Publisher,
+    publisher,
+)
+from pa_dbhealth.core.vendors import AccountConnection
+
+__all__ = [
+    "ENVIRONMENT_VARIABLE",
+    "IMPORT",
+    "MODULE_SESSION",
+    "PUBLISH_AFTER",
+    "REFRESH_EVERY",
+    "RETRY_AFTER",
+    "THREAD",
+    "Found",
+    "HeldConnection",
+    "Holder",
+    "Leak",
+    "ProcessEntry",
+    "Publisher",
+    "directory",
+    "join",
+    "prune_absent",
+    "publisher",
+    "read",
+    "server_key",
+]
+
+logger = logging.getLogger("pa_dbhealth.registry")
+
+ENVIRONMENT_VARIABLE = "PA_DBHEALTH_REGISTRY_DIR"
+DEFAULT_DIRECTORY = Path("~/.cache/pa_dbhealth/holders")
+OFF_WORDS = ("off", "false", "0", "no")
+PUBLISH_AFTER = 5.0  # seconds a face may hold back a connection a request opened
+MAX_FILES = 1000  # files a reader looks at
+MAX_BYTES = 256 * 1024  # a larger file is skipped
+ABSENT_AFTER = 60.0  # seconds: another host's entry absent from the server's list is pruned
+STALE_TEMPORARY = 3600.0  # seconds: a writer's leftover temporary file is removed
+
+# Kinds of probable leak (``Leak.kind``); each face words the fix in its own terms.
+IMPORT = "import"  # opened while a module was being imported
+THREAD = "thread"  # held by a thread that nothing closes
+MODULE_SESSION = "module_session"  # a module-level SQLAlchemy session
+
+DEFAULT_PORTS = {"mysql": 3306, "postgresql": 5432}
+
+
+def directory(setting: Any) -> Path | None:
+    """The registry's directory for a ``REGISTRY_DIR`` value: False turns it off; None means
+    ``$PA_DBHEALTH_REGISTRY_DIR`` (``off`` turns it off) or ``~/.cache/pa_dbhealth/holders``.
+    An invalid value (which the face's checks report) counts as None."""
+    if setting is False:
+        return None
+    if isinstance(setting, str | os.PathLike) and os.fspath(setting).strip():
+        chosen = Path(os.path.expanduser(os.fspath(setting)))
+        if chosen.is_absolute():
+            return chosen
+    from_environment = os.environ.get(ENVIRONMENT_VARIABLE, "").strip()
+    if from_environment.lower() in OFF_WORDS:
+        return None
+    if from_environment:
+        chosen = Path(os.path.expanduser(from_environment))
+        if chosen.is_absolute():
+            return chosen
+    return DEFAULT_DIRECTORY.expanduser()
+
+
+def server_key(vendor: str, host: Any, port: Any) -> str:
+    """``host:port`` of a server as every face writes it, so entries of one server match:
+    the host lower-cased (``localhost`` when empty), the vendor's default port when none;
+    a Unix socket's path as it is."""
+    name = str(host or "localhost").strip().lower()
+    if name.startswith("/"):
+        return name
+    try:
+        number = int(port) if port not in (None, "") else DEFAULT_PORTS.get(vendor)
+    except (TypeError, ValueError):
+        number = None
+    return f"{name}:{number}" if number else name
+
+
+@dataclass(frozen=True)
+class Holder:
+    """One connection of the account and the process that holds it, as the registry says."""
+
+    process: ProcessEntry
+    connection: HeldConnection
+
+    @property
+    def probable_leak(self) -> bool:
+        return self.connection.leak is not None
+
+    def as_dict(self) -> dict[str, Any]:
+        """What the listings give as a connection's ``holder``."""
+        held, process = self.connection, self.process
+        return {
+            "host": process.host,
+            "pid": process.pid,
+            "program": process.program,
+            "thread": held.thread,
+            "name": held.name,
+            "opened_at": round(held.opened_at, 3),
+            "last_used": None if held.last_used is None else round(held.last_used, 3),
+            "origin": held.caller,
+            "stack": held.stack,
+            "probable_leak": self.probable_leak,
+            "leak": None if held.leak is None else held.leak.as_dict(),
+            "written_at": round(process.written_at, 3),
+        }
+
+
+@dataclass(frozen=True)
+class Found:
+    """What a reader found: the live processes' entries, or why there are none."""
+
+    directory: Path | None
+    processes: tuple[ProcessEntry, ...] = ()
+    problem: str | None = None  # "turned off", a directory that is not private, ...
+
+    def holders(self, server: str, account: str) -> list[Holder]:
+        """The connections to ``server`` as ``account``, oldest first."""
+        found = [
+            Holder(process, held)
+            for process in self.processes
+            for held in process.connections
+            if held.server == server and held.account == account
+        ]
+        return sorted(found, key=lambda h: h.connection.opened_at)
+
+
+def read(where: Path | None, *, prune: bool = True) -> Found:
+    """Every process's entry in the registry at ``where``; files of processes of this host
+    that are gone are removed (``prune``). Never raises: a registry that cannot be read is
+    an empty one, with the reason in ``problem``."""
+    if where is None:
+        return Found(None, problem="the registry is turned off (REGISTRY_DIR = False)")
+    try:
+        with private_files.private_directory(where, create=False) as dir_fd:
+            processes = _read_all(dir_fd, prune)
+    except FileNotFoundError:
+        return Found(where)
+    except OSError as exc:
+        logger.debug("pa_dbhealth: registry %s not read: %s", where, exc)
+        return Found(where, problem=f"the registry at {where} cannot be read: {exc}")
+    return Found(where, tuple(processes))
+
+
+def _read_all(dir_fd: int, prune: bool) -> list[ProcessEntry]:
+    host = this_host()
+    now = time.time()
+    processes = []
+    for name in private_files.names(dir_fd)[:MAX_FILES]:
+        if name.startswith(".") and name.endswith(".tmp"):
+            modified = private_files.modified_at(dir_fd, name)
+            if prune and modified is not None and now - modified > STALE_TEMPORARY:
+                private_files.remove(dir_fd, name)
+            continue
+        if not name.endswith(".json"):
+            continue
+        data = private_files.read_private(dir_fd, name, MAX_BYTES)
+        entry = None if data is None else parse(data, name)
+        if entry is None:
+            continue  # not ours, not a regular file, malformed, hostile: skipped
+        if entry.host == host and not process_alive(entry.pid, entry.started):
+            if prune:
+                private_files.remove(dir_fd, name)
+            continue
+        processes.append(entry)
+    return processes
+
+
+def join(
+    rows: Iterable[AccountConnection], holders: Iterable[Holder], *, now: float | None = None
+) -> dict[int, Holder]:
+    """The holder of each of the server's rows that an entry explains, by connection id.
+
+    An entry matches a row by the server's id for the connection, when it could have been
+    opened by then (opened before the row's idle time began: PostgreSQL reuses pids); the
+    most recently written entry wins when two processes name the same id (a connection
+    inherited across a fork)."""
+    now = time.time() if now is None else now
+    by_id: dict[int, Holder] = {}
+    for holder in sorted(holders, key=lambda h: h.process.written_at):
+        if holder.connection.id is not None:
+            by_id[holder.connection.id] = holder
+    matched = {}
+    for row in rows:
+        named = by_id.get(row.id)
+        if named is not None and named.connection.opened_at <= now - row.idle_seconds + 5:
+            matched[row.id] = named
+    return matched
+
+
+def prune_absent(
+    found: Found, server: str, account: str, listed: Iterable[int], *, now: float | None = None
+) -> list[ProcessEntry]:
+    """Remove the files of other hosts' processes that the server contradicts: every
+    connection they name is to ``server`` as ``account``, none is on the server's list
+    (``listed``), and they were written more than :data:`ABSENT_AFTER` seconds ago. (A pid
+    says nothing about another host's processes.) Returns the entries removed."""
+    if found.directory is None:
+        return []
+    now = time.time() if now is None else now
+    on_list = set(listed)
+    host = this_host()
+    gone = [
+        process
+        for process in found.processes
+        if process.host != host
+        and process.connections
+        and now - process.written_at > ABSENT_AFTER
+        and all(h.server == server and h.account == account for h in process.connections)
+        and not any(h.id in on_list for h in process.connections)
+    ]
+    if not gone:
+        return []
+    try:
+        with private_files.private_directory(found.directory, create=False) as dir_fd:
+            for process in gone:
+                private_files.remove(dir_fd, process.file)
+    except OSError as exc:
+        logger.debug("pa_dbhealth: registry %s not pruned: %s", found.directory, exc)
+        return []
+    return gone

@@ -1,0 +1,95 @@
+"""Who holds an alias's connections, for the Django face: the registry of holders
+(:mod:`pa_dbhealth.core.registry`) where this process writes and from which ``dbconnections``,
+the middleware's cap report and the health view read.
+
+The tracker publishes; this module says where (``PA_DBHEALTH["REGISTRY_DIR"]``), which server
+and account an alias is, how a Django probable leak is worded, and reads the registry for an
+alias, joined with the server's list when there is one.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from django.db import connections
+
+from pa_dbhealth.core import registry
+from pa_dbhealth.core.registry import Found, Holder, Leak
+from pa_dbhealth.core.vendors import AccountSnapshot
+
+__all__ = ["AliasHolders", "directory", "for_alias", "leak", "server_of"]
+
+IMPORT_WHY = "it was opened while a module was being imported, so nothing closes it"
+IMPORT_FIX = (
+    "open it inside the function that needs it: move the query from the module's top level "
+    "into the view, task or command that uses it"
+)
+THREAD_WHY = (
+    "its thread {name!r} is not a request or command thread and does not use "
+    "fresh_connections/keep_fresh, so nothing closes it"
+)
+ENDED_WHY = "its thread {name!r} ended without closing it"
+THREAD_FIX = (
+    "put fresh_connections around the thread's work (`with fresh_connections():` or "
+    "@fresh_connections), or call django.db.connections.close_all() when it is done"
+)
+
+
+def leak(*, at_import: bool, thread: str, thread_alive: bool) -> Leak:
+    """A Django probable leak in words: why, and the fix."""
+    if at_import:
+        return Leak(registry.IMPORT, IMPORT_WHY, IMPORT_FIX)
+    why = THREAD_WHY if thread_alive else ENDED_WHY
+    return Leak(registry.THREAD, why.format(name=thread), THREAD_FIX)
+
+
+def directory() -> Path | None:
+    """Where the registry is (None: turned off), from ``REGISTRY_DIR`` when settings can be
+    read (a bare script without settings uses the environment and the default)."""
+    from pa_dbhealth.conf import get_settings
+
+    try:
+        setting: Any = get_settings().REGISTRY_DIR
+    except Exception:  # settings not configured
+        setting = None
+    return registry.directory(setting)
+
+
+def server_of(settings_dict: dict[str, Any], vendor: str) -> tuple[str, str]:
+    """``(server, account)`` of a connection's settings, as the registry keys them."""
+    server = registry.server_key(vendor, settings_dict.get("HOST"), settings_dict.get("PORT"))
+    return server, str(settings_dict.get("USER") or "")
+
+
+@dataclass
+class AliasHolders:
+    """What the registry says about one alias's connections."""
+
+    found: Found
+    holders: list[Holder]  # every entry for the alias's server and account
+    by_id: dict[int, Holder] = field(default_factory=dict)  # joined with the server's list
+    untracked: list[int] = field(default_factory=list)  # rows no entry explains
+
+    @property
+    def leaks(self) -> list[Holder]:
+        shown = self.by_id.values() if self.by_id or self.untracked else self.holders
+        return [holder for holder in shown if holder.probable_leak]
+
+
+def for_alias(alias: str, snapshot: AccountSnapshot | None = None) -> AliasHolders:
+    """The registry's entries for ``alias``'s server and account; with the server's list
+    (``snapshot``), joined to its rows, and other hosts' entries it contradicts pruned."""
+    wrapper = connections[alias]
+    server, account = server_of(wrapper.settings_dict, wrapper.vendor)
+    found = registry.read(directory())
+    result = AliasHolders(found, found.holders(server, account))
+    if snapshot is not None:
+        rows = snapshot.connections
+        result.by_id = registry.join(rows, result.holders)
+        result.untracked = [
+            row.id for row in rows if row.id not in result.by_id and not row.this_connection
+        ]
+        registry.prune_absent(found, server, account, [row.id for row in rows])
+    return result
