@@ -19,6 +19,7 @@ from django.db import connections
 from django.test import Client, RequestFactory, override_settings
 from django.urls import reverse
 from holders import Holders
+from proxy import Proxy, settings_through
 
 from pa_dbhealth import health, sandbox, views
 from pa_dbhealth.core.health import judge
@@ -467,3 +468,35 @@ def test_at_a_full_cap_the_full_body_names_the_holders_from_the_registry(
     assert {item["id"] for item in view["connections"]} == held
     assert {item["holder"]["thread"] for item in view["connections"]} == {"worker-a", "worker-b"}
     assert "cannot know" in view["cannot_know"]
+
+
+@pytest.mark.usefixtures("unblocked_db")
+@pytest.mark.parametrize("kept", [True, False], ids=["kept connection", "own connection"])
+def test_a_link_gone_silent_is_503_within_the_bound(
+    client: Client,
+    token: str,
+    server: Any,
+    proxy: Proxy,
+    temporary_alias: AddAlias,
+    kept: bool,
+) -> None:
+    """A link that passes the handshake and then swallows every byte (a dying NAT, a hung
+    proxy): the kernel shows nothing, only the bound ends the wait."""
+    alias = temporary_alias("silent", {**settings_through(proxy, server.database_settings())})
+    connections.settings[alias]["CONN_MAX_AGE"] = 60
+    with override_settings(PA_DBHEALTH={"HEALTH_TOKEN": token, "HEALTH_CONNECT_TIMEOUT": 1}):
+        if kept:
+            connections[alias].ensure_connection()  # a request of this thread left it open
+            proxy.stall()
+        else:
+            proxy.stall(after_handshake=True)
+        started = time.monotonic()
+        response = client.get(f"/health/{alias}/", HTTP_AUTHORIZATION=f"Bearer {token}")
+        elapsed = time.monotonic() - started
+    assert elapsed < 2 * 1 + 1.5
+    assert response.status_code == HTTPStatus.SERVICE_UNAVAILABLE
+    db = response.json()["databases"][alias]
+    assert (db["status"], db["error"]) == ("critical", "server did not answer in time")
+    assert connections[alias].connection is None  # the stuck one closed, not kept
+    proxy.heal()
+    assert client.get(f"/health/{alias}/").status_code == HTTPStatus.OK

@@ -17,7 +17,19 @@ def workers(request: HttpRequest) -> HttpResponse:
     return HttpResponse(f"{found.number}|{found.source}", content_type="text/plain")
 
 
+def connection(request: HttpRequest) -> HttpResponse:
+    """``<pid> <connection id>``: which worker answered, on which server connection."""
+    import os
+
+    from django.db import connections
+
+    with connections["default"].cursor() as cursor:
+        cursor.execute("SELECT CONNECTION_ID()")
+        return HttpResponse(f"{os.getpid()} {cursor.fetchone()[0]}")
+
+
 urlpatterns = [
+    path("connection/", connection),
     path("dbhealth/", include("pa_dbhealth.urls")),
     path("health/<str:alias>/", one_database),
     path("workers/", workers),
