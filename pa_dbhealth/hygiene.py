@@ -31,8 +31,10 @@ from django.db.backends.base.base import BaseDatabaseWrapper
 
 from pa_dbhealth import tracker
 from pa_dbhealth.conf import get_settings
+from pa_dbhealth.core import line as lines
 from pa_dbhealth.core import liveness, vendors
 from pa_dbhealth.core.look import in_look
+from pa_dbhealth.core.registry import server_key
 from pa_dbhealth.core.timeouts import Learned
 
 logger = logging.getLogger(__name__)
@@ -83,9 +85,14 @@ def learn_server_timeout(sender: Any, connection: BaseDatabaseWrapper, **kwargs:
         return
     try:
         with connection.wrap_database_errors:
-            LEARNED.learn(alias, vendors.server_facts(connection.connection).wait_timeout)
+            facts = vendors.server_facts(connection.connection)
     except DatabaseError as exc:  # asked again at the next connection
         logger.debug("Could not read the idle timeout of %r: %s", alias, exc)
+        return
+    LEARNED.learn(alias, facts.wait_timeout)
+    db = connection.settings_dict
+    server = server_key(connection.vendor, db.get("HOST"), db.get("PORT"))
+    lines.note_cap(server, str(db.get("USER") or ""), facts.account_limit)
 
 
 def stale_reason(

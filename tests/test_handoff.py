@@ -23,8 +23,17 @@ from pa_dbhealth.backends.mysql.base import DatabaseWrapper
 from pa_dbhealth.core import handoff, retry
 
 ALIAS = "handoff"
+# Handoff is how threads of one process wait when the host's line is off (or unavailable):
+# with the line, a closing connection's token goes to whoever waited longest, anywhere.
+NO_LINE = {"LINE": False}
 
-pytestmark = pytest.mark.usefixtures("unblocked_db")
+pytestmark = pytest.mark.usefixtures("unblocked_db", "without_the_line")
+
+
+@pytest.fixture
+def without_the_line() -> Iterator[None]:
+    with override_settings(PA_DBHEALTH=NO_LINE):
+        yield
 
 
 @pytest.fixture
@@ -144,7 +153,7 @@ def test_a_connection_not_fit_to_pass_on_is_closed(
 ) -> None:
     raw_connections(2)
     before, given = handoffs(), given_id(giver)
-    with override_settings(PA_DBHEALTH={"CONNECT_RETRY": 1.0}):
+    with override_settings(PA_DBHEALTH={**NO_LINE, "CONNECT_RETRY": 1.0}):
         receiver = start_waiting(Receiver(settings_of()))
     if state == "atomic block":
         with transaction.atomic(using=ALIAS):
@@ -157,7 +166,7 @@ def test_a_connection_not_fit_to_pass_on_is_closed(
             with pytest.raises(DatabaseError), giver.cursor() as cursor:
                 cursor.execute("SELECT * FROM no_such_table")
         # Turned off after the receiver started waiting: the closing side checks it too.
-        with override_settings(PA_DBHEALTH={"HANDOFF": state != "turned off"}):
+        with override_settings(PA_DBHEALTH={**NO_LINE, "HANDOFF": state != "turned off"}):
             giver.close()
         assert given not in settled_ids(lambda ids: given not in ids)
 
@@ -192,7 +201,7 @@ def test_a_transaction_left_open_by_raw_sql_is_never_handed_over(
     answered and then vanish with the rollback."""
     raw_connections(2)
     given = given_id(giver)
-    with override_settings(PA_DBHEALTH={"CONNECT_RETRY": 1.0}):
+    with override_settings(PA_DBHEALTH={**NO_LINE, "CONNECT_RETRY": 1.0}):
         receiver = start_waiting(
             Receiver(settings_of(), "INSERT INTO handoff_writes VALUES ('waiter')")
         )
@@ -217,7 +226,7 @@ def test_a_dead_or_erred_connection_is_never_handed_over(
 ) -> None:
     raw_connections(2)
     before, given = handoffs(), given_id(giver)
-    with override_settings(PA_DBHEALTH={"CONNECT_RETRY": 1.0}):
+    with override_settings(PA_DBHEALTH={**NO_LINE, "CONNECT_RETRY": 1.0}):
         receiver = start_waiting(Receiver(settings_of()))
     if how == "killed by the server":
         admin.execute("KILL CONNECTION %s", [given])
@@ -253,7 +262,7 @@ def test_a_connection_is_passed_on_at_most_max_handoffs_times(
         assert time.monotonic() < deadline
         time.sleep(0.005)
     assert first.got == given
-    with override_settings(PA_DBHEALTH={"CONNECT_RETRY": 1.0}):
+    with override_settings(PA_DBHEALTH={**NO_LINE, "CONNECT_RETRY": 1.0}):
         second = start_waiting(Receiver(settings_of()))
     assert first.result() == given  # it closes: handed over once already, so for real
     assert given not in settled_ids(lambda ids: given not in ids)

@@ -41,6 +41,8 @@ if PA:
     PA_DBHEALTH = {"CONNECT_RETRY": float(os.environ.get("BENCH_CONNECT_RETRY", "5"))}
     if os.environ.get("BENCH_REGISTRY", "1") == "0":
         PA_DBHEALTH["REGISTRY_DIR"] = False
+    if os.environ.get("BENCH_LINE", "1") == "0":
+        PA_DBHEALTH["LINE"] = False
 
 # One line per failed request (the driver's error, no traceback) and per retry / give-up,
 # so load.py can count 1226 errors and retries in the uWSGI log.

@@ -164,6 +164,12 @@ class Options:
         _bool,
         "Hand a connection that is done to a thread of the same process waiting for the cap.",
     )
+    LINE: bool = option(
+        True,
+        _bool,
+        "Wait at the cap in one first-come, first-served line with the other processes of "
+        "this host (a System V semaphore), instead of each waiter polling the server.",
+    )
     TRACK_ORIGINS: bool | None = option(
         None,
         _optional_bool,

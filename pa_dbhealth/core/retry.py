@@ -41,6 +41,11 @@ def single_attempt() -> Iterator[None]:
         _single_attempt.reset(token)
 
 
+def in_single_attempt() -> bool:
+    """Whether the caller asked for one attempt (:func:`single_attempt`)."""
+    return _single_attempt.get()
+
+
 def backoff(attempt: int, *, first: float | None = None, cap: float | None = None) -> float:
     """The wait after failed attempt ``attempt`` (1-based): "equal jitter" exponential backoff.
 

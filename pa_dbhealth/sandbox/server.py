@@ -21,6 +21,8 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+from pa_dbhealth.core import line as lines
+from pa_dbhealth.core.registry import server_key
 from pa_dbhealth.sandbox.info import STATE_FILE, SandboxError, SandboxInfo
 from pa_dbhealth.sandbox.process import (
     find_binaries,
@@ -261,6 +263,10 @@ def stop(info: SandboxInfo, *, remove: bool = True, timeout: float = 30.0) -> No
             wait_gone(info.pid, info.data_dir, timeout)
     if remove:
         shutil.rmtree(info.base_dir, ignore_errors=True)
+        # The line its clients waited in at the cap (pa_dbhealth.core.line) goes with it.
+        server = server_key("mysql", info.host, info.port)
+        for account in (info.user, info.admin_user):
+            lines.forget(server, account)
 
 
 def restart(info: SandboxInfo, *, startup_timeout: float = 60.0) -> SandboxInfo:

@@ -28,9 +28,11 @@ from django.db.backends.mysql import base as mysql_base
 from django.utils.asyncio import async_unsafe
 
 from pa_dbhealth import conf, tracker
+from pa_dbhealth.backends.mysql.line import Ticket, account_of, connect_in_line
 from pa_dbhealth.core import handoff, liveness
+from pa_dbhealth.core import line as lines
 from pa_dbhealth.core.errors import Classified
-from pa_dbhealth.core.retry import connect_with_retry
+from pa_dbhealth.core.retry import connect_with_retry, in_single_attempt
 
 logger = logging.getLogger("pa_dbhealth.backends.mysql")
 
@@ -43,6 +45,8 @@ class DatabaseWrapper(mysql_base.DatabaseWrapper):
     # after a successful ping; this stays until the connection is closed).
     _pa_dbhealth_erred = False
     _errors_occurred = False
+    # The token of the account's line the open connection holds (None: it holds none).
+    _pa_dbhealth_ticket: Ticket | None = None
 
     @property
     def errors_occurred(self) -> bool:
@@ -66,7 +70,10 @@ class DatabaseWrapper(mysql_base.DatabaseWrapper):
     def get_new_connection(self, conn_params: Any) -> Any:
         parent = super().get_new_connection
 
+        server, account = account_of(self.settings_dict)
+
         def on_retry(classified: Classified, attempt: int, delay: float) -> None:
+            lines.note_cap(server, account, lines.cap_in_message(classified.message))
             tracker.note_connect_retry(self.alias)
             logger.debug(
                 "connect to database %r refused, attempt %d: %s; retrying in %.0f ms",
@@ -120,6 +127,20 @@ class DatabaseWrapper(mysql_base.DatabaseWrapper):
 
         self._pa_dbhealth_handoffs = 0
         self._pa_dbhealth_erred = False
+        options = conf.get_settings()
+        line = None
+        if options.LINE and not in_single_attempt():  # a look never waits in line
+            line = lines.line_for(server, account)
+        if line is not None:
+            connection, self._pa_dbhealth_ticket = connect_in_line(
+                line,
+                lambda: parent(conn_params),
+                options.CONNECT_RETRY,
+                on_retry,
+                on_giveup,
+            )
+            self._pa_dbhealth_opened_with = (conn_params, self.isolation_level)
+            return connection
         connection = connect_with_retry(
             lambda: parent(conn_params),
             budget=conf.get_settings().CONNECT_RETRY,
@@ -137,6 +158,11 @@ class DatabaseWrapper(mysql_base.DatabaseWrapper):
             super().init_connection_state()
 
     def _close(self) -> None:
+        ticket, self._pa_dbhealth_ticket = self._pa_dbhealth_ticket, None
+        if ticket is not None:  # in line: the next in line gets the token, in any process
+            ticket.give_back()  # first: it wakes while this one closes
+            super()._close()  # type: ignore[misc]
+            return
         room = handoff.room(self.alias)
         if self.connection is not None and room.waiting and self._may_hand_over():
             handed = handoff.Handed(

@@ -1,0 +1,228 @@
+"""The line at the cap: first come, first served across processes, tokens never lost.
+
+The core's line is a System V semaphore; these tests use real processes for what crosses
+processes (order, a kill -9) and the retrying backend against the real capped server for
+what a site sees.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import gc
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from django.db import connections
+from django.test import override_settings
+from holders import Holder
+
+from pa_dbhealth.backends.mysql.base import DatabaseWrapper
+from pa_dbhealth.backends.mysql.line import account_of
+from pa_dbhealth.core import line as lines
+
+
+def _available() -> bool:
+    found = lines.open_line("probe:0", "probe", 1) is not None
+    lines.forget("probe:0", "probe")
+    return found
+
+
+pytestmark = pytest.mark.skipif(not _available(), reason="System V semaphores unavailable")
+
+
+@pytest.fixture
+def account() -> Iterator[tuple[str, str]]:
+    """A line of the test's own: ``(server, account)``, removed after the test."""
+    made = (f"test-{uuid.uuid4().hex[:12]}:1", "someone")
+    yield made
+    lines.forget(*made)
+
+
+def waiter(server: str, account: str, hold: float) -> list[str]:
+    """A Python process that waits in the line, says when it got in, holds, gives back."""
+    code = textwrap.dedent(
+        f"""
+        import sys, time
+        from pa_dbhealth.core import line as lines
+        line = lines.open_line({server!r}, {account!r}, 1)
+        print("waiting", flush=True)
+        assert line.take(30)
+        print("in", time.monotonic(), flush=True)
+        time.sleep({hold})
+        line.give_back()
+        """
+    )
+    return [sys.executable, "-c", code]
+
+
+def test_first_come_first_served_across_processes(account: tuple[str, str]) -> None:
+    line = lines.open_line(*account, 1)
+    assert line is not None and line.take_now()  # the test holds the only token
+    started = []
+    for _ in range(4):  # they arrive one after the other, each waiting before the next
+        proc = subprocess.Popen(waiter(*account, 0.05), stdout=subprocess.PIPE, text=True)
+        assert proc.stdout is not None and proc.stdout.readline() == "waiting\n"
+        deadline = time.monotonic() + 10
+        while line.waiting < len(started) + 1:
+            assert time.monotonic() < deadline
+            time.sleep(0.005)
+        started.append(proc)
+    line.give_back()
+    order = []
+    for index, proc in enumerate(started):
+        out, _ = proc.communicate(timeout=30)
+        assert proc.returncode == 0
+        order.append((float(out.split()[1]), index))
+    assert [index for _, index in sorted(order)] == [0, 1, 2, 3]
+    assert line.free == 1
+
+
+def test_the_token_of_a_killed_process_comes_back(account: tuple[str, str]) -> None:
+    line = lines.open_line(*account, 1)
+    assert line is not None
+    proc = subprocess.Popen(waiter(*account, 60), stdout=subprocess.PIPE, text=True)
+    assert proc.stdout is not None and proc.stdout.readline() == "waiting\n"
+    assert proc.stdout.readline().startswith("in ")
+    assert line.free == 0
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert line.take(5)  # the kernel gave its token back (SEM_UNDO)
+    line.give_back()
+
+
+def test_a_line_made_by_another_user_is_not_used(account: tuple[str, str]) -> None:
+    if os.getuid() != 0:
+        pytest.skip("needs root to make a line as another user")
+    child = os.fork()
+    if child == 0:  # the line made as "nobody", the way pa_dbhealth makes one
+        os.setuid(65534)
+        os._exit(0 if lines.open_line(*account, 1) is not None else 1)
+    _, status = os.waitpid(child, 0)
+    assert os.waitstatus_to_exitcode(status) == 0  # nobody made it
+    try:
+        assert lines.open_line(*account, 1) is None
+    finally:
+        libc = ctypes.CDLL(None, use_errno=True)
+        semid = libc.semget(lines.key_of(*account), 1, 0)
+        libc.semctl(semid, 0, lines.IPC_RMID)
+
+
+def test_a_line_others_may_use_is_not_used(account: tuple[str, str]) -> None:
+    libc = ctypes.CDLL(None, use_errno=True)
+    semid = libc.semget(lines.key_of(*account), 1, lines.IPC_CREAT | 0o666)
+    assert semid >= 0
+    try:
+        assert lines.open_line(*account, 1) is None
+    finally:
+        libc.semctl(semid, 0, lines.IPC_RMID)
+
+
+def test_the_cap_is_read_from_the_refusal() -> None:
+    message = "User 'app' has exceeded the 'max_user_connections' resource (current value: 3)"
+    assert lines.cap_in_message(message) == 3
+    assert lines.cap_in_message("Too many connections") is None
+
+
+# --- the retrying backend in line, against the real capped server -------------------------
+
+
+@pytest.fixture
+def in_line(server: Any) -> Iterator[tuple[dict[str, Any], lines.Line]]:
+    """The retrying backend's settings for the suite's server, and its line (cap 3)."""
+    settings_dict = dict(
+        connections.configure_settings(
+            {"default": server.database_settings(engine="pa_dbhealth.backends.mysql")}
+        )["default"]
+    )
+    where = account_of(settings_dict)
+    lines.forget(*where)
+    lines.note_cap(*where, 3)
+    line = lines.line_for(*where)
+    assert line is not None
+    with override_settings(PA_DBHEALTH={"CONNECT_RETRY": 10.0}):
+        yield settings_dict, line
+    lines.forget(*where)
+
+
+def connected(settings_dict: dict[str, Any], name: str, log: list[str]) -> Holder:
+    def open_() -> None:
+        wrapper = DatabaseWrapper(settings_dict, alias="inline")
+        wrapper.ensure_connection()
+        log.append(name)
+        opened[name] = wrapper
+
+    opened: dict[str, DatabaseWrapper] = {}
+    holder = Holder(name, open_, lambda: opened[name].close())
+    return holder
+
+
+@pytest.mark.usefixtures("unblocked_db")
+def test_requests_at_the_cap_are_served_in_the_order_they_came(
+    in_line: tuple[dict[str, Any], lines.Line],
+) -> None:
+    settings_dict, line = in_line
+    log: list[str] = []
+    first = [connected(settings_dict, f"first-{n}", log).hold() for n in range(3)]
+    assert line.free == 0
+    later = []
+    for n in range(4):
+        holder = connected(settings_dict, f"later-{n}", log)
+        holder.start()
+        deadline = time.monotonic() + 10
+        while line.waiting < n + 1:
+            assert time.monotonic() < deadline, "it never waited in line"
+            time.sleep(0.005)
+        later.append(holder)
+    # Each close lets exactly the next one in, in the order they came.
+    for gone, next_in in zip([*first, later[0]], later, strict=True):
+        gone.release()
+        assert next_in.opened.wait(10)
+        assert log[-1] == next_in.name
+    for holder in later[1:]:
+        holder.release()
+    assert log[3:] == ["later-0", "later-1", "later-2", "later-3"]
+    assert line.free == 3
+
+
+@pytest.mark.usefixtures("unblocked_db")
+def test_a_connection_dropped_without_close_gives_its_token_back(
+    in_line: tuple[dict[str, Any], lines.Line],
+) -> None:
+    settings_dict, line = in_line
+
+    def forgotten() -> None:  # a thread that ends without closing its connection
+        DatabaseWrapper(settings_dict, alias="inline").ensure_connection()
+
+    thread = threading.Thread(target=forgotten)
+    thread.start()
+    thread.join()
+    gc.collect()
+    assert line.free == 3
+
+
+@pytest.mark.usefixtures("unblocked_db")
+def test_a_token_holder_refused_by_the_server_gets_in_when_a_slot_frees(
+    in_line: tuple[dict[str, Any], lines.Line], raw_connections: Any
+) -> None:
+    """Connections outside the line (a console, another host) take slots it cannot see."""
+    settings_dict, line = in_line
+    outside = raw_connections(3)
+    threading.Timer(0.5, outside[0].close).start()
+    started = time.monotonic()
+    wrapper = DatabaseWrapper(settings_dict, alias="inline")
+    wrapper.ensure_connection()
+    try:
+        assert 0.4 < time.monotonic() - started < 5
+        assert line.free == 2
+    finally:
+        wrapper.close()
+    assert line.free == 3
