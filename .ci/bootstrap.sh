@@ -2,12 +2,14 @@
 #  - Debian/Ubuntu packages: python3-venv, a C compiler, Python headers, pkg-config and the
 #    MariaDB client library (mysqlclient compiles against them), and mariadb-server's binaries
 #    (the sandbox starts its own server from them; the system service is not started).
-#  - .venv with requirements.txt and the app installed in editable mode.
+#  - .venv with requirements.txt and the app installed in editable mode with the extras
+#    django, mysql and test.
 # Without root it says exactly what to install instead.
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 PYTHON=${PYTHON:-python3}
 VENV="$ROOT/.venv"
+EXTRAS="django,mysql,test"
 
 say() { printf '%s\n' "$*" >&2; }
 
@@ -74,11 +76,11 @@ make_venv() {
     [ -x "$VENV/bin/python" ] || "$PYTHON" -m venv "$VENV"
     local stamp="$VENV/.requirements.sha"
     local want
-    want=$(cat "$ROOT/requirements.txt" "$ROOT/pyproject.toml" | sha256sum | cut -d' ' -f1)
+    want=$(cat "$ROOT/requirements.txt" "$ROOT/pyproject.toml" <(echo "$EXTRAS") | sha256sum | cut -d' ' -f1)
     if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
         say "pa_dbhealth: installing Python packages into .venv"
         "$VENV/bin/python" -m pip install -q --disable-pip-version-check --upgrade pip
-        "$VENV/bin/python" -m pip install -q --disable-pip-version-check -r "$ROOT/requirements.txt" -e "$ROOT"
+        "$VENV/bin/python" -m pip install -q --disable-pip-version-check -r "$ROOT/requirements.txt" -e "$ROOT[$EXTRAS]"
         echo "$want" >"$stamp"
     fi
 }

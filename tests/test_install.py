@@ -45,6 +45,12 @@ def test_the_metadata_claims_this_python_and_this_django() -> None:
     assert Version(python) in SpecifierSet(meta["Requires-Python"])
     django_minor = f"{django.VERSION[0]}.{django.VERSION[1]}"
     assert f"Framework :: Django :: {django_minor}" in classifiers
-    (spec,) = [req.specifier for req in requirements(None) if req.name == "Django"]
+    (spec,) = [req.specifier for req in requirements("django") if req.name == "Django"]
     assert Version(django.__version__) in spec
+
+
+def test_the_base_install_brings_no_framework_and_no_driver() -> None:
+    assert requirements(None) == []
+    flask = {req.name for req in requirements("flask")}
+    assert flask == {"Flask", "Flask-SQLAlchemy", "SQLAlchemy"}
 
