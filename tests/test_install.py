@@ -54,3 +54,10 @@ def test_the_base_install_brings_no_framework_and_no_driver() -> None:
     flask = {req.name for req in requirements("flask")}
     assert flask == {"Flask", "Flask-SQLAlchemy", "SQLAlchemy"}
 
+
+def test_the_license_is_declared_and_shipped() -> None:
+    meta = metadata.metadata("pa-dbhealth")
+    assert meta["License-Expression"] == "MIT"
+    shipped = [f for f in metadata.files("pa-dbhealth") or [] if f.name == "LICENSE"]
+    assert len(shipped) == 1
+    assert "pa_dbhealth contributors" in shipped[0].read_text()
