@@ -50,7 +50,7 @@ if [ "${#envs[@]}" -eq 0 ]; then
 fi
 export PATH="$PWD/$interpreters:$PATH"
 
-# One env after another: `tox run-parallel -p 2` took 8.5-9.5 min instead of 12.5-15 here
+# One env after another: `tox run-parallel -p 2` took 8.5-9.5 min instead of 13.5-15 here
 # (2 cores), but each of its runs failed timing-sensitive tests that pass one at a time.
 echo "== tox: ${envs[*]}"
 status=0
