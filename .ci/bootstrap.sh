@@ -1,88 +1,116 @@
-# Sourced by demo_project/run.sh and tests/run.sh: make this machine ready, idempotently.
-#  - Debian/Ubuntu packages: python3-venv, a C compiler, Python headers, pkg-config and the
-#    MariaDB client library (mysqlclient compiles against them), and mariadb-server's binaries
-#    (the sandbox starts its own server from them; the system service is not started).
-#  - .venv with requirements.txt and the app installed in editable mode.
-# Without root it says exactly what to install instead.
+# Make this machine ready for one of the project's commands, idempotently. Sourced:
+#   source .ci/bootstrap.sh demo    # by demo_project/run.sh
+#   source .ci/bootstrap.sh tests   # by tests/run.sh (the default)
+# 1. Debian/Ubuntu packages that command needs and the machine lacks: installed with apt-get
+#    as root (or password-less sudo); otherwise it names them and how to install them, and
+#    fails. Package scripts are kept from starting system database services: the project
+#    starts servers of its own from the binaries.
+# 2. .venv: requirements.txt and the app in editable mode with the extras django, mysql and
+#    test; reinstalled only when requirements.txt or pyproject.toml change.
+# Nothing missing: it prints nothing, calls no apt-get, and takes well under a second.
 
-ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+PA_ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 PYTHON=${PYTHON:-python3}
-VENV="$ROOT/.venv"
+VENV="$PA_ROOT/.venv"
+PA_VENV_EXTRAS="django,mysql,test"
 
-say() { printf '%s\n' "$*" >&2; }
+_pa_say() { printf 'pa_dbhealth: %s\n' "$*" >&2; }
 
-missing_packages() {
+# Binaries in /usr/sbin (mariadbd) are not on a normal user's PATH. Bash's `command -v` also
+# names a file that is there but not executable: only an executable one counts.
+_pa_have() {
+    local path
+    path=$(PATH="$PATH:/usr/sbin:/usr/local/sbin" command -v "$1") && [ -x "$path" ]
+}
+
+# The Debian packages that `$1` (demo or tests) needs and this machine lacks, one a line.
+_pa_missing_packages() {
     local pkgs=()
-    command -v "$PYTHON" >/dev/null 2>&1 || pkgs+=(python3)
+    # .venv: Python with venv; mysqlclient and uWSGI compile against the MariaDB client library.
+    _pa_have "$PYTHON" || pkgs+=(python3)
     if ! [ -x "$VENV/bin/python" ]; then
         "$PYTHON" -c 'import ensurepip, venv' >/dev/null 2>&1 || pkgs+=(python3-venv)
     fi
-    command -v cc >/dev/null 2>&1 || pkgs+=(gcc libc6-dev)
-    "$PYTHON" - >/dev/null 2>&1 <<'PY' || pkgs+=(python3-dev)
-import os, sysconfig
-assert os.path.exists(os.path.join(sysconfig.get_paths()["include"], "Python.h"))
-PY
-    command -v pkg-config >/dev/null 2>&1 || pkgs+=(pkg-config)
-    if ! pkg-config --exists mysqlclient 2>/dev/null && ! pkg-config --exists libmariadb 2>/dev/null; then
-        pkgs+=(libmariadb-dev)
+    _pa_have cc || pkgs+=(gcc libc6-dev)
+    "$PYTHON" -c 'import os, sys, sysconfig
+sys.exit(not os.path.exists(os.path.join(sysconfig.get_paths()["include"], "Python.h")))' \
+        >/dev/null 2>&1 || pkgs+=(python3-dev)
+    _pa_have pkg-config || pkgs+=(pkg-config)
+    pkg-config --exists mysqlclient 2>/dev/null || pkg-config --exists libmariadb 2>/dev/null \
+        || pkgs+=(libmariadb-dev)
+    # The local capped server (pa_dbhealth.sandbox) runs mariadb-server's binaries.
+    _pa_have mariadbd || _pa_have mysqld || pkgs+=(mariadb-server)
+    if [ "$1" = tests ]; then
+        # A throwaway PostgreSQL (tests/pgserver.py), the load benchmark's client,
+        # the browser tests' Chromium and its driver, the job-runner tests' Redis.
+        _pa_have initdb || compgen -G '/usr/lib/postgresql/*/bin/initdb' >/dev/null \
+            || pkgs+=(postgresql)
+        _pa_have wrk || pkgs+=(wrk)
+        _pa_have chromium || _pa_have chromium-browser || pkgs+=(chromium)
+        _pa_have chromedriver || pkgs+=(chromium-driver)
+        _pa_have redis-server || pkgs+=(redis-server)
     fi
-    if ! PATH="$PATH:/usr/sbin:/usr/local/sbin" command -v mariadbd >/dev/null 2>&1 \
-        && ! PATH="$PATH:/usr/sbin:/usr/local/sbin" command -v mysqld >/dev/null 2>&1; then
-        pkgs+=(mariadb-server)
-    fi
-    # The suite also starts a throwaway PostgreSQL of its own from these binaries.
-    if ! command -v initdb >/dev/null 2>&1 && ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; then
-        pkgs+=(postgresql)
-    fi
-    # wrk drives the load benchmark (bench/load.py) and its smoke test.
-    command -v wrk >/dev/null 2>&1 || pkgs+=(wrk)
-    printf '%s\n' "${pkgs[@]}"
+    [ "${#pkgs[@]}" -eq 0 ] || printf '%s\n' "${pkgs[@]}"
 }
 
-install_packages() {
-    local pkgs
-    mapfile -t pkgs < <(missing_packages)
+_pa_install_packages() {
+    local what=$1 pkgs
+    mapfile -t pkgs < <(_pa_missing_packages "$what")
     [ "${#pkgs[@]}" -eq 0 ] && return 0
     local sudo=""
     if [ "$(id -u)" -ne 0 ]; then
-        if command -v sudo >/dev/null 2>&1 && sudo -n true 2>/dev/null; then
+        if _pa_have sudo && sudo -n true 2>/dev/null; then
             sudo="sudo -n"
         else
-            say "pa_dbhealth: missing system packages: ${pkgs[*]}"
-            say "install them with: sudo apt-get install -y ${pkgs[*]}"
-            exit 1
+            _pa_say "missing system packages for the ${what}: ${pkgs[*]}"
+            _pa_say "as root, run: apt-get install -y --no-install-recommends ${pkgs[*]}"
+            _pa_say "then run this command again"
+            return 1
         fi
     fi
-    if ! command -v apt-get >/dev/null 2>&1; then
-        say "pa_dbhealth: missing ${pkgs[*]} and this is not a Debian/Ubuntu system: install their equivalents"
-        exit 1
+    if ! _pa_have apt-get; then
+        _pa_say "missing ${pkgs[*]} (Debian/Ubuntu names) and there is no apt-get: install their equivalents"
+        return 1
     fi
-    say "pa_dbhealth: installing ${pkgs[*]}"
-    # Keep package scripts from starting a system database service: the sandbox runs its own.
-    local policy=/usr/sbin/policy-rc.d added_policy=""
+    _pa_say "installing ${pkgs[*]}"
+    # Keep package scripts from starting a system database service: the project runs its own.
+    local policy=/usr/sbin/policy-rc.d added_policy="" rc=0
     if [ ! -e "$policy" ]; then
         printf '#!/bin/sh\nexit 101\n' | $sudo tee "$policy" >/dev/null && $sudo chmod +x "$policy"
         added_policy=1
     fi
-    $sudo apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${pkgs[@]}" >/dev/null
-    [ -n "$added_policy" ] && $sudo rm -f "$policy"
-    return 0
-}
-
-make_venv() {
-    [ -x "$VENV/bin/python" ] || "$PYTHON" -m venv "$VENV"
-    local stamp="$VENV/.requirements.sha"
-    local want
-    want=$(cat "$ROOT/requirements.txt" "$ROOT/pyproject.toml" | sha256sum | cut -d' ' -f1)
-    if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
-        say "pa_dbhealth: installing Python packages into .venv"
-        "$VENV/bin/python" -m pip install -q --disable-pip-version-check --upgrade pip
-        "$VENV/bin/python" -m pip install -q --disable-pip-version-check -r "$ROOT/requirements.txt" -e "$ROOT"
-        echo "$want" >"$stamp"
+    $sudo apt-get update -qq \
+        && DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends \
+            "${pkgs[@]}" >/dev/null \
+        || rc=$?
+    [ -z "$added_policy" ] || $sudo rm -f "$policy"
+    [ "$rc" -eq 0 ] || { _pa_say "apt-get failed (exit $rc) installing ${pkgs[*]}"; return 1; }
+    mapfile -t pkgs < <(_pa_missing_packages "$what")
+    if [ "${#pkgs[@]}" -ne 0 ]; then
+        _pa_say "still missing after apt-get install: ${pkgs[*]}"
+        return 1
     fi
 }
 
-install_packages
-make_venv
-export PATH="$VENV/bin:$PATH:/usr/sbin:/usr/local/sbin"
+_pa_make_venv() {
+    local stamp="$VENV/.requirements.sha" want
+    want=$(cat "$PA_ROOT/requirements.txt" "$PA_ROOT/pyproject.toml" <(echo "$PA_VENV_EXTRAS") \
+        | sha256sum | cut -d' ' -f1)
+    [ -x "$VENV/bin/python" ] && [ "$(cat "$stamp" 2>/dev/null)" = "$want" ] && return 0
+    _pa_say "installing Python packages into .venv"
+    if ! [ -x "$VENV/bin/python" ]; then
+        "$PYTHON" -m venv "$VENV" || return 1
+    fi
+    "$VENV/bin/python" -m pip install -q --disable-pip-version-check --upgrade pip \
+        && "$VENV/bin/python" -m pip install -q --disable-pip-version-check \
+            -r "$PA_ROOT/requirements.txt" -e "$PA_ROOT[$PA_VENV_EXTRAS]" \
+        || return 1
+    echo "$want" >"$stamp"
+}
+
+case "${1:-}" in demo) _pa_for=demo ;; *) _pa_for=tests ;; esac
+_pa_install_packages "$_pa_for" && _pa_make_venv || return 1
+case ":$PATH:" in
+*":$VENV/bin:"*) ;;
+*) export PATH="$VENV/bin:$PATH:/usr/sbin:/usr/local/sbin" ;;
+esac

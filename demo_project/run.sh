@@ -4,7 +4,7 @@
 #   bash demo_project/run.sh --no-serve # stop after the audit (what CI runs)
 set -euo pipefail
 cd "$(dirname "$0")/.."
-source .ci/bootstrap.sh
+source .ci/bootstrap.sh demo
 
 python -m pa_dbhealth.sandbox status >/dev/null 2>&1 || python -m pa_dbhealth.sandbox start >/dev/null
 eval "$(python -m pa_dbhealth.sandbox env)"
