@@ -108,6 +108,12 @@ def run(
     return Finished(out, err, proc.returncode)
 
 
+def _default_interrupt() -> None:
+    """Ctrl-C (SIGINT) must stop the child even when the suite runs with it ignored (a
+    background job of a shell script): ``stop`` relies on it."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 class Running:
     """A process started by ``Processes.spawn``; stdout and stderr go to files."""
 
@@ -116,7 +122,12 @@ class Running:
         self.out_path, self.err_path = folder / f"{name}.out", folder / f"{name}.err"
         with self.out_path.open("wb") as out, self.err_path.open("wb") as err:
             self.proc = subprocess.Popen(
-                argv, stdout=out, stderr=err, start_new_session=True, **popen
+                argv,
+                stdout=out,
+                stderr=err,
+                start_new_session=True,
+                preexec_fn=_default_interrupt,  # only signal(), before exec
+                **popen,
             )
 
     @property

@@ -10,7 +10,8 @@ from pa_dbhealth.core.options import OPTIONS, shown
 
 def _ids(setting: object) -> list[tuple[str, str]]:
     with override_settings(PA_DBHEALTH=setting):
-        return [(m.id or "", m.msg) for m in run_checks() if (m.id or "").startswith("pa_dbhealth")]
+        found = run_checks(databases=[])  # the static checks (Django 6.1 would pass the aliases)
+    return [(m.id or "", m.msg) for m in found if (m.id or "").startswith("pa_dbhealth")]
 
 
 def test_missing_setting_means_defaults() -> None:

@@ -154,7 +154,12 @@ def last_error(log: Path, since: int = 0) -> str:
 
 
 def initialise(server: str, install_db: str | None, flavour: str, data: Path, log: Path) -> None:
-    """Create a fresh data directory (system tables, a passwordless root on the socket)."""
+    """Create a fresh data directory (system tables, a passwordless root on the socket).
+
+    With a temporary folder of its own: two installs at once in the same /tmp collide on
+    their temporary tables and abort ("Unknown table 'mysql.tmp_user_sys'")."""
+    tmp = data.parent / "tmp"
+    tmp.mkdir(parents=True, exist_ok=True)
     if flavour == "MariaDB" and install_db:
         cmd = [
             install_db,
@@ -165,6 +170,7 @@ def initialise(server: str, install_db: str | None, flavour: str, data: Path, lo
         ]
     else:
         cmd = [server, "--no-defaults", "--initialize-insecure", f"--datadir={data}"]
+    cmd.append(f"--tmpdir={tmp}")
     if os.geteuid() == 0:
         cmd.append("--user=root")
     with log.open("ab") as out:
