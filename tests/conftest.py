@@ -137,6 +137,18 @@ def unblocked_db(django_db_blocker: Any) -> Iterator[None]:
         yield
 
 
+@pytest.fixture(autouse=True)
+def previous_connections_gone(server: sandbox.SandboxInfo) -> None:
+    """Each test starts once the server has let go of what earlier tests closed: a close
+    only sends COM_QUIT, and a connection still listed counts against the cap of 3."""
+    conn = server.connect(admin=True)
+    try:
+        conn.autocommit(True)
+        wait_until_settled(conn.cursor(), timeout=2.0)
+    finally:
+        conn.close()
+
+
 @pytest.fixture
 def admin(server: sandbox.SandboxInfo) -> Iterator[Any]:
     """A raw cursor of the uncapped admin account, which sees every connection."""
