@@ -4,7 +4,7 @@
 #   bash flask_demo/run.sh --no-serve # stop after the audit
 set -euo pipefail
 cd "$(dirname "$0")/.."
-source .ci/bootstrap.sh
+source .ci/bootstrap.sh demo
 export FLASK_APP=flask_demo.app
 
 python -m pa_dbhealth.sandbox status >/dev/null 2>&1 || python -m pa_dbhealth.sandbox start >/dev/null
