@@ -9,8 +9,10 @@ class PaDbHealthConfig(AppConfig):
         from pa_dbhealth import (
             checks,  # noqa: F401  (registers the system checks)
             hygiene,
+            leases,
             tracker,
         )
 
         tracker.install()
         hygiene.install()
+        leases.install()

@@ -1,0 +1,48 @@
+"""Views for the uvicorn runs: sync and async views that query, a view that does not, and
+streaming bodies that query (one of them then raises)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+from asgiref.sync import sync_to_async
+from django.http import HttpRequest, HttpResponse, StreamingHttpResponse
+from django.urls import path
+from testsite.hygiene_urls import connection_id, no_database, select_one, sleep
+
+
+async def async_connection_id(request: HttpRequest) -> HttpResponse:
+    return HttpResponse(await sync_to_async(connection_id)())
+
+
+def streaming(request: HttpRequest) -> StreamingHttpResponse:
+    """Queries in the view and again while the body streams out."""
+    first = connection_id()
+
+    def body() -> Iterator[str]:
+        yield f"{first},"
+        yield connection_id()
+
+    return StreamingHttpResponse(body())
+
+
+def streaming_fails(request: HttpRequest) -> StreamingHttpResponse:
+    """A body that queries and then raises: Django's ASGI handler never signals the end of
+    this request, and its thread ends with the connection still open."""
+
+    def body() -> Iterator[str]:
+        yield connection_id()
+        raise RuntimeError("the body failed half-way")
+
+    return StreamingHttpResponse(body())
+
+
+urlpatterns = [
+    path("select-one/", select_one),
+    path("no-database/", no_database),
+    path("async-connection-id/", async_connection_id),
+    path("connection-id/", lambda request: HttpResponse(connection_id())),
+    path("streaming/", streaming),
+    path("streaming-fails/", streaming_fails),
+    path("sleep/<str:seconds>/", sleep),
+]
