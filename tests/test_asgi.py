@@ -20,6 +20,8 @@ from typing import Any
 import pytest
 from asgiref.sync import async_to_sync
 from conftest import account_connection_ids, account_ids_once
+from django.conf import settings
+from django.core.checks import WARNING, CheckMessage, run_checks
 from django.db import connections
 from django.test import AsyncClient, Client, override_settings
 from testsite.hygiene_urls import connection_id
@@ -256,6 +258,52 @@ def test_a_request_in_flight_keeps_its_connection_while_others_end(
             assert site.get("/select-one/") == (200, b"1")
         assert slow.result() == (200, b"0")  # not interrupted: SLEEP() returns 0
     assert account_ids_once(admin, lambda ids: not ids) == []
+
+
+# --- W021: persistent connections under ASGI ---------------------------------------------
+
+
+def test_the_check_warns_in_the_process_uvicorn_serves(site: Uvicorn) -> None:
+    status, body = site.get("/checks/")
+    assert status == 200
+    (found,) = json.loads(body)["checks"]
+    assert found["id"] == "pa_dbhealth.W021"
+    assert found["msg"].startswith(
+        "DATABASES['default']['CONN_MAX_AGE'] = 60, but the site is served through ASGI "
+        "(asgisite.asgi is loaded): each ASGI request runs its database work in a thread"
+    )
+    assert "Set DATABASES['default']['CONN_MAX_AGE'] = 0" in found["hint"]
+    assert "Until then pa_dbhealth.middleware.ConnectionHygieneMiddleware closes" in found["hint"]
+
+
+def w021(**overrides: Any) -> list[CheckMessage]:
+    with override_settings(**overrides):
+        return [m for m in run_checks() if m.id == "pa_dbhealth.W021"]
+
+
+def test_the_check_needs_asgi_and_a_kept_connection(max_age: Callable[[Any], None]) -> None:
+    asgi = {"ASGI_APPLICATION": "mysite.asgi.application"}
+    max_age(0)
+    assert w021(**asgi) == []
+    max_age(600)
+    assert w021() == []  # WSGI: persistent connections work
+    (warning,) = w021(**asgi)  # the SQLite alias is left out: it has no connection cap
+    assert warning.level == WARNING
+    assert "= 600, but the site is served through ASGI (ASGI_APPLICATION = " in warning.msg
+    max_age(None)
+    (warning,) = w021(**asgi)
+    assert warning.msg.startswith("DATABASES['default']['CONN_MAX_AGE'] = None, but")
+    without = [m for m in settings.MIDDLEWARE if not m.startswith("pa_dbhealth.")]
+    (warning,) = w021(MIDDLEWARE=without, **asgi)
+    assert "Add 'pa_dbhealth.middleware.ConnectionHygieneMiddleware' near the top" in str(
+        warning.hint
+    )
+
+
+def test_the_check_does_not_touch_the_database(max_age: Callable[[Any], None]) -> None:
+    max_age(60)
+    assert len(w021(ASGI_APPLICATION="mysite.asgi.application")) == 1
+    assert connections["default"].connection is None  # pytest-django refuses any connect here
 
 
 # --- in this process: Django's test clients ------------------------------------------------

@@ -6,7 +6,8 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 from asgiref.sync import sync_to_async
-from django.http import HttpRequest, HttpResponse, StreamingHttpResponse
+from django.core.checks import run_checks
+from django.http import HttpRequest, HttpResponse, JsonResponse, StreamingHttpResponse
 from django.urls import path
 from testsite.hygiene_urls import connection_id, no_database, select_one, sleep
 
@@ -37,7 +38,14 @@ def streaming_fails(request: HttpRequest) -> StreamingHttpResponse:
     return StreamingHttpResponse(body())
 
 
+def checks(request: HttpRequest) -> JsonResponse:
+    """pa_dbhealth's system check messages, as the serving process sees them."""
+    found = [m for m in run_checks() if (m.id or "").startswith("pa_dbhealth.")]
+    return JsonResponse({"checks": [{"id": m.id, "msg": m.msg, "hint": m.hint} for m in found]})
+
+
 urlpatterns = [
+    path("checks/", checks),
     path("select-one/", select_one),
     path("no-database/", no_database),
     path("async-connection-id/", async_connection_id),
