@@ -21,12 +21,14 @@ import pytest
 from asgiref.sync import async_to_sync
 from conftest import account_connection_ids, account_ids_once
 from django.conf import settings
-from django.core.checks import WARNING, CheckMessage, run_checks
+from django.core.checks import WARNING, CheckMessage
+from django.core.checks.registry import registry
 from django.db import connections
 from django.test import AsyncClient, Client, override_settings
 from testsite.hygiene_urls import connection_id
 
 from pa_dbhealth import sandbox
+from pa_dbhealth.checks import check_asgi_persistent_connections
 
 TESTS = Path(__file__).resolve().parent
 CONCURRENCY = 3  # the account's cap: the plain backend cannot serve more at once
@@ -277,8 +279,13 @@ def test_the_check_warns_in_the_process_uvicorn_serves(site: Uvicorn) -> None:
 
 
 def w021(**overrides: Any) -> list[CheckMessage]:
+    """The check alone (Django 6's own model checks ask the server for its version)."""
     with override_settings(**overrides):
-        return [m for m in run_checks() if m.id == "pa_dbhealth.W021"]
+        messages = check_asgi_persistent_connections()
+    assert check_asgi_persistent_connections in registry.get_checks()
+    assert check_asgi_persistent_connections.tags == ()  # type: ignore[attr-defined]  # static
+    assert all(m.id == "pa_dbhealth.W021" for m in messages)
+    return messages
 
 
 def test_the_check_needs_asgi_and_a_kept_connection(max_age: Callable[[Any], None]) -> None:
