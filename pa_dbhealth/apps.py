@@ -12,7 +12,9 @@ class PaDbHealthConfig(AppConfig):
             leases,
             tracker,
         )
+        from pa_dbhealth.jobs import django_tasks
 
         tracker.install()
         hygiene.install()
         leases.install()
+        django_tasks.install()
