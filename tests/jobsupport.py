@@ -1,4 +1,4 @@
-"""What the job runner tests share: the worker's idle spell, the jobs.
+"""What the job runner tests share: a throwaway Redis, the worker's idle spell, the job.
 
 Each runner's test runs three jobs in the runner's own worker: two back to back (the
 connection is kept between them, as CONN_MAX_AGE = 60 says), then, after the worker has
@@ -8,6 +8,10 @@ idled past the server's 3 s wait_timeout, a third, which must not meet the dead 
 from __future__ import annotations
 
 import contextlib
+import shutil
+import socket
+import subprocess
+import tempfile
 import time
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -15,6 +19,8 @@ from typing import Any
 from conftest import account_ids_once
 from django.db import DatabaseError, connections
 from testsite.hygiene_urls import connection_id
+
+from pa_dbhealth import sandbox
 
 SERVER_TIMEOUT = 3  # the server's wait_timeout while a test runs
 IDLE = SERVER_TIMEOUT + 0.5  # how long the worker waits between the second and third job
@@ -29,6 +35,7 @@ __all__ = [
     "close_connections",
     "connection_id",
     "idle_spell",
+    "redis_server",
     "three_jobs",
 ]
 
@@ -73,3 +80,38 @@ def close_connections() -> str:
         with contextlib.suppress(DatabaseError):  # a dropped one may complain: it is closed
             connection.close()
     return "closed"
+
+
+@contextlib.contextmanager
+def redis_server() -> Iterator[str]:
+    """A Redis of the test's own on a free loopback port, no persistence, in a temporary
+    folder; yields its URL. The system's Redis (6379) is never used."""
+    binary = shutil.which("redis-server")
+    if binary is None:
+        raise RuntimeError("redis-server is not installed (Debian/Ubuntu: apt-get install redis)")
+    port = sandbox.free_port()
+    with tempfile.TemporaryDirectory(prefix="pa_dbhealth-redis-") as folder:
+        command = [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", ""]
+        command += ["--appendonly", "no", "--dir", folder]
+        process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        try:
+            _wait_for_ping(port, process)
+            yield f"redis://127.0.0.1:{port}/0"
+        finally:
+            process.terminate()
+            process.wait(10)
+
+
+def _wait_for_ping(port: int, process: subprocess.Popen[bytes]) -> None:
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(
+                f"redis-server exited: {process.stderr.read() if process.stderr else ''}"
+            )
+        with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), 1) as s:
+            s.sendall(b"PING\r\n")
+            if s.recv(16).startswith(b"+PONG"):
+                return
+        time.sleep(0.02)
+    raise RuntimeError(f"redis-server did not answer on port {port}")

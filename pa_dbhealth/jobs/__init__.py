@@ -12,7 +12,8 @@ between jobs as ``CONN_MAX_AGE`` says, as between requests, and never reused dea
 Each runner gets them through its own hook, one line in the project:
 
 - ``django.tasks`` (Django 6.0+): nothing to add, the app connects ``task_started`` and
-  ``task_finished`` (:mod:`pa_dbhealth.jobs.django_tasks`).
+  ``task_finished`` (:mod:`pa_dbhealth.jobs.django_tasks`);
+- Celery: ``pa_dbhealth.jobs.celery.connect_signals()`` (``task_prerun``/``task_postrun``).
 """
 
 from __future__ import annotations
