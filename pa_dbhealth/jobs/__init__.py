@@ -13,7 +13,8 @@ Each runner gets them through its own hook, one line in the project:
 
 - ``django.tasks`` (Django 6.0+): nothing to add, the app connects ``task_started`` and
   ``task_finished`` (:mod:`pa_dbhealth.jobs.django_tasks`);
-- Celery: ``pa_dbhealth.jobs.celery.connect_signals()`` (``task_prerun``/``task_postrun``).
+- Celery: ``pa_dbhealth.jobs.celery.connect_signals()`` (``task_prerun``/``task_postrun``);
+- RQ: the job class ``pa_dbhealth.jobs.rq.FreshConnectionsJob``.
 """
 
 from __future__ import annotations
