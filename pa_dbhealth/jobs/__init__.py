@@ -14,7 +14,9 @@ Each runner gets them through its own hook, one line in the project:
 - ``django.tasks`` (Django 6.0+): nothing to add, the app connects ``task_started`` and
   ``task_finished`` (:mod:`pa_dbhealth.jobs.django_tasks`);
 - Celery: ``pa_dbhealth.jobs.celery.connect_signals()`` (``task_prerun``/``task_postrun``);
-- RQ: the job class ``pa_dbhealth.jobs.rq.FreshConnectionsJob``.
+- RQ: the job class ``pa_dbhealth.jobs.rq.FreshConnectionsJob``;
+- django-q2: ``pa_dbhealth.jobs.django_q.connect_signals()`` (``pre_execute``,
+  ``post_execute_in_worker``).
 """
 
 from __future__ import annotations
