@@ -16,7 +16,8 @@ Each runner gets them through its own hook, one line in the project:
 - Celery: ``pa_dbhealth.jobs.celery.connect_signals()`` (``task_prerun``/``task_postrun``);
 - RQ: the job class ``pa_dbhealth.jobs.rq.FreshConnectionsJob``;
 - django-q2: ``pa_dbhealth.jobs.django_q.connect_signals()`` (``pre_execute``,
-  ``post_execute_in_worker``).
+  ``post_execute_in_worker``);
+- Huey: ``pa_dbhealth.jobs.huey.connect(huey)`` (``pre_execute``/``post_execute`` hooks).
 """
 
 from __future__ import annotations
