@@ -17,7 +17,9 @@ Each runner gets them through its own hook, one line in the project:
 - RQ: the job class ``pa_dbhealth.jobs.rq.FreshConnectionsJob``;
 - django-q2: ``pa_dbhealth.jobs.django_q.connect_signals()`` (``pre_execute``,
   ``post_execute_in_worker``);
-- Huey: ``pa_dbhealth.jobs.huey.connect(huey)`` (``pre_execute``/``post_execute`` hooks).
+- Huey: ``pa_dbhealth.jobs.huey.connect(huey)`` (``pre_execute``/``post_execute`` hooks);
+- APScheduler: ``@fresh_connections`` on the job function (no event reaches a listener in
+  the job's thread before the job runs: submission is announced from the scheduler's).
 """
 
 from __future__ import annotations
