@@ -33,6 +33,8 @@ __all__ = [
     "IDLE",
     "LOST",
     "JobFailed",
+    "assert_kept_then_replaced",
+    "assert_meets_the_dropped_connection",
     "close_connections",
     "connection_id",
     "idle_spell",
@@ -73,6 +75,19 @@ def three_jobs(run: Callable[[], str]) -> tuple[str, str, str]:
     second = run()
     time.sleep(IDLE)
     return first, second, run()
+
+
+def assert_kept_then_replaced(run: Callable[[], str]) -> None:
+    """With the hook: kept between jobs, replaced before the job after the idle spell."""
+    first, second, third = three_jobs(run)
+    assert first == second  # kept between jobs, as CONN_MAX_AGE says
+    assert third != first  # the dropped one was replaced before the job ran
+
+
+def assert_meets_the_dropped_connection(run: Callable[[], str]) -> None:
+    """Without it (the control): the job after the idle spell fails with 2006 (or 4031)."""
+    with pytest.raises(JobFailed, match=LOST):
+        three_jobs(run)
 
 
 def close_connections() -> str:

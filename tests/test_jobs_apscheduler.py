@@ -17,12 +17,12 @@ from apscheduler.events import EVENT_JOB_ERROR, EVENT_JOB_EXECUTED, JobExecution
 from apscheduler.executors.pool import ThreadPoolExecutor
 from apscheduler.schedulers.background import BackgroundScheduler
 from jobsupport import (
-    LOST,
     JobFailed,
+    assert_kept_then_replaced,
+    assert_meets_the_dropped_connection,
     close_connections,
     connection_id,
     idle_spell,
-    three_jobs,
 )
 
 from pa_dbhealth import fresh_connections
@@ -63,11 +63,8 @@ def worker(wait_timeout: Callable[[int], None], admin: Any, unblocked_db: None) 
 
 
 def test_a_decorated_job_after_the_worker_idled_gets_a_live_connection(worker: Worker) -> None:
-    first, second, third = three_jobs(lambda: worker.perform(fresh_connection_id))
-    assert first == second  # kept between runs
-    assert third != first  # the dropped one was replaced before the job ran
+    assert_kept_then_replaced(lambda: worker.perform(fresh_connection_id))
 
 
 def test_control_an_undecorated_job_meets_the_dropped_connection(worker: Worker) -> None:
-    with pytest.raises(JobFailed, match=LOST):
-        three_jobs(lambda: worker.perform(connection_id))
+    assert_meets_the_dropped_connection(lambda: worker.perform(connection_id))

@@ -20,12 +20,12 @@ from django.conf import settings
 from django.test import override_settings
 from django.utils import timezone
 from jobsupport import (
-    LOST,
     JobFailed,
+    assert_kept_then_replaced,
+    assert_meets_the_dropped_connection,
     close_connections,
     connection_id,
     idle_spell,
-    three_jobs,
 )
 
 
@@ -92,13 +92,10 @@ def hooked(worker: Worker) -> Iterator[None]:
 
 
 def test_a_task_after_the_worker_idled_gets_a_live_connection(hooked: None, worker: Worker) -> None:
-    first, second, third = three_jobs(worker.run)
-    assert first == second  # kept between tasks
-    assert third != first  # the dropped one was replaced before the task ran
+    assert_kept_then_replaced(worker.run)
 
 
 def test_control_without_the_signals_the_task_meets_the_dropped_connection(
     worker: Worker,
 ) -> None:
-    with pytest.raises(JobFailed, match=LOST):
-        three_jobs(worker.run)
+    assert_meets_the_dropped_connection(worker.run)

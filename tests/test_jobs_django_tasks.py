@@ -13,12 +13,12 @@ pytest.importorskip("django.tasks", reason="django.tasks needs Django 6.0 or lat
 
 from django.tasks import TaskResultStatus, task
 from jobsupport import (
-    LOST,
     JobFailed,
+    assert_kept_then_replaced,
+    assert_meets_the_dropped_connection,
     close_connections,
     connection_id,
     idle_spell,
-    three_jobs,
 )
 
 from pa_dbhealth.jobs import django_tasks
@@ -49,15 +49,12 @@ def idle(wait_timeout: Callable[[int], None], admin: Any, unblocked_db: None) ->
 
 
 def test_a_task_after_the_worker_idled_gets_a_live_connection(idle: None) -> None:
-    first, second, third = three_jobs(run)
-    assert first == second  # kept between tasks, as CONN_MAX_AGE says
-    assert third != first  # the dropped one was replaced before the task ran
+    assert_kept_then_replaced(run)
 
 
 def test_control_without_the_signals_the_task_meets_the_dropped_connection(idle: None) -> None:
     django_tasks.uninstall()
     try:
-        with pytest.raises(JobFailed, match=LOST):
-            three_jobs(run)
+        assert_meets_the_dropped_connection(run)
     finally:
         django_tasks.install()

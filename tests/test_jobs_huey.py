@@ -15,13 +15,13 @@ pytest.importorskip("huey")
 from huey import RedisHuey
 from huey.exceptions import TaskException
 from jobsupport import (
-    LOST,
     JobFailed,
+    assert_kept_then_replaced,
+    assert_meets_the_dropped_connection,
     close_connections,
     connection_id,
     idle_spell,
     redis_server,
-    three_jobs,
 )
 
 from pa_dbhealth.jobs import huey as huey_hook
@@ -74,13 +74,10 @@ def worker(
 
 def test_a_task_after_the_worker_idled_gets_a_live_connection(worker: Worker) -> None:
     huey_hook.connect(worker.huey)
-    first, second, third = three_jobs(worker.run)
-    assert first == second  # kept between tasks
-    assert third != first  # the dropped one was replaced before the task ran
+    assert_kept_then_replaced(worker.run)
 
 
 def test_control_without_the_hooks_the_task_meets_the_dropped_connection(
     worker: Worker,
 ) -> None:
-    with pytest.raises(JobFailed, match=LOST):
-        three_jobs(worker.run)
+    assert_meets_the_dropped_connection(worker.run)

@@ -14,13 +14,13 @@ django_rq = pytest.importorskip("django_rq")
 
 from django.test import override_settings  # noqa: E402
 from jobsupport import (  # noqa: E402
-    LOST,
     JobFailed,
+    assert_kept_then_replaced,
+    assert_meets_the_dropped_connection,
     close_connections,
     connection_id,
     idle_spell,
     redis_server,
-    three_jobs,
 )
 from rq import SimpleWorker  # noqa: E402
 
@@ -79,10 +79,8 @@ def test_the_setting_gives_the_worker_the_job_class(redis_url: str) -> None:
 def test_a_job_after_the_worker_idled_gets_a_live_connection(redis_url: str, idle: None) -> None:
     with rq_settings(redis_url, JOB_CLASS=JOB_CLASS):
         worker = Worker()
-        first, second, third = three_jobs(worker.run)
+        assert_kept_then_replaced(worker.run)
         worker.perform(close_connections)
-    assert first == second  # kept between jobs
-    assert third != first  # the dropped one was replaced before the job ran
 
 
 def test_control_with_rqs_job_class_the_job_meets_the_dropped_connection(
@@ -90,6 +88,5 @@ def test_control_with_rqs_job_class_the_job_meets_the_dropped_connection(
 ) -> None:
     with rq_settings(redis_url):
         worker = Worker()
-        with pytest.raises(JobFailed, match=LOST):
-            three_jobs(worker.run)
+        assert_meets_the_dropped_connection(worker.run)
         worker.perform(close_connections)

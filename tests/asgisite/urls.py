@@ -1,5 +1,5 @@
 """Views for the uvicorn runs: sync and async views that query, a view that does not, and
-streaming bodies that query (one of them then raises)."""
+streaming bodies that query (testsite's, and one that then raises)."""
 
 from __future__ import annotations
 
@@ -9,22 +9,11 @@ from asgiref.sync import sync_to_async
 from django.core.checks import run_checks
 from django.http import HttpRequest, HttpResponse, JsonResponse, StreamingHttpResponse
 from django.urls import path
-from testsite.hygiene_urls import connection_id, no_database, select_one, sleep
+from testsite.hygiene_urls import connection_id, no_database, select_one, sleep, streaming
 
 
 async def async_connection_id(request: HttpRequest) -> HttpResponse:
     return HttpResponse(await sync_to_async(connection_id)())
-
-
-def streaming(request: HttpRequest) -> StreamingHttpResponse:
-    """Queries in the view and again while the body streams out."""
-    first = connection_id()
-
-    def body() -> Iterator[str]:
-        yield f"{first},"
-        yield connection_id()
-
-    return StreamingHttpResponse(body())
 
 
 def streaming_fails(request: HttpRequest) -> StreamingHttpResponse:
