@@ -167,6 +167,8 @@ def reclaim_orphans() -> list[str]:
 
 def _close(connection: BaseDatabaseWrapper, *, own_thread: bool) -> bool:
     alias = connection.alias
+    if connection.connection is None:
+        return False  # closed meanwhile (two requests reclaiming the same orphan)
     if tracker.in_use(connection):
         return False  # a cursor is open on it: a body still streaming, an unread result
     if connection.in_atomic_block:
