@@ -113,6 +113,8 @@ def plain_site(server: sandbox.SandboxInfo, admin: Any, tmp_path: Path) -> Itera
 def _serve(
     server: sandbox.SandboxInfo, admin: Any, tmp_path: Path, *, middleware: bool
 ) -> Iterator[Uvicorn]:
+    for connection in connections.all(initialized_only=True):
+        connection.close()  # this process's own (a test database's): the count is uvicorn's
     assert account_ids_once(admin, lambda ids: not ids) == [], "connections are left over"
     running = Uvicorn(server, tmp_path, middleware=middleware)
     try:
