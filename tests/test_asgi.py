@@ -37,7 +37,9 @@ CONCURRENCY = 3  # the account's cap: the plain backend cannot serve more at onc
 class Uvicorn:
     """uvicorn serving ``asgisite`` in a process of its own on a free loopback port."""
 
-    def __init__(self, server: sandbox.SandboxInfo, tmp_path: Path, *, middleware: bool) -> None:
+    def __init__(
+        self, server: sandbox.SandboxInfo, tmp_path: Path, *, middleware: bool, gc: bool = True
+    ) -> None:
         self.port = sandbox.free_port()
         self.log = tmp_path / "uvicorn.log"
         env = {
@@ -46,6 +48,7 @@ class Uvicorn:
             "DJANGO_SETTINGS_MODULE": "asgisite.settings",
             "ASGISITE_DATABASE": json.dumps(server.database_settings()),
             "ASGISITE_MIDDLEWARE": "1" if middleware else "0",
+            "ASGISITE_GC": "1" if gc else "0",
         }
         command = [
             sys.executable,
@@ -61,7 +64,8 @@ class Uvicorn:
             "warning",
         ]
         with self.log.open("wb") as log:
-            self.process = subprocess.Popen(command, env=env, stdout=log, stderr=log)
+            # Not from the checkout's folder: under tox, pa_dbhealth is the installed one.
+            self.process = subprocess.Popen(command, env=env, stdout=log, stderr=log, cwd=tmp_path)
         deadline = time.monotonic() + 30
         while not self._listening():
             if self.process.poll() is not None or time.monotonic() > deadline:
@@ -111,12 +115,12 @@ def plain_site(server: sandbox.SandboxInfo, admin: Any, tmp_path: Path) -> Itera
 
 
 def _serve(
-    server: sandbox.SandboxInfo, admin: Any, tmp_path: Path, *, middleware: bool
+    server: sandbox.SandboxInfo, admin: Any, tmp_path: Path, *, middleware: bool, gc: bool = True
 ) -> Iterator[Uvicorn]:
     for connection in connections.all(initialized_only=True):
         connection.close()  # this process's own (a test database's): the count is uvicorn's
     assert account_ids_once(admin, lambda ids: not ids) == [], "connections are left over"
-    running = Uvicorn(server, tmp_path, middleware=middleware)
+    running = Uvicorn(server, tmp_path, middleware=middleware, gc=gc)
     try:
         yield running
     finally:
@@ -240,9 +244,17 @@ def test_a_streaming_body_queries_on_the_views_connection_then_it_is_closed(
     assert account_ids_once(admin, lambda ids: not ids) == []  # closed once it was sent
 
 
+@pytest.fixture
+def site_without_gc(server: sandbox.SandboxInfo, admin: Any, tmp_path: Path) -> Iterator[Uvicorn]:
+    """The site with the middleware and the garbage collector off: a connection left in an
+    ended thread stays until pa_dbhealth closes it."""
+    yield from _serve(server, admin, tmp_path, middleware=True, gc=False)
+
+
 def test_a_connection_left_by_a_body_that_raised_is_reclaimed_by_the_next_request(
-    site: Uvicorn, admin: Any
+    site_without_gc: Uvicorn, admin: Any
 ) -> None:
+    site = site_without_gc
     with pytest.raises(http.client.IncompleteRead):
         site.get("/streaming-fails/")  # Django never signals the end of this request
     assert "the body failed half-way" in site.output()

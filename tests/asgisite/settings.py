@@ -2,9 +2,12 @@
 
 testsite's settings, pointed at the suite's capped server (``ASGISITE_DATABASE``: a JSON
 ``DATABASES`` entry) with ``CONN_MAX_AGE = 60``; ``ASGISITE_MIDDLEWARE=0`` leaves
-pa_dbhealth's middleware out (the control run).
+pa_dbhealth's middleware out (the control run); ``ASGISITE_GC=0`` turns the garbage
+collector off, so that nothing but pa_dbhealth can close a connection left in an ended
+thread (the collector would, at a moment nobody chooses).
 """
 
+import gc
 import json
 import os
 
@@ -13,6 +16,8 @@ from testsite.settings import MIDDLEWARE
 
 DATABASES = {"default": {**json.loads(os.environ["ASGISITE_DATABASE"]), "CONN_MAX_AGE": 60}}
 ROOT_URLCONF = "asgisite.urls"
+if os.environ.get("ASGISITE_GC") == "0":
+    gc.disable()
 if os.environ.get("ASGISITE_MIDDLEWARE") == "0":
     MIDDLEWARE = [m for m in MIDDLEWARE if not m.startswith("pa_dbhealth.")]
 LOGGING = {
