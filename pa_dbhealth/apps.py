@@ -9,8 +9,12 @@ class PaDbHealthConfig(AppConfig):
         from pa_dbhealth import (
             checks,  # noqa: F401  (registers the system checks)
             hygiene,
+            leases,
             tracker,
         )
+        from pa_dbhealth.jobs import django_tasks
 
         tracker.install()
         hygiene.install()
+        leases.install()
+        django_tasks.install()

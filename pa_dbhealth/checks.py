@@ -7,10 +7,13 @@ and ``migrate``, so they never stop a site from serving.
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Iterable, Sequence
 from typing import Any
 
+from django.conf import settings
 from django.core.checks import CheckMessage, Tags, register
+from django.db import connections
 
 from pa_dbhealth import conf
 from pa_dbhealth.core import findings
@@ -37,6 +40,60 @@ def as_check_message(finding: Finding) -> CheckMessage:
 def check_settings(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]:
     """E001: PA_DBHEALTH is not a dict; E002: an unknown key; E003: a bad value."""
     return [as_check_message(f) for f in settings_findings(conf.problems())]
+
+
+# Servers that run ASGI applications: loaded in this process, they are serving the site.
+ASGI_SERVERS = ("uvicorn", "hypercorn", "daphne", "granian")
+
+
+def asgi_evidence() -> str | None:
+    """What shows the site is served through ASGI, or None.
+
+    ``ASGI_APPLICATION`` (Channels and Daphne need it), or, in the process serving the site,
+    the project's ``asgi`` module (beside its settings module, as ``startproject`` lays it
+    out) or an ASGI server. That an ``asgi.py`` exists shows nothing: ``startproject``
+    writes one next to ``wsgi.py`` for every project.
+    """
+    configured = getattr(settings, "ASGI_APPLICATION", None)
+    if configured:
+        return f"ASGI_APPLICATION = {configured!r}"
+    package = str(getattr(settings, "SETTINGS_MODULE", "") or "").rpartition(".")[0]
+    if package and f"{package}.asgi" in sys.modules:
+        return f"{package}.asgi is loaded"
+    for server in ASGI_SERVERS:
+        if server in sys.modules:
+            return f"this process runs {server}"
+    return None
+
+
+@register()
+def check_asgi_persistent_connections(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]:
+    """W021: CONN_MAX_AGE > 0 (or None) on an alias of a site served through ASGI."""
+    evidence = asgi_evidence()
+    if evidence is None:
+        return []
+    from pa_dbhealth.audit import MIDDLEWARE_PATH
+
+    middleware = MIDDLEWARE_PATH in getattr(settings, "MIDDLEWARE", [])
+    messages = []
+    for alias, entry in connections.settings.items():
+        max_age = entry.get("CONN_MAX_AGE", 0)
+        if max_age == 0 or connections[alias].vendor == "sqlite":
+            continue
+        setting = f"DATABASES[{alias!r}]['CONN_MAX_AGE']"
+        fix = (
+            f"Set {setting} = 0: persistent connections need WSGI (on PostgreSQL with Django "
+            "5.1+, use its connection pool: OPTIONS {'pool': True})."
+            + (
+                f" Until then {MIDDLEWARE_PATH} closes each request's connections when it ends."
+                if middleware
+                else f" Add {MIDDLEWARE_PATH!r} near the top of MIDDLEWARE: under ASGI it "
+                "closes each request's connections when it ends."
+            )
+        )
+        finding = findings.kept_under_asgi(setting, repr(max_age), evidence, fix)
+        messages.append(as_check_message(finding))
+    return messages
 
 
 @register(Tags.database)

@@ -20,7 +20,7 @@ from django.db.backends.base.base import BaseDatabaseWrapper
 from django.http import HttpRequest, HttpResponse
 from django.template import TemplateDoesNotExist, loader
 
-from pa_dbhealth import holders, hygiene, tracker
+from pa_dbhealth import holders, hygiene, leases, tracker
 from pa_dbhealth.core import render_holders, vendors
 from pa_dbhealth.core.errors import Classified, Kind, classify
 from pa_dbhealth.look import LookTimedOut, look
@@ -65,7 +65,8 @@ snapshot_throttle = Throttle(SNAPSHOT_EVERY)
 
 
 class ConnectionHygieneMiddleware:
-    """Close the request thread's stale connections at the start and end of each request;
+    """Close the request thread's stale connections at the start and end of each request
+    (under ASGI, all of the request's connections at its end: ``pa_dbhealth.leases``);
     answer a full connection cap (1226, 1203, 1040) with 503 + Retry-After; close a lost
     connection (2006, 2013, 4031) so the next request starts clean."""
 
@@ -78,6 +79,7 @@ class ConnectionHygieneMiddleware:
         self.async_mode = iscoroutinefunction(get_response)
         if self.async_mode:
             markcoroutinefunction(self)
+            leases.watch_request_ends()
 
     def __call__(self, request: HttpRequest) -> Any:
         if self.async_mode:
@@ -89,12 +91,26 @@ class ConnectionHygieneMiddleware:
         return response
 
     async def __acall__(self, request: HttpRequest) -> HttpResponse:
-        # The request's connections live in the thread that runs sync code for it.
-        await sync_to_async(hygiene.refresh_connections)()
-        get_response: Callable[[HttpRequest], Awaitable[HttpResponse]] = self.get_response
-        response = await get_response(request)
-        if not response.streaming:
+        # Under ASGI the request's connections live in a thread made for it, which ends with
+        # it: they are closed at its end whatever CONN_MAX_AGE says (see pa_dbhealth.leases).
+        lease = leases.begin()
+        if tracker.figures()["open"] > leases.leased_count():
+            # Connections opened outside requests (a thread shared with sync code): the
+            # request's thread may hold a stale one. Otherwise there is nothing to check and
+            # no reason to visit the request's thread.
             await sync_to_async(hygiene.refresh_connections)()
+        get_response: Callable[[HttpRequest], Awaitable[HttpResponse]] = self.get_response
+        try:
+            response = await get_response(request)
+        except BaseException:  # cancelled: the client went away (Django closes at the end)
+            lease.ended = True
+            raise
+        if response.streaming:  # the body may still query: Django closes after it
+            leases.until_streamed(response, lease)
+            return response
+        lease.ended = True
+        if lease.opened:
+            await sync_to_async(leases.release)()
         return response
 
     def process_exception(self, request: HttpRequest, exception: Exception) -> HttpResponse | None:
@@ -105,6 +121,7 @@ class ConnectionHygieneMiddleware:
             close_lost_connections(found)
             return None
         if found.kind.is_cap or found.kind is Kind.HOURLY_QUOTA:
+            leases.reclaim_orphans()  # connections left in ended ASGI request threads
             alias = failing_alias(exception)
             if snapshot_throttle.ready():
                 logger.error("%s", cap_report(found, alias))

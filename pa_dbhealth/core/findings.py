@@ -269,3 +269,16 @@ def idle_in_transaction_unlimited(who: str) -> Finding:
         "idle inside a transaction holds its connection (and its locks) forever.",
         "ALTER ROLE <you> SET idle_in_transaction_session_timeout = '5min'.",
     )
+
+
+def kept_under_asgi(setting: str, value: str, evidence: str, fix: str) -> Finding:
+    return Finding(
+        "pa_dbhealth.W021",
+        Level.WARNING,
+        f"{setting} = {value}, but the site is served through ASGI ({evidence}): "
+        "each ASGI request runs its database work in a thread made for that request, which "
+        "ends with it, so a kept connection is never used again. It holds one of the "
+        "account's connections until the garbage collector frees it, and a capped account "
+        "soon refuses new ones (Django ticket #33497).",
+        fix,
+    )
