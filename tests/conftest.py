@@ -35,6 +35,20 @@ _info: sandbox.SandboxInfo | None = None
 _registry: str | None = None
 
 
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Under the test matrix (tests/run.sh sets PA_DBHEALTH_MATRIX_ONCE_IN to one of its
+    envs), tests marked ``matrix_once`` run in that env only: what they test does not
+    depend on Django's version, and they take half the suite's time."""
+    chosen = os.environ.get("PA_DBHEALTH_MATRIX_ONCE_IN")
+    here = os.environ.get("TOX_ENV_NAME")
+    if not chosen or not here or here == chosen:
+        return
+    skip = pytest.mark.skip(reason=f"the same on every Django version: runs in {chosen}")
+    for item in items:
+        if item.get_closest_marker("matrix_once"):
+            item.add_marker(skip)
+
+
 def pytest_configure(config: pytest.Config) -> None:
     global _info, _registry
     if hasattr(config, "workerinput"):

@@ -14,6 +14,8 @@ from pathlib import Path
 import pytest
 from processes import run
 
+pytestmark = pytest.mark.matrix_once  # the same on every Django version
+
 ROOT = Path(__file__).resolve().parent.parent
 LOAD = ROOT / "bench" / "load.py"
 

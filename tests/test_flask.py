@@ -22,6 +22,8 @@ from sqlalchemy import create_engine, text
 from pa_dbhealth.flask import DbHealth
 from pa_dbhealth.sqlalchemy import events
 
+pytestmark = pytest.mark.matrix_once  # the same on every Django version
+
 ROOT = Path(__file__).resolve().parent.parent
 TOKEN = "a-health-token-for-the-tests"
 SEED = {}  # the question's engine: Flask-SQLAlchemy's defaults

@@ -11,6 +11,8 @@ from processes import Processes, run
 
 from pa_dbhealth.sandbox import SandboxInfo
 
+pytestmark = pytest.mark.matrix_once  # the same on every Django version
+
 TOKEN = "a-health-token-for-the-tests"
 
 

@@ -14,6 +14,8 @@ from proxy import Proxy
 from pa_dbhealth.core.errors import Kind, classify
 from pa_dbhealth.sandbox import SandboxInfo
 
+pytestmark = pytest.mark.matrix_once  # the same on every Django version
+
 
 def select_one(conn: Any) -> Any:
     cursor = conn.cursor()

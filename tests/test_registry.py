@@ -21,6 +21,8 @@ from pa_dbhealth.core.process_identity import start_ticks, this_host, this_proce
 from pa_dbhealth.core.registry_files import file_name
 from pa_dbhealth.core.vendors import AccountConnection
 
+pytestmark = pytest.mark.matrix_once  # the same on every Django version
+
 SERVER = registry.server_key("mysql", "127.0.0.1", 3306)
 
 

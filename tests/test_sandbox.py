@@ -20,6 +20,8 @@ from processes import run as run_process
 from pa_dbhealth import sandbox
 from pa_dbhealth.core.errors import Kind, classify
 
+pytestmark = pytest.mark.matrix_once  # the same on every Django version
+
 
 def run(*args: str) -> Finished:
     return run_process([sys.executable, "-m", "pa_dbhealth.sandbox", *args])

@@ -20,6 +20,8 @@ from pathlib import Path
 
 import pytest
 
+pytestmark = pytest.mark.matrix_once  # the same on every Django version
+
 ROOT = Path(__file__).resolve().parents[1]
 USER_PATH = "/usr/local/bin:/usr/bin:/bin"  # a normal user's: no /usr/sbin
 IS_ROOT = os.geteuid() == 0

@@ -14,6 +14,8 @@ from pa_dbhealth import sandbox
 from pa_dbhealth.sqlalchemy import audit, engine_options, install, report
 from pa_dbhealth.sqlalchemy.wording import flask_wording
 
+pytestmark = pytest.mark.matrix_once  # the same on every Django version
+
 
 def ids(engine: Any, **kwargs: Any) -> list[str]:
     return [f.id for f in audit(engine, **kwargs)]

@@ -21,6 +21,8 @@ from sqlalchemy.pool import NullPool
 from pa_dbhealth import sandbox
 from pa_dbhealth.sqlalchemy import events, install, tracker
 
+pytestmark = pytest.mark.matrix_once  # the same on every Django version
+
 LOGGER = "pa_dbhealth.sqlalchemy"
 
 
