@@ -66,8 +66,7 @@ def asgi_evidence() -> str | None:
     return None
 
 
-@register()
-def check_asgi_persistent_connections(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]:
+def asgi_findings() -> list[Finding]:
     """W021: CONN_MAX_AGE > 0 (or None) on an alias of a site served through ASGI."""
     evidence = asgi_evidence()
     if evidence is None:
@@ -75,7 +74,7 @@ def check_asgi_persistent_connections(app_configs: Any = None, **kwargs: Any) ->
     from pa_dbhealth.audit import MIDDLEWARE_PATH
 
     middleware = MIDDLEWARE_PATH in getattr(settings, "MIDDLEWARE", [])
-    messages = []
+    found = []
     for alias, entry in connections.settings.items():
         max_age = entry.get("CONN_MAX_AGE", 0)
         if max_age == 0 or connections[alias].vendor == "sqlite":
@@ -91,9 +90,14 @@ def check_asgi_persistent_connections(app_configs: Any = None, **kwargs: Any) ->
                 "closes each request's connections when it ends."
             )
         )
-        finding = findings.kept_under_asgi(setting, repr(max_age), evidence, fix)
-        messages.append(as_check_message(finding))
-    return messages
+        found.append(findings.kept_under_asgi(setting, repr(max_age), evidence, fix))
+    return found
+
+
+@register()
+def check_asgi_persistent_connections(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]:
+    """W021, everywhere: it needs no server."""
+    return [as_check_message(finding) for finding in asgi_findings()]
 
 
 @register(Tags.database)

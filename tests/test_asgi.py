@@ -19,7 +19,7 @@ from typing import Any
 
 import pytest
 from asgiref.sync import async_to_sync
-from conftest import account_connection_ids, account_ids_once
+from conftest import account_connection_ids, account_ids_once, run_command
 from django.conf import settings
 from django.core.checks import WARNING, CheckMessage
 from django.core.checks.registry import registry
@@ -407,3 +407,13 @@ def test_under_asgi_a_stale_connection_of_a_shared_thread_is_replaced_first(
     stale = connection_id()  # opened outside any request
     time.sleep(2.5)
     assert get(AsyncClient(), "/connection-id/").content.decode() != stale
+
+
+@pytest.mark.usefixtures("unblocked_db")
+def test_dbcheck_reports_it_too(max_age: Callable[[Any], None]) -> None:
+    """A deploy script that runs `dbcheck --fail-level warning` learns it without `check`."""
+    max_age(60)
+    with override_settings(ASGI_APPLICATION="mysite.asgi.application"):
+        out, err, code = run_command("dbcheck", "--database", "default", "--fail-level", "warning")
+    assert code == 1, out + err
+    assert "WARNING pa_dbhealth.W021: DATABASES['default']['CONN_MAX_AGE'] = 60, but" in out

@@ -10,7 +10,7 @@ from django.db import connections
 
 from pa_dbhealth import conf
 from pa_dbhealth.audit import audit_alias, site_findings
-from pa_dbhealth.checks import settings_findings
+from pa_dbhealth.checks import asgi_findings, settings_findings
 from pa_dbhealth.core import render
 from pa_dbhealth.core.findings import Level
 
@@ -54,7 +54,7 @@ class Command(BaseCommand):
     ) -> None:
         aliases = [database] if database else list(connections)
         # PA_DBHEALTH's own mistakes come first: the audit would otherwise judge by defaults.
-        site = settings_findings(conf.problems()) + site_findings()
+        site = settings_findings(conf.problems()) + site_findings() + asgi_findings()
         reports = []
         for alias in aliases:
             report = audit_alias(alias, offline=offline)
