@@ -226,3 +226,78 @@ def test_a_token_holder_refused_by_the_server_gets_in_when_a_slot_frees(
     finally:
         wrapper.close()
     assert line.free == 3
+
+
+# --- SQLAlchemy engines in the same line ---------------------------------------------------
+
+
+def engine_connection(engine: Any, name: str, log: list[str]) -> Holder:
+    """A holder that checks a connection out of ``engine`` and gives it back on release."""
+    checked_out: dict[str, Any] = {}
+
+    def open_() -> None:
+        checked_out[name] = engine.connect()
+        log.append(name)
+
+    return Holder(name, open_, lambda: checked_out[name].close())
+
+
+@pytest.mark.usefixtures("unblocked_db")
+def test_sqlalchemy_and_django_wait_in_one_line_in_the_order_they_came(
+    in_line: tuple[dict[str, Any], lines.Line], make_engine: Any
+) -> None:
+    """A Flask worker and a Django worker of one account on one host: one line for both."""
+    pytest.importorskip("sqlalchemy")
+    from sqlalchemy.pool import NullPool
+
+    from pa_dbhealth.sqlalchemy import install
+
+    settings_dict, line = in_line
+    engine = install(make_engine(poolclass=NullPool), {"CONNECT_RETRY": 10.0})
+    log: list[str] = []
+    first = [connected(settings_dict, f"django-{n}", log).hold() for n in range(3)]
+    assert line.free == 0
+    later = [
+        engine_connection(engine, "sqlalchemy-0", log),
+        connected(settings_dict, "django-later", log),
+        engine_connection(engine, "sqlalchemy-1", log),
+    ]
+    for n, holder in enumerate(later):
+        holder.start()
+        deadline = time.monotonic() + 10
+        while line.waiting < n + 1:
+            assert time.monotonic() < deadline, f"{holder.name} never waited in line"
+            time.sleep(0.005)
+    for gone, next_in in zip(first, later, strict=True):
+        gone.release()
+        assert next_in.opened.wait(10), next_in.name
+        assert log[-1] == next_in.name
+    assert line.free == 0
+    for holder in later:
+        holder.release()
+    assert log[3:] == ["sqlalchemy-0", "django-later", "sqlalchemy-1"]
+    assert line.free == 3  # NullPool closed each one: every token came back
+
+
+@pytest.mark.usefixtures("unblocked_db")
+def test_a_pooled_connection_keeps_its_token_until_the_pool_closes_it(
+    in_line: tuple[dict[str, Any], lines.Line], make_engine: Any, admin: Any
+) -> None:
+    pytest.importorskip("sqlalchemy")
+    from sqlalchemy import text
+
+    from pa_dbhealth.sqlalchemy import install
+
+    _, line = in_line
+    engine = install(make_engine(pool_size=2, max_overflow=0), {"CONNECT_RETRY": 10.0})
+    with engine.connect() as conn:
+        own = conn.execute(text("SELECT CONNECTION_ID()")).scalar_one()
+        assert line.free == 2
+    assert line.free == 2  # back in the pool: it still holds a connection of the account
+    admin.execute("KILL %s", (own,))
+    time.sleep(0.1)
+    with engine.connect() as conn:  # the dead one is replaced at checkout: its token returned
+        assert conn.execute(text("SELECT CONNECTION_ID()")).scalar_one() != own
+        assert line.free == 2
+    engine.dispose()
+    assert line.free == 3

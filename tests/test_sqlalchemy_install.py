@@ -218,6 +218,11 @@ def test_postgresql_dirty_connection_is_never_handed_out(
 # --- handoff: a sibling thread waiting for the cap gets a clean connection ------------------
 
 
+# Handoff is for waiting without the line: with it, a closing connection's token goes to
+# whoever has waited longest, in any process (tests/test_line.py).
+NO_LINE = {"LINE": False}
+
+
 @pytest.fixture
 def slow_retries(monkeypatch: pytest.MonkeyPatch) -> None:
     """Waits of 1-2 s between connect attempts: a thread refused by the cap is still in the
@@ -266,7 +271,7 @@ def give_back_after(
 def test_a_clean_connection_is_handed_to_a_waiting_thread(
     make_engine: Callable[..., Any], raw_connections: Any
 ) -> None:
-    engine = install(make_engine(poolclass=NullPool), {"CONNECT_RETRY": 10.0})
+    engine = install(make_engine(poolclass=NullPool), {"CONNECT_RETRY": 10.0, **NO_LINE})
     before = tracker.figures()["connect_handoffs"]
 
     def give_back(wait: Callable[[], int]) -> int:
@@ -285,7 +290,8 @@ def test_a_connection_with_a_transaction_open_is_not_handed_over(
     make_engine: Callable[..., Any], raw_connections: Any, table: str, admin: Any
 ) -> None:
     engine = install(
-        make_engine(poolclass=NullPool, pool_reset_on_return=None), {"CONNECT_RETRY": 10.0}
+        make_engine(poolclass=NullPool, pool_reset_on_return=None),
+        {"CONNECT_RETRY": 10.0, **NO_LINE},
     )
     before = tracker.figures()["connect_handoffs"]
 
@@ -310,7 +316,9 @@ def test_a_connection_with_a_transaction_open_is_not_handed_over(
 def test_handoff_can_be_turned_off(
     make_engine: Callable[..., Any], raw_connections: Any, table: str
 ) -> None:
-    engine = install(make_engine(poolclass=NullPool), {"CONNECT_RETRY": 10.0, "HANDOFF": False})
+    engine = install(
+        make_engine(poolclass=NullPool), {"CONNECT_RETRY": 10.0, "HANDOFF": False, **NO_LINE}
+    )
     state = events.installed(engine)
     assert state is not None
     raw_connections(2)

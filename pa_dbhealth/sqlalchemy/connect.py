@@ -10,6 +10,12 @@ the connect is ever retried. Between attempts the thread waits in the engine's w
 without an error since it was opened and with no transaction open, is handed to it instead
 of being closed (``HANDOFF``). It is taken as it is, session state included, as a pooled
 connection is.
+
+With ``LINE`` (MySQL, once the account's cap is known) a connect first takes a token of the
+account's line, shared with every process of the host (Django's included,
+:mod:`pa_dbhealth.core.line`); the token goes back when the pool closes the connection, or
+when the connection object is garbage-collected. A connection that holds a token is never
+handed over: its token goes to whoever has waited longest, in any process.
 """
 
 from __future__ import annotations
@@ -20,7 +26,9 @@ from collections.abc import Callable
 from typing import Any
 
 from pa_dbhealth.core import handoff, liveness
+from pa_dbhealth.core import line as lines
 from pa_dbhealth.core.errors import Classified
+from pa_dbhealth.core.line_connect import Ticket, connect_in_line
 from pa_dbhealth.core.look import in_look
 from pa_dbhealth.core.options import Options
 from pa_dbhealth.core.retry import connect_with_retry
@@ -32,12 +40,20 @@ PARAMS = "pa_dbhealth_params"  # entry.info: the connect arguments the connectio
 HANDOFFS = "pa_dbhealth_handoffs"  # entry.info: times its connection was handed over in a row
 HANDED = "pa_dbhealth_handed"  # entry.info: its connection was handed over, not opened
 ERRORED = "pa_dbhealth_errored"  # entry.info: an error occurred on it since it was opened
+TICKET = "pa_dbhealth_ticket"  # entry.info: the token of the account's line it holds
+
+Account = tuple[str, str]  # (server, account), as core.line and the registry key them
 
 
 def retrying_connect(
-    key: str, options: Options, room: handoff.WaitingRoom, on_refused: Callable[[], object]
+    key: str,
+    options: Options,
+    room: handoff.WaitingRoom,
+    on_refused: Callable[[], object],
+    account: Account | None = None,
 ) -> Callable[..., Any]:
-    """The ``do_connect`` listener for one engine (``key`` names it in logs)."""
+    """The ``do_connect`` listener for one engine (``key`` names it in logs; ``account``
+    names its line, None for an engine that waits without one)."""
 
     def do_connect(dialect: Any, entry: Any, cargs: list[Any], cparams: dict[str, Any]) -> Any:
         if in_look():
@@ -46,6 +62,8 @@ def retrying_connect(
         handed_over: list[handoff.Handed] = []
 
         def on_retry(classified: Classified, attempt: int, delay: float) -> None:
+            if account is not None:
+                lines.note_cap(*account, lines.cap_in_message(classified.message))
             tracker.count("connect_retries")
             logger.debug(
                 "connect to %s refused, attempt %d: %s; retrying in %.0f ms",
@@ -80,14 +98,27 @@ def retrying_connect(
             handed_over.append(handed)
             return handed.raw
 
-        raw = connect_with_retry(
-            lambda: dialect.connect(*cargs, **cparams),
-            budget=options.CONNECT_RETRY,
-            on_retry=on_retry,
-            on_giveup=on_giveup,
-            wait=wait if options.HANDOFF else None,
-        )
+        line = lines.line_for(*account) if options.LINE and account is not None else None
+        ticket: Ticket | None = None
+        if line is not None:
+            raw, ticket = connect_in_line(
+                line,
+                lambda: dialect.connect(*cargs, **cparams),
+                options.CONNECT_RETRY,
+                on_retry,
+                on_giveup,
+            )
+        else:
+            raw = connect_with_retry(
+                lambda: dialect.connect(*cargs, **cparams),
+                budget=options.CONNECT_RETRY,
+                on_retry=on_retry,
+                on_giveup=on_giveup,
+                wait=wait if options.HANDOFF else None,
+            )
         if entry is not None:
+            if ticket is not None:
+                entry.info[TICKET] = ticket
             entry.info[PARAMS] = params
             entry.info[HANDOFFS] = handed_over[-1].handoffs if handed_over else 0
             if handed_over:
@@ -104,6 +135,7 @@ def may_hand_over(dbapi_connection: Any, entry: Any, options: Options) -> bool:
     return (
         options.HANDOFF
         and PARAMS in info
+        and TICKET not in info
         and info.get(HANDOFFS, 0) < handoff.MAX_HANDOFFS
         and not info.get(ERRORED, False)
         and liveness.is_dead(dbapi_connection) is False
@@ -124,3 +156,10 @@ def hand_over(
     entry.dbapi_connection = None  # the entry no longer holds it: not closed, not pooled
     entry.info.clear()
     return True
+
+
+def give_back_token(entry: Any) -> None:
+    """The pool is closing ``entry``'s connection: its token goes to the next in line."""
+    ticket = entry.info.pop(TICKET, None) if entry is not None else None
+    if ticket is not None:
+        ticket.give_back()

@@ -25,7 +25,9 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.exc import DisconnectionError
 
 from pa_dbhealth.core import handoff, liveness, vendors
+from pa_dbhealth.core import line as lines
 from pa_dbhealth.core.options import Options, effective
+from pa_dbhealth.core.registry import server_key
 from pa_dbhealth.core.timeouts import Learned
 from pa_dbhealth.sqlalchemy import connect, tracker
 from pa_dbhealth.sqlalchemy.look import engine_key, engine_vendor
@@ -48,6 +50,7 @@ class Installed:
     options: Options
     room: handoff.WaitingRoom
     checkouts: tracker.Checkouts
+    account: connect.Account | None  # the account's line (MySQL), as core.line keys it
 
     def idle_limit(self) -> float | None:
         return LEARNED.idle_limit(
@@ -87,12 +90,15 @@ def install(
             options=_options(options),
             room=handoff.WaitingRoom(),
             checkouts=tracker.Checkouts(engine_key(engine), leak_after),
+            account=_account(engine),
         )
         _installed[engine] = state
     event.listen(
         engine,
         "do_connect",
-        connect.retrying_connect(state.key, state.options, state.room, state.checkouts.sweep),
+        connect.retrying_connect(
+            state.key, state.options, state.room, state.checkouts.sweep, state.account
+        ),
     )
     event.listen(engine, "connect", _on_connect(state))
     event.listen(engine, "checkout", _on_checkout(state))
@@ -101,6 +107,15 @@ def install(
     event.listen(engine, "close_detached", _on_close_detached)
     event.listen(engine, "handle_error", _on_error)
     return engine
+
+
+def _account(engine: Engine) -> connect.Account | None:
+    """``(server, account)`` of a MySQL engine, keyed as the Django backend keys its own."""
+    if engine_vendor(engine) != "mysql":
+        return None
+    url = engine.url
+    host = url.query.get("unix_socket") or url.host
+    return server_key("mysql", host, url.port), str(url.username or "")
 
 
 def _on_connect(state: Installed) -> Any:
@@ -121,7 +136,10 @@ def _learn(state: Installed, dbapi_connection: Any) -> None:
         LEARNED.learn(state.key, None)
         return
     try:
-        LEARNED.learn(state.key, vendors.server_facts(dbapi_connection).wait_timeout)
+        facts = vendors.server_facts(dbapi_connection)
+        LEARNED.learn(state.key, facts.wait_timeout)
+        if state.account is not None:
+            lines.note_cap(*state.account, facts.account_limit)
     except Exception as exc:  # asked again at the next connection
         logger.debug("could not read the idle timeout of %s: %s", state.key, exc)
     finally:
@@ -169,6 +187,7 @@ def _on_checkin(state: Installed) -> Any:
 
 
 def _on_close(dbapi_connection: Any, entry: Any) -> None:
+    connect.give_back_token(entry)  # first: the next in line wakes while this one closes
     tracker.count("closed")
 
 

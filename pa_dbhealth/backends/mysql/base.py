@@ -28,10 +28,11 @@ from django.db.backends.mysql import base as mysql_base
 from django.utils.asyncio import async_unsafe
 
 from pa_dbhealth import conf, tracker
-from pa_dbhealth.backends.mysql.line import Ticket, account_of, connect_in_line
+from pa_dbhealth.backends.mysql.line import account_of
 from pa_dbhealth.core import handoff, liveness
 from pa_dbhealth.core import line as lines
 from pa_dbhealth.core.errors import Classified
+from pa_dbhealth.core.line_connect import Ticket, connect_in_line
 from pa_dbhealth.core.retry import connect_with_retry, in_single_attempt
 
 logger = logging.getLogger("pa_dbhealth.backends.mysql")
