@@ -18,7 +18,6 @@ wait as before.
 
 from __future__ import annotations
 
-import contextlib
 import ctypes
 import ctypes.util
 import errno
@@ -26,12 +25,8 @@ import hashlib
 import math
 import os
 import re
-import select
 import threading
-from collections.abc import Callable
 from typing import Any
-
-from pa_dbhealth.core.liveness import socket_fd
 
 IPC_CREAT = 0o1000
 IPC_EXCL = 0o2000
@@ -231,27 +226,3 @@ def forget(server: str, account: str) -> None:
     semid = libc.semget(key_of(server, account), 1, 0)
     if semid >= 0 and _owned_by_me(libc, semid):
         libc.semctl(semid, 0, IPC_RMID)
-
-
-# --- closing so the next in line gets in --------------------------------------------------------
-
-
-def close_for_the_next(connection: Any, close: Callable[[], None], seconds: float = 0.005) -> None:
-    """``close()`` the connection; when someone waits for its token, first let the server
-    finish: the server counts a connection until its thread has read the client's quit and
-    closed its end, and a connect that arrives before that is refused (1226). Waits at most
-    ``seconds`` for the server's end of the socket (about 0.1 ms on loopback)."""
-    fd = socket_fd(connection)
-    watch = None
-    if fd is not None:
-        with contextlib.suppress(OSError):
-            watch = os.dup(fd)  # keeps the socket open after the driver closes its descriptor
-    try:
-        close()
-        if watch is not None:
-            poller = select.poll()
-            poller.register(watch, select.POLLIN | select.POLLHUP)
-            poller.poll(seconds * 1000)
-    finally:
-        if watch is not None:
-            os.close(watch)
