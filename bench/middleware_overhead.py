@@ -35,6 +35,7 @@ import django
 from django.conf import settings
 from django.http import HttpRequest, HttpResponse
 from django.urls import path
+from loadbench.machine import cpu_model
 
 
 def no_database(request: HttpRequest) -> HttpResponse:
@@ -93,17 +94,6 @@ def per_request(run: Callable[[], None], count: int) -> float:
     for _ in range(count):
         run()
     return (time.perf_counter() - start) / count
-
-
-def cpu_model() -> str:
-    try:
-        with open("/proc/cpuinfo") as cpuinfo:
-            for line in cpuinfo:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
 
 
 # The --instructions sides: (app installed, ENGINE, MIDDLEWARE).
