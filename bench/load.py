@@ -79,7 +79,7 @@ def parser() -> argparse.ArgumentParser:
         action=argparse.BooleanOptionalAction,
         default=None,
         help="count instructions per request under callgrind (default: where valgrind is "
-        "installed, except with --quick)",
+        "installed, except with --quick, --no-overhead or --registry-ab)",
     )
     p.add_argument("--instruction-requests", type=int, default=500)
     p.add_argument(
@@ -99,7 +99,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.quick:
         args.duration, args.rounds, args.overhead_seconds, args.warmup = 2, 1, 1, 0
     if args.instructions is None:
-        args.instructions = not args.quick and not args.no_overhead
+        args.instructions = not (args.quick or args.no_overhead or args.registry_ab)
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # run the finally blocks
     started_at, load_before = time.monotonic(), machine.load_average()
     chosen = [configs.CONFIGS[i] for i in args.only or _default(args)]
@@ -146,7 +146,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.instructions:
         print("\n".join(report.instruction_lines(per, args.instruction_requests)))
     elif not args.no_overhead:
-        print("instructions per request: not counted (--quick or --no-instructions)")
+        print("instructions per request: not counted in this run (see --instructions)")
     print()
     print(f"load average at the end: {machine.load_average()}")
     print(f"total time: {time.monotonic() - started_at:.0f} s")
