@@ -8,9 +8,11 @@ per request of each and their ratio. Not a test: run it on a quiet machine.
     .venv/bin/python bench/middleware_overhead.py --instructions [--requests 1000]
 
 ``--instructions`` counts machine instructions instead of timing (valgrind's callgrind,
-the same count on every run, whatever else the machine is doing): each side runs in its own
-process under callgrind, once with and once without the measured requests, and the
-difference divided by the number of requests is that side's cost per request.
+the same count on every run, whatever else the machine is doing), of plain Django (no
+pa_dbhealth at all) against pa_dbhealth as a site installs it (the app, its backend and
+the middleware): each side runs in its own process under callgrind, once with and once
+without the measured requests, and the difference divided by the number of requests is
+that side's cost per request. ``bench/load.py`` runs it too, where valgrind is installed.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ import shutil
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Callable
 from typing import Any
@@ -32,6 +35,7 @@ import django
 from django.conf import settings
 from django.http import HttpRequest, HttpResponse
 from django.urls import path
+from loadbench.machine import cpu_model
 
 
 def no_database(request: HttpRequest) -> HttpResponse:
@@ -41,16 +45,19 @@ def no_database(request: HttpRequest) -> HttpResponse:
 urlpatterns = [path("", no_database)]
 
 
-def configure() -> None:
+HYGIENE = "pa_dbhealth.middleware.ConnectionHygieneMiddleware"
+
+
+def configure(app: bool = True, engine: str = "django.db.backends.mysql") -> None:
     settings.configure(
         DEBUG=False,
         SECRET_KEY="bench-only",
         ALLOWED_HOSTS=["*"],
         ROOT_URLCONF=__name__,
-        INSTALLED_APPS=["pa_dbhealth"],
+        INSTALLED_APPS=["pa_dbhealth"] if app else [],
         DATABASES={
             # A MySQL alias and a SQLite one that the view never opens, as on a real site.
-            "default": {"ENGINE": "django.db.backends.mysql", "NAME": "app", "PORT": "9"},
+            "default": {"ENGINE": engine, "NAME": "app", "PORT": "9"},
             "other": {"ENGINE": "django.db.backends.sqlite3", "NAME": ":memory:"},
         },
         MIDDLEWARE=[],
@@ -89,25 +96,19 @@ def per_request(run: Callable[[], None], count: int) -> float:
     return (time.perf_counter() - start) / count
 
 
-def cpu_model() -> str:
-    try:
-        with open("/proc/cpuinfo") as cpuinfo:
-            for line in cpuinfo:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
-
-
-SIDES = {"plain": [], "hygiene": ["pa_dbhealth.middleware.ConnectionHygieneMiddleware"]}
+# The --instructions sides: (app installed, ENGINE, MIDDLEWARE).
+SIDES = {
+    "plain": (False, "django.db.backends.mysql", []),
+    "pa_dbhealth": (True, "pa_dbhealth.backends.mysql", [HYGIENE]),
+}
 WARM_UP = 500
 
 
 def child(side: str, requests: int) -> None:
     """One side's run under callgrind: set up, warm up, then ``requests`` requests."""
-    configure()
-    run = handler(SIDES[side])
+    app, engine, middleware = SIDES[side]
+    configure(app, engine)
+    run = handler(middleware)
     for _ in range(WARM_UP + requests):
         run()
 
@@ -119,26 +120,37 @@ def instructions(side: str, requests: int) -> int:
         raise SystemExit("valgrind is not installed: `apt-get install valgrind`")
     cmd = [valgrind, "--tool=callgrind", "--callgrind-out-file=/dev/null"]
     cmd += [sys.executable, __file__, "--child", side, str(requests)]
-    env = {**os.environ, "PYTHONHASHSEED": "0"}  # the same dicts, the same probes
-    out = subprocess.run(cmd, capture_output=True, text=True, env=env, check=True)
+    with tempfile.TemporaryDirectory(prefix="pa_dbhealth-bench-") as registry:
+        env = {
+            **os.environ,
+            "PYTHONHASHSEED": "0",  # the same dicts, the same probes
+            "PA_DBHEALTH_REGISTRY_DIR": registry,  # not the user's
+        }
+        out = subprocess.run(cmd, capture_output=True, text=True, env=env, check=True)
     match = re.search(r"Collected : (\d+)", out.stderr)
     if not match:
         raise SystemExit(f"no instruction count in callgrind's output:\n{out.stderr}")
     return int(match.group(1))
 
 
-def count_instructions(requests: int) -> None:
+def instructions_per_request(requests: int) -> dict[str, float]:
+    """Each side's instructions per request of the no-database view."""
     per: dict[str, float] = {}
     for side in SIDES:
         base, loaded = instructions(side, 0), instructions(side, requests)
         per[side] = (loaded - base) / requests
-    ratio = per["hygiene"] / per["plain"]
+    return per
+
+
+def count_instructions(requests: int) -> None:
+    per = instructions_per_request(requests)
+    ratio = per["pa_dbhealth"] / per["plain"]
     print(
         f"machine: {cpu_model()}; Python {platform.python_version()}, Django {django.get_version()}"
     )
     print(f"instructions per request (callgrind, {requests} requests after {WARM_UP}):")
-    print(f"  plain Django:                {per['plain']:10.0f}")
-    print(f"  with the hygiene middleware: {per['hygiene']:10.0f}")
+    print(f"  plain Django:     {per['plain']:10.0f}")
+    print(f"  with pa_dbhealth: {per['pa_dbhealth']:10.0f}")
     print(f"  ratio: {ratio:.4f} ({(ratio - 1) * 100:+.2f} %)")
 
 
@@ -159,7 +171,7 @@ def main() -> None:
     args.requests = args.requests or 2000
     configure()
     plain = handler([])
-    hygiene = handler(["pa_dbhealth.middleware.ConnectionHygieneMiddleware"])
+    hygiene = handler([HYGIENE])
     for run in (plain, hygiene):
         per_request(run, 2000)  # warm up
     # Short alternating blocks, so both sides see the same machine noise; the ratio is the

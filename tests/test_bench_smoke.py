@@ -1,4 +1,4 @@
-"""The load benchmark runs end to end (a second per configuration) and reports its table.
+"""The load benchmark runs end to end (``--quick``) and reports its table.
 
 Its numbers are not asserted here: they depend on the machine. bench/load.py starts its
 own capped server and uWSGI, and stops both.
@@ -27,22 +27,38 @@ wrk = shutil.which("wrk")
 @pytest.mark.skipif(uwsgi is None, reason="uwsgi is not installed (pip install uwsgi)")
 @pytest.mark.skipif(wrk is None, reason="wrk is not installed (apt-get install wrk)")
 def test_benchmark_smoke_run() -> None:
-    result = run([sys.executable, str(LOAD), "--smoke"], timeout=300, cwd=ROOT)
+    result = run([sys.executable, str(LOAD), "--quick"], timeout=300, cwd=ROOT)
     assert result.returncode == 0, result.out + result.err
     out = result.out
-    rows = [line for line in out.splitlines() if line.startswith("| ")]
-    names = [
-        "plain, CONN_MAX_AGE=0",
-        "plain, CONN_MAX_AGE=600",
-        "pa_dbhealth backend + middleware",
-        "Flask, SQLAlchemy's default pool (5 + 10)",
-        "Flask, hand-tuned pool (2 + 1, recycle 280)",
-        "Flask, pa_dbhealth (engine_options + DbHealth)",
+    header, *rows = [line for line in out.splitlines() if line.startswith("| ")]
+    columns = header.strip("| ").split(" | ")
+    table = [dict(zip(columns, row.strip("| ").split(" | "), strict=True)) for row in rows]
+    pa = "pa_dbhealth backend + middleware"
+    runs = [(row["configuration"], row["clients"], row["held elsewhere"]) for row in table]
+    assert runs == [
+        ("plain, CONN_MAX_AGE=0", "8", "0"),
+        ("plain, CONN_MAX_AGE=600", "8", "0"),
+        *((pa, clients, "0") for clients in ("8", "16", "32")),
+        *((pa + ", LINE off", clients, "0") for clients in ("8", "16", "32")),
+        ("Flask, SQLAlchemy's default pool (5 + 10)", "8", "0"),
+        ("Flask, hand-tuned pool (2 + 1, recycle 280)", "8", "0"),
+        *(("Flask, pa_dbhealth (engine_options + DbHealth)", c, "0") for c in ("8", "16", "32")),
+        ("plain, CONN_MAX_AGE=0", "8", "1"),
+        (pa, "8", "1"),
+        (pa + ", LINE off", "8", "1"),
+        ("Flask, SQLAlchemy's default pool (5 + 10)", "8", "1"),
+        ("Flask, pa_dbhealth (engine_options + DbHealth)", "8", "1"),
     ]
-    assert [row.split(" | ")[0].removeprefix("| ") for row in rows[1:]] == names
-    for row in rows[1:]:
-        cells = row.strip("| ").split(" | ")
-        assert float(cells[1]) > 0  # some requests succeeded
-        assert 1 <= int(cells[9]) <= 3  # the sampler saw the account's connections
-    assert re.search(r"^no-database view, .*: ratio \d\.\d{3} ", out, re.MULTILINE)
-    assert re.search(r"^uWSGI CPU time per request: .*: ratio \d\.\d{3} ", out, re.MULTILINE)
+    for row in table:
+        assert float(row["2xx/s"]) > 0  # some requests succeeded
+        assert 1 <= int(row["most held"]) <= 3  # the sampler saw the account's connections
+        assert float(row["p50 ms"]) <= float(row["p99 ms"]) <= float(row["p99.9 ms"])
+        assert row["limit/s"] == ("100" if row["held elsewhere"] == "1" else "150")
+        assert re.fullmatch(r"pass|fail: [a-z0-9, -]+", row["target"])
+    # The one held elsewhere was held all along: the site had at most two.
+    assert all(float(r["mean held"]) >= 1 for r in table if r["held elsewhere"] == "1")
+    assert re.search(r"^  throughput ratio .*: \d\.\d{3} ", out, re.MULTILINE)
+    assert re.search(r"^  noise floor, .*: \d\.\d{3} ", out, re.MULTILINE)
+    assert re.search(r"^  CPU ratio .*: \d\.\d{3} ", out, re.MULTILINE)
+    assert re.search(r"^load average at the end: ", out, re.MULTILINE)
+    assert re.search(r"^total time: \d+ s$", out, re.MULTILINE)

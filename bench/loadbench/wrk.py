@@ -1,0 +1,54 @@
+"""wrk, driving one URL for a fixed time, read through ``bench/report.lua``."""
+
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
+
+REPORT_LUA = Path(__file__).resolve().parent.parent / "report.lua"
+
+
+@dataclass(frozen=True)
+class WrkResult:
+    requests: int
+    seconds: float
+    non_2xx: int
+    socket_errors: int
+    p50_ms: float
+    p99_ms: float
+    p999_ms: float
+    max_ms: float
+
+    @property
+    def ok_per_second(self) -> float:
+        return (self.requests - self.non_2xx) / self.seconds if self.seconds else 0.0
+
+
+def wrk_binary() -> str:
+    found = shutil.which("wrk")
+    if not found:
+        raise SystemExit("wrk is not installed: `apt-get install wrk`")
+    return found
+
+
+def wrk(url: str, seconds: float, clients: int) -> WrkResult:
+    cmd = [wrk_binary(), "-t", str(min(2, clients)), "-c", str(clients)]
+    cmd += ["-d", f"{max(1, round(seconds))}s", "--timeout", "30s", "-s", str(REPORT_LUA), url]
+    out = subprocess.run(cmd, capture_output=True, text=True, timeout=seconds + 90, check=True)
+    match = re.search(r"^BENCH (.*)$", out.stdout, re.MULTILINE)
+    if not match:
+        raise SystemExit(f"unexpected wrk output:\n{out.stdout}{out.stderr}")
+    got = {k: int(v) for k, v in (pair.split("=") for pair in match.group(1).split())}
+    return WrkResult(
+        requests=got["requests"],
+        seconds=got["duration"] / 1e6,
+        non_2xx=got["status"],
+        socket_errors=got["connect"] + got["read"] + got["write"] + got["timeout"],
+        p50_ms=got["p50"] / 1000,
+        p99_ms=got["p99"] / 1000,
+        p999_ms=got["p999"] / 1000,
+        max_ms=got["max"] / 1000,
+    )
