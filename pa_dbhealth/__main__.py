@@ -33,6 +33,7 @@ from pa_dbhealth.core.options import Options
 from pa_dbhealth.core.workers import Workers
 
 NAME = "default"  # what the output calls the one database
+PROG = "python -m pa_dbhealth"
 FLAGS = {
     "WORKERS": "--workers",
     "TASK_CONNECTIONS": "--task-connections",
@@ -79,7 +80,7 @@ def _seconds(text: str) -> float:
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="python -m pa_dbhealth",
+        prog=PROG,
         description="Audit a MySQL/MariaDB or PostgreSQL account against its live server, and "
         "list (or free) its connections. No framework needed.",
     )
@@ -184,7 +185,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.error(str(exc))
     try:
         if args.action == "check":
-            commands.check([check(url, args)], (), args.format, args.fail_level, _write)
+            commands.check(
+                [check(url, args)], (), args.format, args.fail_level, _write, name=PROG + " check"
+            )
         else:
             connections_of(url, args)
     except commands.CommandFailed as exc:

@@ -46,10 +46,17 @@ def seconds(value: str) -> float:
 
 
 def check(
-    reports: Sequence[Audit], site: Iterable[Finding], fmt: str, fail_level: str, write: Write
+    reports: Sequence[Audit],
+    site: Iterable[Finding],
+    fmt: str,
+    fail_level: str,
+    write: Write,
+    *,
+    name: str,
 ) -> None:
-    """Print the audits (``site`` findings added to each) and raise :class:`CommandFailed`
-    (code 1) when a finding is at or above ``fail_level``."""
+    """Print the audits (``site`` findings added to each), ending with a summary line that
+    starts with the command's ``name`` (``"flask dbcheck"``), and raise
+    :class:`CommandFailed` (code 1) when a finding is at or above ``fail_level``."""
     site = list(site)
     for report in reports:
         report.findings.extend(site)
@@ -61,7 +68,7 @@ def check(
         for report in reports:
             for text, style in render.audit_lines(report):
                 write(text, style)
-        write(*render.summary(found, LEVELS[fail_level]))
+        write(*render.summary(found, LEVELS[fail_level], name))
     failing = [f for f in found if f.level >= LEVELS[fail_level]]
     if failing:
         raise CommandFailed(f"{len(failing)} finding(s) at or above {fail_level}.", 1)

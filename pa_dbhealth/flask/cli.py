@@ -115,7 +115,7 @@ def dbcheck(bind: str | None, fmt: str, fail_level: str, offline: bool) -> None:
         for name, engine in _names(app, (bind,) if bind else None).items()
     ]
     try:
-        commands.check(reports, site, fmt, fail_level, write)
+        commands.check(reports, site, fmt, fail_level, write, name="flask dbcheck")
     except commands.CommandFailed as exc:
         raise failed(exc) from None
 
