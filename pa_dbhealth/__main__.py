@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from pa_dbhealth import dburl
-from pa_dbhealth.core import commands, connections, vendors
+from pa_dbhealth.core import account_holders, commands, connections, registry, vendors
 from pa_dbhealth.core.audit import (
     Audit,
     Terms,
@@ -71,13 +71,6 @@ def _whole(low: int) -> Any:
     return parse
 
 
-def _seconds(text: str) -> float:
-    try:
-        return commands.seconds(text)
-    except ValueError as exc:
-        raise argparse.ArgumentTypeError(str(exc)) from None
-
-
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog=PROG,
@@ -96,15 +89,20 @@ def _parser() -> argparse.ArgumentParser:
     listing = sub.add_parser("connections", help="the account's connections; kill idle ones")
     listing.add_argument("--url", default=os.environ.get("DATABASE_URL"), help=url_help)
     listing.add_argument("--format", choices=("text", "json"), default="text")
-    listing.add_argument("--kill-idle", type=_seconds, metavar="SECONDS")
+    listing.add_argument("--kill-idle", type=commands.argument_seconds, metavar="SECONDS")
     listing.add_argument("--include-transactions", action="store_true")
     listing.add_argument("--dry-run", action="store_true")
-    listing.add_argument("--watch", type=_seconds, metavar="SECONDS")
+    listing.add_argument("--watch", type=commands.argument_seconds, metavar="SECONDS")
     return parser
 
 
 def _write(text: str, style: str | None) -> None:
     print(text, flush=True)
+
+
+def _show(lines: list[tuple[str, str | None]]) -> None:
+    for text, style in lines:
+        _write(text, style)
 
 
 def _say(text: str) -> None:
@@ -149,10 +147,13 @@ def check(url: dburl.DatabaseURL, args: argparse.Namespace) -> Audit:
 
 def connections_of(url: dburl.DatabaseURL, args: argparse.Namespace) -> None:
     options = Options()
+    server = registry.server_key(url.vendor, url.host, url.port)
+    where = registry.directory(None)  # $PA_DBHEALTH_REGISTRY_DIR, else the default
 
     def look_one(name: str) -> dict[str, Any]:
         return connections.listing(
             name,
+            url.vendor,
             url.vendor,
             lambda ask: dburl.look(url, ask, timeout=options.HEALTH_CONNECT_TIMEOUT),
             kill_idle=args.kill_idle,
@@ -163,6 +164,8 @@ def connections_of(url: dburl.DatabaseURL, args: argparse.Namespace) -> None:
             say=_say,
             errors=url.errors(),
             address=url.address,
+            holders=lambda snapshot: account_holders.read(where, server, url.user, snapshot),
+            show=_show if args.format == "text" else None,
         )
 
     commands.connections([NAME], look_one, args.format, _write, watch=args.watch, say=_say)

@@ -8,6 +8,7 @@ A face gathers the audits or the listings and passes a ``write(text, style)`` th
 
 from __future__ import annotations
 
+import argparse
 import contextlib
 import json
 import math
@@ -16,7 +17,7 @@ from collections.abc import Callable, Iterable, Sequence
 from datetime import datetime
 from typing import Any
 
-from pa_dbhealth.core import render
+from pa_dbhealth.core import render, render_holders
 from pa_dbhealth.core.audit import Audit
 from pa_dbhealth.core.findings import Finding, Level
 
@@ -34,6 +35,16 @@ class CommandFailed(Exception):
         self.code = code
 
 
+class CapFull(CommandFailed):
+    """A listing gave up at the cap: the registry's ``view`` stands in for the server's
+    (``shown``: already printed as text when the cap first refused)."""
+
+    def __init__(self, message: str, view: dict[str, Any], *, shown: bool) -> None:
+        super().__init__(message, 2)
+        self.view = view
+        self.shown = shown
+
+
 def seconds(value: str) -> float:
     """A number of seconds from the command line: finite, 0 or more, at most a year."""
     try:
@@ -43,6 +54,14 @@ def seconds(value: str) -> float:
     if not math.isfinite(number) or not 0 <= number <= MAX_SECONDS:
         raise ValueError(f"{value!r}: seconds must be from 0 to {MAX_SECONDS}")
     return number
+
+
+def argument_seconds(value: str) -> float:
+    """:func:`seconds` as an ``argparse`` type: a bad value is a one-line usage error."""
+    try:
+        return seconds(value)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def check(
@@ -102,10 +121,25 @@ def connections(
 def _connections(
     names: Sequence[str], look: Callable[[str], dict[str, Any]], fmt: str, write: Write
 ) -> None:
-    results = {name: look(name) for name in names}
+    results: dict[str, dict[str, Any]] = {}
+    gave_up: CapFull | None = None
+    for name in names:
+        try:
+            results[name] = look(name)
+        except CapFull as exc:  # the registry's view stands in for the server's
+            results[name] = exc.view
+            gave_up = gave_up or exc
     if fmt == "json":
         write(json.dumps({"databases": results}, indent=2), None)
-        return
-    for name, result in results.items():
-        for text, style in render.listing_lines(name, result):
-            write(text, style)
+    else:
+        for name, result in results.items():
+            if result.get("source") == "registry":
+                if gave_up is not None and not gave_up.shown:
+                    lines = render_holders.registry_lines(name, result)
+                    for text, style in lines:
+                        write(text, style)
+                continue
+            for text, style in render.listing_lines(name, result):
+                write(text, style)
+    if gave_up is not None:
+        raise gave_up

@@ -11,6 +11,7 @@ from flask.cli import with_appcontext
 
 from pa_dbhealth.core import commands, connections, findings
 from pa_dbhealth.core.errors import server_address
+from pa_dbhealth.sqlalchemy import holding
 from pa_dbhealth.sqlalchemy.audit import report
 from pa_dbhealth.sqlalchemy.look import database_errors, engine_vendor, look
 from pa_dbhealth.sqlalchemy.wording import flask_wording
@@ -55,6 +56,11 @@ class Seconds(click.ParamType):  # type: ignore[type-arg]  # generic from click 
             return commands.seconds(str(value))
         except ValueError as exc:
             self.fail(str(exc), param, ctx)
+
+
+def show(lines: list[tuple[str, str | None]]) -> None:
+    for text, style in lines:
+        write(text, style)
 
 
 def _extension(app: Flask) -> Any:
@@ -174,6 +180,7 @@ def dbconnections(
         return connections.listing(
             name,
             engine_vendor(engine),
+            engine.dialect.name,
             lambda ask: look(engine, ask, timeout=options.HEALTH_CONNECT_TIMEOUT),
             kill_idle=kill_idle,
             include_transactions=include_transactions,
@@ -183,6 +190,8 @@ def dbconnections(
             say=lambda text: click.echo(text, err=True),
             errors=database_errors(engine),
             address=server_address(engine.url.host, engine.url.port),
+            holders=lambda snapshot: holding.account_holders_of(engine, options, snapshot),
+            show=show if fmt == "text" else None,
         )
 
     try:
