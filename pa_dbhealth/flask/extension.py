@@ -15,9 +15,10 @@ from typing import TYPE_CHECKING, Any
 
 from flask import Flask, appcontext_popped, has_request_context
 from sqlalchemy.engine import Engine
+from sqlalchemy.exc import DBAPIError
 
 from pa_dbhealth.core.options import Options, Problem, effective, problems
-from pa_dbhealth.flask import cli, views
+from pa_dbhealth.flask import cli, unavailable, views
 from pa_dbhealth.sqlalchemy import events, holding
 
 if TYPE_CHECKING:
@@ -60,6 +61,7 @@ class DbHealth:
         app.cli.add_command(cli.dbcheck)
         app.cli.add_command(cli.dbconnections)
         app.register_blueprint(views.blueprint())
+        app.register_error_handler(DBAPIError, unavailable.database_unavailable)
         options = self.options(app)
         for name, engine in self.engines(app).items():
             events.install(engine, options, leak_after=self.leak_after, name=name)
