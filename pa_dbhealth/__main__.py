@@ -177,11 +177,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not args.url:
         parser.error("give --url URL or set DATABASE_URL")
     if args.action == "connections":
-        if (args.dry_run or args.include_transactions) and args.kill_idle is None:
-            flag = "--dry-run" if args.dry_run else "--include-transactions"
-            parser.error(f"{flag} goes with --kill-idle SECONDS")
-        if args.watch is not None and args.watch <= 0:
-            parser.error("--watch needs a number of seconds > 0")
+        misuse = commands.listing_misuse(
+            args.kill_idle, args.include_transactions, args.dry_run, args.watch
+        )
+        if misuse is not None:
+            parser.error(misuse)
     try:
         url = dburl.parse(args.url)
     except dburl.URLError as exc:

@@ -15,6 +15,7 @@ import pytest
 from conftest import sqlalchemy_url
 from flask import Flask
 from flask_sqlalchemy import SQLAlchemy
+from sqla_registry import writing_to
 from sqlalchemy import text
 from sqlalchemy.orm import Session
 from sqlalchemy.pool import NullPool
@@ -31,12 +32,8 @@ pytestmark = pytest.mark.matrix_once  # the same on every Django version
 @pytest.fixture
 def where(tmp_path: Path) -> Iterator[Path]:
     """A registry of this test's own, where this process writes (its first engine's)."""
-    place = tmp_path / "holders"
-    before = holding._place
-    holding._place = place
-    yield place
-    holding._place = before
-    holding.publish()
+    with writing_to(tmp_path / "holders") as place:
+        yield place
 
 
 def published(where: Path, server: Any) -> list[registry.Holder]:

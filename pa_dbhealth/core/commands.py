@@ -56,6 +56,18 @@ def seconds(value: str) -> float:
     return number
 
 
+def listing_misuse(
+    kill_idle: float | None, include_transactions: bool, dry_run: bool, watch: float | None
+) -> str | None:
+    """What is wrong with a ``dbconnections`` command line, in one line, or None."""
+    if (dry_run or include_transactions) and kill_idle is None:
+        flag = "--dry-run" if dry_run else "--include-transactions"
+        return f"{flag} goes with --kill-idle SECONDS"
+    if watch is not None and watch <= 0:
+        return "--watch needs a number of seconds > 0"
+    return None
+
+
 def argument_seconds(value: str) -> float:
     """:func:`seconds` as an ``argparse`` type: a bad value is a one-line usage error."""
     try:

@@ -166,11 +166,9 @@ def dbconnections(
     dry_run: bool,
     watch: float | None,
 ) -> None:
-    if (dry_run or include_transactions) and kill_idle is None:
-        flag = "--dry-run" if dry_run else "--include-transactions"
-        raise click.UsageError(f"{flag} goes with --kill-idle SECONDS")
-    if watch is not None and watch <= 0:
-        raise click.UsageError("--watch needs a number of seconds > 0")
+    misuse = commands.listing_misuse(kill_idle, include_transactions, dry_run, watch)
+    if misuse is not None:
+        raise click.UsageError(misuse)
     app = current_app._get_current_object()  # type: ignore[attr-defined]
     engines = _names(app, tuple(dict.fromkeys(binds)) or ("default",))
     options = _extension(app).options(app)

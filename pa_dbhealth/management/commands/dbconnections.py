@@ -82,11 +82,9 @@ class Command(BaseCommand):
         watch: float | None,
         **options: Any,
     ) -> None:
-        if (dry_run or include_transactions) and kill_idle is None:
-            flag = "--dry-run" if dry_run else "--include-transactions"
-            raise CommandError(f"{flag} goes with --kill-idle SECONDS", returncode=2)
-        if watch is not None and watch <= 0:
-            raise CommandError("--watch needs a number of seconds > 0", returncode=2)
+        misuse = commands.listing_misuse(kill_idle, include_transactions, dry_run, watch)
+        if misuse is not None:
+            raise CommandError(misuse, returncode=2)
         aliases = list(dict.fromkeys(database or [DEFAULT_DB_ALIAS]))
         settings = conf.get_settings()
 
