@@ -19,17 +19,10 @@ from dataclasses import dataclass
 from typing import Any
 
 from pa_dbhealth import dburl
-from pa_dbhealth.core import account_holders, commands, connections, registry, vendors
-from pa_dbhealth.core.audit import (
-    Audit,
-    Terms,
-    budget,
-    connect_failure,
-    judge_limits,
-    server_findings,
-)
-from pa_dbhealth.core.errors import Kind, classify
+from pa_dbhealth.core import account_holders, commands, connections, registry
+from pa_dbhealth.core.audit import Audit, Terms, budget, judge_limits, server_findings
 from pa_dbhealth.core.options import Options
+from pa_dbhealth.core.server_look import ask_server
 from pa_dbhealth.core.workers import Workers
 
 NAME = "default"  # what the output calls the one database
@@ -119,21 +112,17 @@ def check(url: dburl.DatabaseURL, args: argparse.Namespace) -> Audit:
     who = repr(NAME)
     report = Audit(NAME, url.vendor)
 
-    def ask(raw: Any) -> tuple[vendors.ServerFacts, vendors.AccountSnapshot]:
-        return vendors.server_facts(raw), vendors.account_snapshot(raw)
-
-    facts = snapshot = None
-    reason = "not asked"
-    try:
-        facts, snapshot = dburl.look(url, ask, timeout=options.HEALTH_CONNECT_TIMEOUT)
-    except dburl.LookTimedOut as exc:
-        report.findings.append(connect_failure(who, url.address, exc, TERMS))
+    asked = ask_server(
+        report,
+        who,
+        url.address,
+        TERMS,
+        lambda ask: dburl.look(url, ask, timeout=options.HEALTH_CONNECT_TIMEOUT),
+        url.errors(),
+    )
+    if asked is None:
         return report
-    except url.errors() as exc:
-        if classify(exc).kind is not Kind.OTHER:
-            report.findings.append(connect_failure(who, url.address, exc, TERMS))
-            return report
-        reason = f"no permission to read its limits: {classify(exc).short}"
+    facts, snapshot, reason = asked.facts, asked.snapshot, asked.reason
     port = str(url.port or "")
     limits = judge_limits(report, who, facts, snapshot, options, reason, TERMS, (url.host, port))
     workers = Workers(args.workers, "--workers") if args.workers else Workers(None, "unknown")
