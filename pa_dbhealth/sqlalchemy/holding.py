@@ -175,8 +175,8 @@ def used(raw: Any, checked_out: bool) -> None:
     record = _open.get(id(raw))
     if record is not None:
         record.last_used = time.time()
-        if checked_out and not record.transient:
-            _watch(record.engine.checkouts)
+        if checked_out and not record.transient and not in_request():
+            _watch(record.engine.checkouts)  # outside requests only: no thread for a request
     refresh()
 
 
