@@ -15,7 +15,8 @@ context is popped), or once it has been open :data:`PUBLISH_AFTER` seconds. A co
 opened outside a request (a script, a ``flask`` command, a thread, an import) is written at
 once; its closing rewrites the file, and the process's exit removes it. Otherwise the file
 is refreshed at most every ``REFRESH_EVERY`` seconds, at a checkout or a checkin. Outside
-requests a timer notices a checkout held past the threshold while nothing else happens.
+requests a timer (``leak_timer``) notices a checkout held past the threshold while nothing
+else happens.
 The registry failing costs one debug line (``core.registry_publisher``), never an error.
 """
 
@@ -39,7 +40,7 @@ from pa_dbhealth.core.account_holders import AccountHolders
 from pa_dbhealth.core.options import Options
 from pa_dbhealth.core.server_id import server_id
 from pa_dbhealth.core.vendors import AccountSnapshot
-from pa_dbhealth.sqlalchemy import tracker
+from pa_dbhealth.sqlalchemy import leak_timer, tracker
 from pa_dbhealth.sqlalchemy.look import engine_vendor
 
 SOURCE = "sqlalchemy"  # this face's list in the process's file
@@ -104,9 +105,6 @@ _open: dict[int, Opened] = {}  # by id() of the DB-API connection
 _published: set[int] = set()
 _local = _Local()
 _refresh_at = 0.0
-_timer: threading.Timer | None = None
-_timer_due = float("inf")
-_engines: weakref.WeakSet[tracker.Checkouts] = weakref.WeakSet()
 _place: Path | None = None  # where this process writes: the first installed engine's registry
 
 
@@ -115,7 +113,6 @@ def describe(
 ) -> EngineKey:
     """``engine`` as the registry keys it."""
     global _place
-    _engines.add(checkouts)
     vendor = engine_vendor(engine)
     url = engine.url
     where = registry.directory(options.REGISTRY_DIR)
@@ -176,7 +173,8 @@ def used(raw: Any, checked_out: bool) -> None:
     if record is not None:
         record.last_used = time.time()
         if checked_out and not record.transient and not in_request():
-            _watch(record.engine.checkouts)  # outside requests only: no thread for a request
+            # outside requests only: a request never starts a thread
+            leak_timer.watch(record.engine.checkouts, publish)
     refresh()
 
 
@@ -219,56 +217,24 @@ def publish() -> None:
     now = time.monotonic()
     _refresh_at = now + registry.REFRESH_EVERY
     with _lock:
-        records = [
-            (key, record)
+        # One file per process: an engine whose REGISTRY_DIR differs (or is off) is left out.
+        shown = {
+            key: record
             for key, record in _open.items()
-            if not record.transient or now - record.started >= PUBLISH_AFTER
-        ]
-    by_place: dict[Path, list[registry.HeldConnection]] = {}
-    shown = set()
-    for key, record in records:
-        if record.engine.where is not None:  # None: that engine's registry is turned off
-            by_place.setdefault(record.engine.where, []).append(record.held())
-            shown.add(key)
-    with _lock:
+            if _place is not None
+            and record.engine.where == _place
+            and (not record.transient or now - record.started >= PUBLISH_AFTER)
+        }
         _published.clear()
         _published.update(shown)
-    mine = by_place.get(_place, []) if _place is not None else []
-    registry.publisher.publish(_place, mine, source=SOURCE)
+    held = [record.held() for record in shown.values()]
+    registry.publisher.publish(_place, held, source=SOURCE)
 
 
 def leak_found() -> None:
     """A checkout became a probable leak: the next occasion writes it."""
     global _refresh_at
     _refresh_at = 0.0
-
-
-def _watch(checkouts: tracker.Checkouts) -> None:
-    """Outside requests: a timer sweeps when a checkout open now would become a probable
-    leak, so a process where nothing else happens still shows it."""
-    global _timer, _timer_due
-    due = checkouts.due()
-    if due is None or due >= _timer_due:
-        return
-    with _lock:
-        if _timer is not None:
-            _timer.cancel()
-        _timer_due = due
-        _timer = threading.Timer(max(0.0, due - time.monotonic()) + 0.05, _tick)
-        _timer.daemon = True
-        _timer.name = "pa_dbhealth-leaks"
-        _timer.start()
-
-
-def _tick() -> None:
-    global _timer, _timer_due
-    with _lock:
-        _timer, _timer_due = None, float("inf")
-    for checkouts in list(_engines):
-        checkouts.sweep()
-    publish()
-    for checkouts in list(_engines):
-        _watch(checkouts)
 
 
 def account_holders_of(
@@ -283,9 +249,9 @@ def account_holders_of(
 
 
 def _after_fork() -> None:
-    global _lock, _timer, _timer_due, _refresh_at
+    global _lock, _refresh_at
     _lock = threading.Lock()
-    _timer, _timer_due, _refresh_at = None, float("inf"), 0.0
+    _refresh_at = 0.0
     _published.clear()
     _open.clear()  # the parent's connections: the parent holds them
     _local.transient = None
