@@ -19,20 +19,14 @@ from dataclasses import dataclass
 from typing import Any
 
 from pa_dbhealth import dburl
-from pa_dbhealth.core import commands, connections, vendors
-from pa_dbhealth.core.audit import (
-    Audit,
-    Terms,
-    budget,
-    connect_failure,
-    judge_limits,
-    server_findings,
-)
-from pa_dbhealth.core.errors import Kind, classify
+from pa_dbhealth.core import account_holders, commands, connections, registry
+from pa_dbhealth.core.audit import Audit, Terms, budget, judge_limits, server_findings
 from pa_dbhealth.core.options import Options
+from pa_dbhealth.core.server_look import ask_server
 from pa_dbhealth.core.workers import Workers
 
 NAME = "default"  # what the output calls the one database
+PROG = "python -m pa_dbhealth"
 FLAGS = {
     "WORKERS": "--workers",
     "TASK_CONNECTIONS": "--task-connections",
@@ -70,16 +64,9 @@ def _whole(low: int) -> Any:
     return parse
 
 
-def _seconds(text: str) -> float:
-    try:
-        return commands.seconds(text)
-    except ValueError as exc:
-        raise argparse.ArgumentTypeError(str(exc)) from None
-
-
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="python -m pa_dbhealth",
+        prog=PROG,
         description="Audit a MySQL/MariaDB or PostgreSQL account against its live server, and "
         "list (or free) its connections. No framework needed.",
     )
@@ -95,15 +82,20 @@ def _parser() -> argparse.ArgumentParser:
     listing = sub.add_parser("connections", help="the account's connections; kill idle ones")
     listing.add_argument("--url", default=os.environ.get("DATABASE_URL"), help=url_help)
     listing.add_argument("--format", choices=("text", "json"), default="text")
-    listing.add_argument("--kill-idle", type=_seconds, metavar="SECONDS")
+    listing.add_argument("--kill-idle", type=commands.argument_seconds, metavar="SECONDS")
     listing.add_argument("--include-transactions", action="store_true")
     listing.add_argument("--dry-run", action="store_true")
-    listing.add_argument("--watch", type=_seconds, metavar="SECONDS")
+    listing.add_argument("--watch", type=commands.argument_seconds, metavar="SECONDS")
     return parser
 
 
 def _write(text: str, style: str | None) -> None:
     print(text, flush=True)
+
+
+def _show(lines: list[tuple[str, str | None]]) -> None:
+    for text, style in lines:
+        _write(text, style)
 
 
 def _say(text: str) -> None:
@@ -120,21 +112,17 @@ def check(url: dburl.DatabaseURL, args: argparse.Namespace) -> Audit:
     who = repr(NAME)
     report = Audit(NAME, url.vendor)
 
-    def ask(raw: Any) -> tuple[vendors.ServerFacts, vendors.AccountSnapshot]:
-        return vendors.server_facts(raw), vendors.account_snapshot(raw)
-
-    facts = snapshot = None
-    reason = "not asked"
-    try:
-        facts, snapshot = dburl.look(url, ask, timeout=options.HEALTH_CONNECT_TIMEOUT)
-    except dburl.LookTimedOut as exc:
-        report.findings.append(connect_failure(who, url.address, exc, TERMS))
+    asked = ask_server(
+        report,
+        who,
+        url.address,
+        TERMS,
+        lambda ask: dburl.look(url, ask, timeout=options.HEALTH_CONNECT_TIMEOUT),
+        url.errors(),
+    )
+    if asked is None:
         return report
-    except url.errors() as exc:
-        if classify(exc).kind is not Kind.OTHER:
-            report.findings.append(connect_failure(who, url.address, exc, TERMS))
-            return report
-        reason = f"no permission to read its limits: {classify(exc).short}"
+    facts, snapshot, reason = asked.facts, asked.snapshot, asked.reason
     port = str(url.port or "")
     limits = judge_limits(report, who, facts, snapshot, options, reason, TERMS, (url.host, port))
     workers = Workers(args.workers, "--workers") if args.workers else Workers(None, "unknown")
@@ -148,10 +136,13 @@ def check(url: dburl.DatabaseURL, args: argparse.Namespace) -> Audit:
 
 def connections_of(url: dburl.DatabaseURL, args: argparse.Namespace) -> None:
     options = Options()
+    server = registry.server_key(url.vendor, url.host, url.port)
+    where = registry.directory(None)  # $PA_DBHEALTH_REGISTRY_DIR, else the default
 
     def look_one(name: str) -> dict[str, Any]:
         return connections.listing(
             name,
+            url.vendor,
             url.vendor,
             lambda ask: dburl.look(url, ask, timeout=options.HEALTH_CONNECT_TIMEOUT),
             kill_idle=args.kill_idle,
@@ -162,6 +153,8 @@ def connections_of(url: dburl.DatabaseURL, args: argparse.Namespace) -> None:
             say=_say,
             errors=url.errors(),
             address=url.address,
+            holders=lambda snapshot: account_holders.read(where, server, url.user, snapshot),
+            show=_show if args.format == "text" else None,
         )
 
     commands.connections([NAME], look_one, args.format, _write, watch=args.watch, say=_say)
@@ -173,18 +166,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not args.url:
         parser.error("give --url URL or set DATABASE_URL")
     if args.action == "connections":
-        if (args.dry_run or args.include_transactions) and args.kill_idle is None:
-            flag = "--dry-run" if args.dry_run else "--include-transactions"
-            parser.error(f"{flag} goes with --kill-idle SECONDS")
-        if args.watch is not None and args.watch <= 0:
-            parser.error("--watch needs a number of seconds > 0")
+        misuse = commands.listing_misuse(
+            args.kill_idle, args.include_transactions, args.dry_run, args.watch
+        )
+        if misuse is not None:
+            parser.error(misuse)
     try:
         url = dburl.parse(args.url)
     except dburl.URLError as exc:
         parser.error(str(exc))
     try:
         if args.action == "check":
-            commands.check([check(url, args)], (), args.format, args.fail_level, _write)
+            commands.check(
+                [check(url, args)], (), args.format, args.fail_level, _write, name=PROG + " check"
+            )
         else:
             connections_of(url, args)
     except commands.CommandFailed as exc:

@@ -9,14 +9,14 @@ alias, joined with the server's list when there is one.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from django.db import connections
 
-from pa_dbhealth.core import registry
-from pa_dbhealth.core.registry import Found, Holder, Leak
+from pa_dbhealth.core import account_holders, registry
+from pa_dbhealth.core.account_holders import AccountHolders
+from pa_dbhealth.core.registry import Leak
 from pa_dbhealth.core.vendors import AccountSnapshot
 
 __all__ = ["AliasHolders", "directory", "for_alias", "leak", "server_of"]
@@ -63,33 +63,12 @@ def server_of(settings_dict: dict[str, Any], vendor: str) -> tuple[str, str]:
     return server, str(settings_dict.get("USER") or "")
 
 
-@dataclass
-class AliasHolders:
-    """What the registry says about one alias's connections."""
-
-    found: Found
-    holders: list[Holder]  # every entry for the alias's server and account
-    by_id: dict[int, Holder] = field(default_factory=dict)  # joined with the server's list
-    untracked: list[int] = field(default_factory=list)  # rows no entry explains
-
-    @property
-    def leaks(self) -> list[Holder]:
-        shown = self.by_id.values() if self.by_id or self.untracked else self.holders
-        return [holder for holder in shown if holder.probable_leak]
+AliasHolders = AccountHolders  # what the registry says about one alias's connections
 
 
-def for_alias(alias: str, snapshot: AccountSnapshot | None = None) -> AliasHolders:
+def for_alias(alias: str, snapshot: AccountSnapshot | None = None) -> AccountHolders:
     """The registry's entries for ``alias``'s server and account; with the server's list
     (``snapshot``), joined to its rows, and other hosts' entries it contradicts pruned."""
     wrapper = connections[alias]
     server, account = server_of(wrapper.settings_dict, wrapper.vendor)
-    found = registry.read(directory())
-    result = AliasHolders(found, found.holders(server, account))
-    if snapshot is not None:
-        rows = snapshot.connections
-        result.by_id = registry.join(rows, result.holders)
-        result.untracked = [
-            row.id for row in rows if row.id not in result.by_id and not row.this_connection
-        ]
-        registry.prune_absent(found, server, account, [row.id for row in rows])
-    return result
+    return account_holders.read(directory(), server, account, snapshot)

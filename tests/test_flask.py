@@ -116,7 +116,7 @@ def test_dbcheck_on_the_questions_engine_exits_1_with_the_fix(
     )
     fix = "SQLALCHEMY_ENGINE_OPTIONS = {'pool_size': 1, 'max_overflow': 0, 'pool_recycle': 280}"
     assert fix in out
-    assert "dbcheck: 3 errors, 1 info (3 at or above error)." in out
+    assert "flask dbcheck: 3 errors, 1 info (3 at or above error)." in out
     assert "Error: 3 finding(s) at or above error." in result.stderr
 
 
@@ -124,7 +124,7 @@ def test_dbcheck_on_the_fitted_engine_exits_0(make_app: Callable[..., Flask]) ->
     app = make_app(FITTED, {"WORKERS": 2})
     result = invoke(app, "dbcheck")
     assert result.exit_code == 0, result.output
-    assert "dbcheck: 1 info (none at or above error)." in result.stdout
+    assert "flask dbcheck: 1 info (none at or above error)." in result.stdout
     assert invoke(app, "dbcheck", "--fail-level", "info").exit_code == 1
 
 

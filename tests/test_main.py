@@ -43,7 +43,7 @@ def test_check_on_a_url(server: Any, admin: Any, scheme: str) -> None:
     assert result.returncode == 0, result.stderr
     assert result.stdout.startswith(f"default: {server.flavour} ")
     assert "account cap 3 connections" in result.stdout
-    assert "dbcheck: 1 info (none at or above error)." in result.stdout
+    assert "python -m pa_dbhealth check: 1 info (none at or above error)." in result.stdout
     assert server.password not in result.stdout + result.stderr
     wait_until_settled(admin)
 

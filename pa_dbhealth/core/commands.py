@@ -8,6 +8,7 @@ A face gathers the audits or the listings and passes a ``write(text, style)`` th
 
 from __future__ import annotations
 
+import argparse
 import contextlib
 import json
 import math
@@ -16,7 +17,7 @@ from collections.abc import Callable, Iterable, Sequence
 from datetime import datetime
 from typing import Any
 
-from pa_dbhealth.core import render
+from pa_dbhealth.core import render, render_holders
 from pa_dbhealth.core.audit import Audit
 from pa_dbhealth.core.findings import Finding, Level
 
@@ -34,6 +35,16 @@ class CommandFailed(Exception):
         self.code = code
 
 
+class CapFull(CommandFailed):
+    """A listing gave up at the cap: the registry's ``view`` stands in for the server's
+    (``shown``: already printed as text when the cap first refused)."""
+
+    def __init__(self, message: str, view: dict[str, Any], *, shown: bool) -> None:
+        super().__init__(message, 2)
+        self.view = view
+        self.shown = shown
+
+
 def seconds(value: str) -> float:
     """A number of seconds from the command line: finite, 0 or more, at most a year."""
     try:
@@ -45,11 +56,38 @@ def seconds(value: str) -> float:
     return number
 
 
+def listing_misuse(
+    kill_idle: float | None, include_transactions: bool, dry_run: bool, watch: float | None
+) -> str | None:
+    """What is wrong with a ``dbconnections`` command line, in one line, or None."""
+    if (dry_run or include_transactions) and kill_idle is None:
+        flag = "--dry-run" if dry_run else "--include-transactions"
+        return f"{flag} goes with --kill-idle SECONDS"
+    if watch is not None and watch <= 0:
+        return "--watch needs a number of seconds > 0"
+    return None
+
+
+def argument_seconds(value: str) -> float:
+    """:func:`seconds` as an ``argparse`` type: a bad value is a one-line usage error."""
+    try:
+        return seconds(value)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
 def check(
-    reports: Sequence[Audit], site: Iterable[Finding], fmt: str, fail_level: str, write: Write
+    reports: Sequence[Audit],
+    site: Iterable[Finding],
+    fmt: str,
+    fail_level: str,
+    write: Write,
+    *,
+    name: str,
 ) -> None:
-    """Print the audits (``site`` findings added to each) and raise :class:`CommandFailed`
-    (code 1) when a finding is at or above ``fail_level``."""
+    """Print the audits (``site`` findings added to each), ending with a summary line that
+    starts with the command's ``name`` (``"flask dbcheck"``), and raise
+    :class:`CommandFailed` (code 1) when a finding is at or above ``fail_level``."""
     site = list(site)
     for report in reports:
         report.findings.extend(site)
@@ -61,7 +99,7 @@ def check(
         for report in reports:
             for text, style in render.audit_lines(report):
                 write(text, style)
-        write(*render.summary(found, LEVELS[fail_level]))
+        write(*render.summary(found, LEVELS[fail_level], name))
     failing = [f for f in found if f.level >= LEVELS[fail_level]]
     if failing:
         raise CommandFailed(f"{len(failing)} finding(s) at or above {fail_level}.", 1)
@@ -95,10 +133,25 @@ def connections(
 def _connections(
     names: Sequence[str], look: Callable[[str], dict[str, Any]], fmt: str, write: Write
 ) -> None:
-    results = {name: look(name) for name in names}
+    results: dict[str, dict[str, Any]] = {}
+    gave_up: CapFull | None = None
+    for name in names:
+        try:
+            results[name] = look(name)
+        except CapFull as exc:  # the registry's view stands in for the server's
+            results[name] = exc.view
+            gave_up = gave_up or exc
     if fmt == "json":
         write(json.dumps({"databases": results}, indent=2), None)
-        return
-    for name, result in results.items():
-        for text, style in render.listing_lines(name, result):
-            write(text, style)
+    else:
+        for name, result in results.items():
+            if result.get("source") == "registry":
+                if gave_up is not None and not gave_up.shown:
+                    lines = render_holders.registry_lines(name, result)
+                    for text, style in lines:
+                        write(text, style)
+                continue
+            for text, style in render.listing_lines(name, result):
+                write(text, style)
+    if gave_up is not None:
+        raise gave_up

@@ -194,8 +194,9 @@ def audit_lines(report: Audit) -> list[Line]:
     return lines
 
 
-def summary(found: Sequence[Finding], fail_level: Level, name: str = "dbcheck") -> Line:
-    """The last line, as Django's ``check`` ends: how many findings of each level."""
+def summary(found: Sequence[Finding], fail_level: Level, name: str) -> Line:
+    """The last line, as Django's ``check`` ends: the command's ``name``, then how many
+    findings of each level."""
     counts = {level: sum(1 for f in found if f.level == level) for level in Level}
     if not found:
         return (f"{name}: no findings.", "SUCCESS")

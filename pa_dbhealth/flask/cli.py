@@ -11,6 +11,7 @@ from flask.cli import with_appcontext
 
 from pa_dbhealth.core import commands, connections, findings
 from pa_dbhealth.core.errors import server_address
+from pa_dbhealth.sqlalchemy import holding
 from pa_dbhealth.sqlalchemy.audit import report
 from pa_dbhealth.sqlalchemy.look import database_errors, engine_vendor, look
 from pa_dbhealth.sqlalchemy.wording import flask_wording
@@ -55,6 +56,11 @@ class Seconds(click.ParamType):  # type: ignore[type-arg]  # generic from click 
             return commands.seconds(str(value))
         except ValueError as exc:
             self.fail(str(exc), param, ctx)
+
+
+def show(lines: list[tuple[str, str | None]]) -> None:
+    for text, style in lines:
+        write(text, style)
 
 
 def _extension(app: Flask) -> Any:
@@ -115,7 +121,7 @@ def dbcheck(bind: str | None, fmt: str, fail_level: str, offline: bool) -> None:
         for name, engine in _names(app, (bind,) if bind else None).items()
     ]
     try:
-        commands.check(reports, site, fmt, fail_level, write)
+        commands.check(reports, site, fmt, fail_level, write, name="flask dbcheck")
     except commands.CommandFailed as exc:
         raise failed(exc) from None
 
@@ -160,11 +166,9 @@ def dbconnections(
     dry_run: bool,
     watch: float | None,
 ) -> None:
-    if (dry_run or include_transactions) and kill_idle is None:
-        flag = "--dry-run" if dry_run else "--include-transactions"
-        raise click.UsageError(f"{flag} goes with --kill-idle SECONDS")
-    if watch is not None and watch <= 0:
-        raise click.UsageError("--watch needs a number of seconds > 0")
+    misuse = commands.listing_misuse(kill_idle, include_transactions, dry_run, watch)
+    if misuse is not None:
+        raise click.UsageError(misuse)
     app = current_app._get_current_object()  # type: ignore[attr-defined]
     engines = _names(app, tuple(dict.fromkeys(binds)) or ("default",))
     options = _extension(app).options(app)
@@ -174,6 +178,7 @@ def dbconnections(
         return connections.listing(
             name,
             engine_vendor(engine),
+            engine.dialect.name,
             lambda ask: look(engine, ask, timeout=options.HEALTH_CONNECT_TIMEOUT),
             kill_idle=kill_idle,
             include_transactions=include_transactions,
@@ -183,6 +188,8 @@ def dbconnections(
             say=lambda text: click.echo(text, err=True),
             errors=database_errors(engine),
             address=server_address(engine.url.host, engine.url.port),
+            holders=lambda snapshot: holding.account_holders_of(engine, options, snapshot),
+            show=show if fmt == "text" else None,
         )
 
     try:

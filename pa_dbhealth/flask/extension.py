@@ -13,12 +13,13 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from flask import Flask
+from flask import Flask, appcontext_popped, has_request_context
 from sqlalchemy.engine import Engine
+from sqlalchemy.exc import DBAPIError
 
 from pa_dbhealth.core.options import Options, Problem, effective, problems
-from pa_dbhealth.flask import cli, views
-from pa_dbhealth.sqlalchemy import events
+from pa_dbhealth.flask import cli, unavailable, views
+from pa_dbhealth.sqlalchemy import events, holding
 
 if TYPE_CHECKING:
     from flask_sqlalchemy import SQLAlchemy
@@ -60,9 +61,13 @@ class DbHealth:
         app.cli.add_command(cli.dbcheck)
         app.cli.add_command(cli.dbconnections)
         app.register_blueprint(views.blueprint())
+        app.register_error_handler(DBAPIError, unavailable.database_unavailable)
         options = self.options(app)
-        for engine in self.engines(app).values():
-            events.install(engine, options, leak_after=self.leak_after)
+        for name, engine in self.engines(app).items():
+            events.install(engine, options, leak_after=self.leak_after, name=name)
+        # A connection a request opens is published once it outlives the request.
+        holding.in_request = has_request_context
+        appcontext_popped.connect(holding.request_ended, app)
 
     def options(self, app: Flask) -> Options:
         """The effective options: valid values of ``app.config["PA_DBHEALTH"]``, defaults

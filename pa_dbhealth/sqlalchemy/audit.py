@@ -19,14 +19,14 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.pool import NullPool
 
 from pa_dbhealth.core import findings, vendors
-from pa_dbhealth.core.audit import Audit, Limits, connect_failure, judge_limits, server_findings
-from pa_dbhealth.core.errors import Kind, classify, server_address
+from pa_dbhealth.core.audit import Audit, Limits, judge_limits, server_findings
+from pa_dbhealth.core.errors import server_address
 from pa_dbhealth.core.findings import Finding
 from pa_dbhealth.core.options import Options, effective
+from pa_dbhealth.core.server_look import ask_server
 from pa_dbhealth.core.vendors import AccountSnapshot, ServerFacts
 from pa_dbhealth.sqlalchemy.events import installed
 from pa_dbhealth.sqlalchemy.look import (
-    LookTimedOut,
     database_errors,
     engine_key,
     engine_vendor,
@@ -37,13 +37,6 @@ from pa_dbhealth.sqlalchemy.sizing import Concurrency, concurrency, fitting_opti
 from pa_dbhealth.sqlalchemy.wording import PLAIN, Wording
 
 __all__ = ["audit", "report"]
-
-
-def _ask(engine: Engine, seconds: float) -> tuple[ServerFacts, AccountSnapshot]:
-    def ask(raw: Any) -> tuple[ServerFacts, AccountSnapshot]:
-        return vendors.server_facts(raw), vendors.account_snapshot(raw)
-
-    return look(engine, ask, timeout=seconds)
 
 
 def report(
@@ -78,17 +71,17 @@ def report(
     reason = terms.offline_flag
     url = engine.url
     if not offline:
-        address = server_address(url.host, url.port)
-        try:
-            facts, snapshot = _ask(engine, opts.HEALTH_CONNECT_TIMEOUT)
-        except LookTimedOut as exc:
-            result.findings.append(connect_failure(who, address, exc, terms))
+        asked = ask_server(
+            result,
+            who,
+            server_address(url.host, url.port),
+            terms,
+            lambda ask: look(engine, ask, timeout=opts.HEALTH_CONNECT_TIMEOUT),
+            database_errors(engine),
+        )
+        if asked is None:
             return result
-        except database_errors(engine) as exc:
-            if classify(exc).kind is not Kind.OTHER:
-                result.findings.append(connect_failure(who, address, exc, terms))
-                return result
-            reason = f"no permission to read its limits: {classify(exc).short}"
+        facts, snapshot, reason = asked.facts, asked.snapshot, asked.reason or reason
     where = (str(url.host or ""), str(url.port or ""))
     limits = judge_limits(result, who, facts, snapshot, opts, reason, terms, where)
     pool = shape(engine)

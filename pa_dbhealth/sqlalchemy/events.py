@@ -29,7 +29,7 @@ from pa_dbhealth.core import line as lines
 from pa_dbhealth.core.options import Options, effective
 from pa_dbhealth.core.registry import server_key
 from pa_dbhealth.core.timeouts import Learned
-from pa_dbhealth.sqlalchemy import connect, tracker
+from pa_dbhealth.sqlalchemy import connect, holding, tracker
 from pa_dbhealth.sqlalchemy.look import engine_key, engine_vendor
 
 __all__ = ["LEAK_AFTER", "LEARNED", "install", "installed"]
@@ -50,6 +50,7 @@ class Installed:
     options: Options
     room: handoff.WaitingRoom
     checkouts: tracker.Checkouts
+    published: holding.EngineKey  # how the registry of holders names it
     account: connect.Account | None  # the account's line (MySQL), as core.line keys it
 
     def idle_limit(self) -> float | None:
@@ -76,20 +77,24 @@ def install(
     options: Options | Mapping[str, Any] | None = None,
     *,
     leak_after: float = LEAK_AFTER,
+    name: str = "default",
 ) -> Engine:
     """Add pa_dbhealth's events to ``engine`` (its pool included, also after ``dispose()``)
     and return it. ``options`` are the ``PA_DBHEALTH`` keys (a dict, validated leniently: a
-    bad value counts as its default; ``core.options.problems`` lists them). Installing again
-    changes nothing."""
+    bad value counts as its default; ``core.options.problems`` lists them); ``name`` is what
+    the registry of holders calls the engine. Installing again changes nothing."""
     with _lock:
         if engine in _installed:
             return engine
+        opts = _options(options)
+        checkouts = tracker.Checkouts(engine_key(engine), leak_after, holding.leak_found)
         state = Installed(
             key=engine_key(engine),
             vendor=engine_vendor(engine),
-            options=_options(options),
+            options=opts,
             room=handoff.WaitingRoom(),
-            checkouts=tracker.Checkouts(engine_key(engine), leak_after),
+            checkouts=checkouts,
+            published=holding.describe(engine, name, opts, checkouts),
             account=_account(engine),
         )
         _installed[engine] = state
@@ -121,6 +126,7 @@ def _account(engine: Engine) -> connect.Account | None:
 def _on_connect(state: Installed) -> Any:
     def connected(dbapi_connection: Any, entry: Any) -> None:
         entry.info[CHECKED_IN] = time.monotonic()
+        holding.opened(state.published, dbapi_connection, entry)
         if entry.info.pop(connect.HANDED, False):
             return  # handed over by a sibling thread: neither opened nor learned anew
         tracker.count("opened")
@@ -171,6 +177,7 @@ def _on_checkout(state: Installed) -> Any:
             raise DisconnectionError(f"pa_dbhealth: {reason}")
         state.checkouts.checked_out(entry, proxy)
         state.checkouts.sweep()
+        holding.used(dbapi_connection, checked_out=True)
 
     return checked_out
 
@@ -181,6 +188,7 @@ def _on_checkin(state: Installed) -> Any:
         if dbapi_connection is None:
             return  # invalidated: already closed
         entry.info[CHECKED_IN] = time.monotonic()
+        holding.used(dbapi_connection, checked_out=False)
         connect.hand_over(dbapi_connection, entry, state.options, state.room)
 
     return checked_in
@@ -189,10 +197,12 @@ def _on_checkin(state: Installed) -> Any:
 def _on_close(dbapi_connection: Any, entry: Any) -> None:
     connect.give_back_token(entry)  # first: the next in line wakes while this one closes
     tracker.count("closed")
+    holding.closed(dbapi_connection)
 
 
 def _on_close_detached(dbapi_connection: Any) -> None:
     tracker.count("closed")
+    holding.closed(dbapi_connection)
 
 
 def _on_error(context: Any) -> None:

@@ -18,10 +18,14 @@ import sys
 import threading
 import time
 import weakref
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import cache
 from types import FrameType
 from typing import Any
+
+from pa_dbhealth.core import registry
+from pa_dbhealth.core.registry import Leak
 
 logger = logging.getLogger("pa_dbhealth.sqlalchemy")
 
@@ -46,7 +50,9 @@ class Checkout:
     caller: str | None  # "file:line in function"
     at_import: bool
     proxy: weakref.ref[Any] | None  # the pool's proxy handed out: dead once garbage-collected
+    via_session: bool = False  # an ORM Session asked for it
     reported: bool = False
+    leak: Leak | None = None  # why it is a probable leak, once reported
 
     def held(self, now: float | None = None) -> float:
         return (time.monotonic() if now is None else now) - self.since
@@ -58,22 +64,25 @@ class Checkout:
         )
 
 
-@dataclass
+@dataclass(eq=False)  # one per engine: compared and hashed by identity
 class Checkouts:
     """The checkouts of one engine, by pool entry."""
 
     engine: str
     leak_after: float
+    on_leak: Callable[[], object] = lambda: None  # after a probable leak is reported
     open: dict[int, Checkout] = field(default_factory=dict)
     lock: threading.Lock = field(default_factory=threading.Lock)
 
     def checked_out(self, entry: Any, proxy: Any) -> None:
-        caller, at_import = where(sys._getframe(1))
+        caller, at_import, via_session = where(sys._getframe(1))
         thread = threading.current_thread()
         ref = None
         with contextlib.suppress(TypeError):
             ref = weakref.ref(proxy)
-        checkout = Checkout(self.engine, thread.name, time.monotonic(), caller, at_import, ref)
+        checkout = Checkout(
+            self.engine, thread.name, time.monotonic(), caller, at_import, ref, via_session
+        )
         with self.lock:
             self.open[id(entry)] = checkout
 
@@ -84,9 +93,7 @@ class Checkouts:
             return
         if checkout.proxy is not None and checkout.proxy() is None:
             # The pool's proxy is gone: the garbage collector gave the connection back.
-            self._report(
-                checkout, "it was never returned: its session or connection was not closed"
-            )
+            self._report(checkout, Leak(NEVER_RETURNED, NEVER_RETURNED_WHY, HELD_FIX))
 
     def sweep(self) -> list[Checkout]:
         """Report checkouts held past the threshold (once each); the checkouts open now."""
@@ -96,25 +103,58 @@ class Checkouts:
         for checkout in found:
             if checkout.reported:
                 continue
-            if checkout.at_import:  # still held after the import that checked it out
-                self._report(checkout, "it was checked out while a module was being imported")
+            if checkout.at_import and checkout.via_session:
+                self._report(checkout, Leak(registry.MODULE_SESSION, SESSION_WHY, SESSION_FIX))
+            elif checkout.at_import:  # still held after the import that checked it out
+                self._report(checkout, Leak(registry.IMPORT, IMPORT_WHY, IMPORT_FIX))
             elif checkout.held(now) >= self.leak_after:
-                self._report(checkout, f"it has been checked out for {self.leak_after:g} s or more")
+                why = f"it has been checked out for {self.leak_after:g} s or more"
+                self._report(checkout, Leak(HELD_TOO_LONG, why, HELD_FIX))
         return found
 
-    def _report(self, checkout: Checkout, why: str) -> None:
+    def due(self) -> float | None:
+        """``time.monotonic()`` at which a checkout open now becomes a probable leak."""
+        with self.lock:
+            waiting = [c.since for c in self.open.values() if not c.reported]
+        return min(waiting) + self.leak_after if waiting else None
+
+    def _report(self, checkout: Checkout, leak: Leak) -> None:
         with _lock:
             if checkout.reported:
                 return
             checkout.reported = True
+            checkout.leak = leak
             _counts["leaks"] += 1
         logger.warning(
-            "Probable connection leak: %s; %s. Close sessions with `with Session() as "
-            "session:` (or session.close() in a finally block), and create them per request, "
-            "not at module level.",
-            checkout.describe(),
-            why,
+            "Probable connection leak: %s; %s. Fix: %s.", checkout.describe(), leak.why, leak.fix
         )
+        self.on_leak()
+
+
+# Kinds of probable leak this face adds to the registry's (registry.IMPORT, MODULE_SESSION).
+HELD_TOO_LONG = "held_too_long"
+NEVER_RETURNED = "never_returned"
+IMPORT_WHY = "it was checked out while a module was being imported, so nothing returns it"
+IMPORT_FIX = (
+    "check connections out inside the function that needs them (`with engine.connect() as "
+    "conn:` there), not at a module's top level"
+)
+SESSION_WHY = "a session created at a module's top level checked it out, and nothing closes it"
+SESSION_FIX = (
+    "create sessions per request or task: `with Session() as session:` inside the function "
+    "that needs one, not at module level"
+)
+NEVER_RETURNED_WHY = "it was never returned: its session or connection was not closed"
+HELD_FIX = (
+    "close sessions with `with Session() as session:` (or session.close() in a finally "
+    "block), and create them per request, not at module level"
+)
+
+
+@cache
+def _session_file() -> str | None:
+    spec = importlib.util.find_spec("sqlalchemy.orm.session")
+    return os.path.abspath(spec.origin) if spec is not None and spec.origin else None
 
 
 @cache
@@ -132,15 +172,18 @@ _SKIPPED_FILES = frozenset(
 )
 
 
-def where(frame: FrameType | None) -> tuple[str | None, bool]:
-    """The first frame outside SQLAlchemy, Flask-SQLAlchemy and pa_dbhealth, and whether a
-    module is being imported."""
+def where(frame: FrameType | None) -> tuple[str | None, bool, bool]:
+    """The first frame outside SQLAlchemy, Flask-SQLAlchemy and pa_dbhealth, whether a
+    module is being imported, and whether an ORM Session asked."""
     skipped = _skipped_dirs()
+    session = _session_file()
     caller = None
+    via_session = False
     while frame is not None:
         filename = frame.f_code.co_filename
+        via_session = via_session or filename == session
         if filename.startswith("<frozen importlib"):
-            return caller, True
+            return caller, True, via_session
         if (
             caller is None
             and not filename.startswith(skipped)
@@ -149,7 +192,7 @@ def where(frame: FrameType | None) -> tuple[str | None, bool]:
         ):
             caller = f"{filename}:{frame.f_lineno} in {frame.f_code.co_name}"
         frame = frame.f_back
-    return caller, False
+    return caller, False, via_session
 
 
 def count(figure: str, by: int = 1) -> None:

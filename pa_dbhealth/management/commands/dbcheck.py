@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
@@ -11,10 +10,7 @@ from django.db import connections
 from pa_dbhealth import conf
 from pa_dbhealth.audit import audit_alias, site_findings
 from pa_dbhealth.checks import asgi_findings, settings_findings
-from pa_dbhealth.core import render
-from pa_dbhealth.core.findings import Level
-
-LEVELS = {level.label: level for level in Level}
+from pa_dbhealth.core import commands
 
 
 class Command(BaseCommand):
@@ -33,7 +29,7 @@ class Command(BaseCommand):
         parser.add_argument("--format", choices=("text", "json"), default="text")
         parser.add_argument(
             "--fail-level",
-            choices=tuple(LEVELS),
+            choices=tuple(commands.LEVELS),
             default="error",
             help="Exit with 1 when a finding is at or above this level (default: error).",
         )
@@ -55,23 +51,11 @@ class Command(BaseCommand):
         aliases = [database] if database else list(connections)
         # PA_DBHEALTH's own mistakes come first: the audit would otherwise judge by defaults.
         site = settings_findings(conf.problems()) + site_findings() + asgi_findings()
-        reports = []
-        for alias in aliases:
-            report = audit_alias(alias, offline=offline)
-            report.findings.extend(site)
-            reports.append(report)
-        found = list(dict.fromkeys(f for r in reports for f in r.findings))
-        if format == "json":
-            body = {"databases": {r.alias: r.as_dict() for r in reports}}
-            self.stdout.write(json.dumps(body, indent=2, default=str))
-        else:
-            for report in reports:
-                self._write(render.audit_lines(report))
-            self._write([render.summary(found, LEVELS[fail_level])])
-        failing = [f for f in found if f.level >= LEVELS[fail_level]]
-        if failing:
-            raise CommandError(f"{len(failing)} finding(s) at or above {fail_level}.", returncode=1)
+        reports = [audit_alias(alias, offline=offline) for alias in aliases]
+        try:
+            commands.check(reports, site, format, fail_level, self._write, name="dbcheck")
+        except commands.CommandFailed as exc:
+            raise CommandError(str(exc), returncode=exc.code) from None
 
-    def _write(self, lines: list[render.Line]) -> None:
-        for text, style in lines:
-            self.stdout.write(getattr(self.style, style)(text) if style else text)
+    def _write(self, text: str, style: str | None) -> None:
+        self.stdout.write(getattr(self.style, style)(text) if style else text)

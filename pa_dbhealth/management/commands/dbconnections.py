@@ -7,16 +7,11 @@ joined with the registry of holders (``pa_dbhealth.holders``): which process hol
 that no process with pa_dbhealth says it does. When the cap is full it cannot open its
 connection: it prints the registry's view at once (no connection needed), then retries for
 ``PA_DBHEALTH["CONNECT_RETRY"]`` seconds, saying so, then explains how to free a connection.
+The steps and the output are every face's (``core.connections``, ``core.commands``).
 """
 
 from __future__ import annotations
 
-import contextlib
-import json
-import math
-import time
-from argparse import ArgumentTypeError
-from datetime import datetime
 from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
@@ -24,29 +19,14 @@ from django.db import DEFAULT_DB_ALIAS, connections
 from django.db import Error as DatabaseError
 
 from pa_dbhealth import conf, holders
-from pa_dbhealth.core import render, render_holders, vendors
-from pa_dbhealth.core.errors import Classified, Kind, classify, server_address
-from pa_dbhealth.core.retry import connect_with_retry
-from pa_dbhealth.look import LookTimedOut, look
+from pa_dbhealth.core import commands, vendors
+from pa_dbhealth.core import connections as listings
+from pa_dbhealth.core.account_holders import AccountHolders
+from pa_dbhealth.core.errors import server_address
+from pa_dbhealth.core.vendors import AccountSnapshot
+from pa_dbhealth.look import look
 
-WAY_OUT = (
-    "Free a connection and run this again. On PythonAnywhere: reload the web app (Web tab, "
-    "Reload) to close the web workers' connections, or stop the scheduled or always-on task "
-    "that holds them (Tasks tab). The server also drops connections idle for longer than "
-    "its wait_timeout (300 s on PythonAnywhere)."
-)
-MAX_SECONDS = 366 * 86400
-
-
-def seconds(value: str) -> float:
-    """A number of seconds from the command line: finite, 0 or more, at most a year."""
-    try:
-        number = float(value)
-    except ValueError:
-        raise ArgumentTypeError(f"{value!r} is not a number of seconds") from None
-    if not math.isfinite(number) or not 0 <= number <= MAX_SECONDS:
-        raise ArgumentTypeError(f"{value!r}: seconds must be from 0 to {MAX_SECONDS}")
-    return number
+seconds = commands.argument_seconds
 
 
 class Command(BaseCommand):
@@ -102,156 +82,51 @@ class Command(BaseCommand):
         watch: float | None,
         **options: Any,
     ) -> None:
-        if (dry_run or include_transactions) and kill_idle is None:
-            flag = "--dry-run" if dry_run else "--include-transactions"
-            raise CommandError(f"{flag} goes with --kill-idle SECONDS", returncode=2)
-        if watch is not None and watch <= 0:
-            raise CommandError("--watch needs a number of seconds > 0", returncode=2)
+        misuse = commands.listing_misuse(kill_idle, include_transactions, dry_run, watch)
+        if misuse is not None:
+            raise CommandError(misuse, returncode=2)
         aliases = list(dict.fromkeys(database or [DEFAULT_DB_ALIAS]))
-        kill = (kill_idle, include_transactions, dry_run)
-        if watch is None:
-            self._report(aliases, format, kill)
-            return
-        with contextlib.suppress(KeyboardInterrupt):
-            while True:
-                if format == "text":
-                    self.stdout.write(f"-- {datetime.now():%Y-%m-%d %H:%M:%S}")
-                try:
-                    self._report(aliases, format, kill)
-                except CommandError as exc:  # keep watching: the cap may free up
-                    self.stderr.write(str(exc))
-                self.stdout.flush()
-                time.sleep(watch)
+        settings = conf.get_settings()
 
-    def _report(self, aliases: list[str], fmt: str, kill: tuple[float | None, bool, bool]) -> None:
-        results: dict[str, dict[str, Any]] = {}
-        gave_up: CapFull | None = None
-        for alias in aliases:
-            try:
-                results[alias] = self._look(alias, fmt, *kill)
-            except CapFull as exc:  # the registry's view stands in for the server's
-                results[alias] = exc.view
-                gave_up = gave_up or exc
-        if fmt == "json":
-            self.stdout.write(json.dumps({"databases": results}, indent=2))
-        else:
-            for alias, result in results.items():
-                if result.get("source") != "registry":  # printed already, at once
-                    self._write(render.listing_lines(alias, result))
-        if gave_up is not None:
-            raise gave_up.error
+        def look_one(alias: str) -> dict[str, Any]:
+            connection = connections[alias]
+            db = connection.settings_dict
+            # display_name asks a MySQL server for its version: only where nothing is asked
+            shown = connection.vendor
+            if not vendors.is_applicable(shown):
+                shown = connection.display_name
 
-    def _write(self, lines: list[render.Line]) -> None:
-        for line, style in lines:
-            self.stdout.write(getattr(self.style, style)(line) if style else line)
+            def held(snapshot: AccountSnapshot | None) -> AccountHolders:
+                return holders.for_alias(alias, snapshot)
 
-    def _look(
-        self,
-        alias: str,
-        fmt: str,
-        kill_idle: float | None,
-        include_transactions: bool,
-        dry_run: bool,
-    ) -> dict[str, Any]:
-        connection = connections[alias]
-        if not vendors.is_applicable(connection.vendor):
-            note = vendors.not_applicable(connection.vendor, connection.display_name).note
-            return {"applicable": False, "note": note, "limit": None, "connections": []}
-
-        def question(raw: Any) -> tuple[vendors.AccountSnapshot, dict[str, Any]]:
-            snapshot = vendors.account_snapshot(raw)
-            result: dict[str, Any] = {}
-            if kill_idle is not None:
-                candidates = [
-                    c.id
-                    for c in snapshot.connections
-                    if c.idle and not c.this_connection and c.idle_seconds >= kill_idle
-                ]
-                if dry_run:
-                    result["would_kill"] = candidates
-                else:
-                    killed = vendors.kill_idle(
-                        raw,
-                        candidates,
-                        min_idle=kill_idle,
-                        include_transactions=include_transactions,
-                    )
-                    result.update(killed.as_dict())
-            return snapshot, result
+            return listings.listing(
+                alias,
+                connection.vendor,
+                shown,
+                lambda ask: look(alias, ask),
+                kill_idle=kill_idle,
+                include_transactions=include_transactions,
+                dry_run=dry_run,
+                budget=settings.CONNECT_RETRY,
+                cap=settings.CONNECTION_LIMIT,
+                say=self.stderr.write,
+                errors=(DatabaseError,),
+                address=server_address(db.get("HOST"), db.get("PORT")),
+                holders=held,
+                show=self._show if format == "text" else None,
+            )
 
         try:
-            snapshot, killing = self._with_wait(alias, question, fmt)
-        except LookTimedOut as exc:
-            raise CommandError(f"database {alias!r}: {exc}", returncode=2) from exc
-        except DatabaseError as exc:
-            found = classify(exc)
-            where = ""
-            if found.kind is Kind.UNREACHABLE:
-                db = connection.settings_dict
-                where = f" at {server_address(db.get('HOST'), db.get('PORT'))}"
-            raise CommandError(f"database {alias!r}{where}: {found.short}", returncode=2) from exc
-        held = holders.for_alias(alias, snapshot)
-        return {**render.listing(connection.vendor, snapshot, held.by_id), **killing}
-
-    def _with_wait(self, alias: str, question: Any, fmt: str) -> Any:
-        """A look, tried again for up to ``CONNECT_RETRY`` seconds while the cap is full;
-        meanwhile the registry's view, printed at once (text) or given when it gives up."""
-        options = conf.get_settings()
-        budget, cap = options.CONNECT_RETRY, options.CONNECTION_LIMIT
-        start = time.monotonic()
-        said: float | None = None
-        view: dict[str, Any] | None = None
-
-        def registry_view(classified: Classified) -> dict[str, Any]:
-            nonlocal view
-            if view is None:
-                found = holders.for_alias(alias)
-                reason = (
-                    f"the account is at its cap of {cap} connections ({classified.code}), "
-                    "so the server cannot be asked"
-                )
-                view = render_holders.registry_view(found.found, found.holders, reason)
-                if fmt == "text":
-                    self._write(render_holders.registry_lines(alias, view))
-                    self.stdout.flush()
-            return view
-
-        def on_retry(classified: Classified, attempt: int, delay: float) -> None:
-            nonlocal said
-            now = time.monotonic()
-            if said is None:
-                registry_view(classified)
-                self.stderr.write(
-                    f"waiting: the account is at its cap of {cap} connections "
-                    f"({classified.code}); retrying for up to {budget:g} s"
-                )
-            elif now - said < 1.0:  # once a second, not at every retry
-                return
-            else:
-                self.stderr.write(f"still waiting ({now - start:.0f} s of {budget:g} s)")
-            said = now
-
-        try:
-            return connect_with_retry(
-                lambda: look(alias, question), budget=budget, on_retry=on_retry
+            commands.connections(
+                aliases, look_one, format, self._write, watch=watch, say=self.stderr.write
             )
-        except DatabaseError as exc:
-            classified = classify(exc)
-            if not classified.kind.is_cap:
-                raise
-            error = CommandError(
-                f"gave up after {time.monotonic() - start:.1f} s: every connection the "
-                f"account may hold is in use ({classified.short}), so this command cannot "
-                f"open one to look. {WAY_OUT}",
-                returncode=2,
-            )
-            raise CapFull(registry_view(classified), error) from exc
+        except commands.CommandFailed as exc:
+            raise CommandError(str(exc), returncode=exc.code) from None
 
+    def _write(self, text: str, style: str | None) -> None:
+        self.stdout.write(getattr(self.style, style)(text) if style else text)
+        self.stdout.flush()
 
-class CapFull(Exception):
-    """The cap stayed full: the registry's view, and the error to end with."""
-
-    def __init__(self, view: dict[str, Any], error: CommandError) -> None:
-        super().__init__(str(error))
-        self.view = view
-        self.error = error
+    def _show(self, lines: list[tuple[str, str | None]]) -> None:
+        for text, style in lines:
+            self._write(text, style)
