@@ -101,7 +101,7 @@ def database(
             findings=shown,
             registry_problem=found.problem,
         )
-    problem = result.error if result.detail is None else f"{result.error} ({result.detail})"
+    problem = result.error if result.detail is None else f"{result.error}: {result.detail}"
     return Database(
         result.alias,
         result.status,

@@ -200,9 +200,9 @@ def _database(db: Database, url: str, csrf: Csrf) -> str:
     parts += [f'<p class="{db.status.value}">{escape(r)}</p>' for r in db.reasons]
     if db.source == REGISTRY:
         parts.append(
-            f'<p class="critical" id="problem-{name}">The server could not be asked: '
-            f"{escape(db.problem or '')}. What the registry knows; it cannot see connections "
-            "of processes without pa_dbhealth.</p>"
+            f'<p class="critical" id="problem-{name}">The server could not be asked '
+            f"({escape(db.problem or '')}). Below is what the registry of holders knows; it "
+            "cannot see connections of processes without pa_dbhealth.</p>"
         )
     if db.registry_problem:
         parts.append(f'<p class="warning">{escape(db.registry_problem)}</p>')
