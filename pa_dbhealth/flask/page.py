@@ -38,10 +38,11 @@ HINTS = page_flow.Hints(
     enable="Details are off: set app.config['PA_DBHEALTH']['HEALTH_TOKEN'] to a secret (and "
     "app.secret_key) to see who holds the connections here.",
 )
-NO_SECRET_KEY = page_flow.Hints(
-    sign_in="Details are off: set app.secret_key, which signs the page's cookie.",
-    enable=HINTS.enable,
+UNSIGNABLE = (
+    "Details are off: set app.secret_key, which signs the page's cookie, and "
+    "app.config['PA_DBHEALTH']['HEALTH_TOKEN'] to a secret."
 )
+UNSIGNED_HINTS = page_flow.Hints(sign_in=UNSIGNABLE, enable=UNSIGNABLE)
 
 
 class FlaskSite:
@@ -125,7 +126,7 @@ def page_view() -> Response:
             return _secured(Response(text, HTTPStatus.FORBIDDEN, mimetype="text/plain"))
     url = request.path
     visitor = page_flow.Visitor(form=form, signed_in=page_access.granted(grant, token))
-    hints = HINTS if signer is not None else NO_SECRET_KEY
+    hints = HINTS if signer is not None else UNSIGNED_HINTS
     answer = page_flow.respond(site, visitor, token, url, (CSRF_FIELD, csrf), hints)
     if isinstance(answer, page_flow.Answer):
         response = Response(answer.html, answer.status, mimetype="text/html")
