@@ -22,9 +22,14 @@ from pa_dbhealth.core.render_holders import CANNOT_KNOW, UNTRACKED, describe, sh
 REFRESH = 5
 Csrf = tuple[str, str]
 STYLE = """
-body{font:15px/1.4 system-ui,sans-serif;margin:1.5em auto;max-width:75em;padding:0 1em;color:#222}
+body{font:15px/1.4 system-ui,sans-serif;margin:1.5em auto;max-width:90em;padding:0 1em;color:#222}
 h1,h2{margin:.6em 0 .3em}table{border-collapse:collapse;width:100%;margin:.5em 0}
-th,td{border-bottom:1px solid #ccc;padding:.25em .5em;text-align:left;vertical-align:top}
+th,td{border-bottom:1px solid #ccc;padding:.25em .5em;text-align:left;vertical-align:top;
+overflow-wrap:anywhere}table.connections{table-layout:fixed}
+.connections th:nth-child(1){width:4em}.connections th:nth-child(2){width:8em}
+.connections th:nth-child(3){width:12em}.connections th:nth-child(4){width:9em}
+.connections th:nth-child(5){width:16em}.connections th:nth-child(6){width:7em}
+input[type=number]{width:5em}
 .ok{color:#17692e}.warning{color:#8a5a00}.critical,.error{color:#b00020}
 .notice{border-left:4px solid #17692e;padding:.3em .8em;background:#eef7f0}
 .notice.error{border-color:#b00020;background:#fbeef0}
@@ -114,8 +119,9 @@ def _count(db: Database) -> str:
             "(no per-account cap)</p>"
         )
     meter = (
-        f'<meter min="0" max="{db.cap}" value="{db.used or 0}" low="{max(db.cap - 1, 0)}" '
-        f'high="{db.cap}" optimum="0" title="{used} of {db.cap}"></meter>'
+        # green while two or more are free, yellow with one left, red at the cap
+        f'<meter min="0" max="{db.cap}" value="{db.used or 0}" low="{max(db.cap - 1.5, 0):g}" '
+        f'high="{db.cap - 0.5:g}" optimum="0" title="{used} of {db.cap}"></meter>'
     )
     whose = " held, as the registry of holders says" if db.source == REGISTRY else " in use"
     return (
@@ -146,6 +152,8 @@ def _row(row: Row) -> str:
             if leak
             else ""
         )
+        if row.this_page:
+            note = f"this page looked through it. {note}"
         origin = f" at <code>{escape(holder['origin'])}</code>" if holder.get("origin") else ""
         cells = [
             ident,
@@ -165,7 +173,7 @@ def _table(rows: Iterable[Row]) -> str:
         f"<th>{h}</th>" for h in ("id", "process", "program", "thread", "opened", "idle", "note")
     )
     body = "".join(map(_row, rows))
-    return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+    return f'<table class="connections"><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>'
 
 
 def _findings(db: Database) -> list[str]:
