@@ -20,6 +20,7 @@ from django.contrib.auth.models import User
 from django.db import connections
 from django.test import Client
 from django.urls import include, path, reverse
+from faults import frozen
 from holders import Holders
 
 from pa_dbhealth import page_views, sandbox
@@ -32,6 +33,7 @@ urlpatterns = [
     path("page/", page_views.page, {"databases": ["default"]}),
     path("watched/page/", page_views.page, {"databases": ["watched"]}),
     path("unreachable/page/", page_views.page, {"databases": ["unreachable"]}),
+    path("own/page/", page_views.page, {"databases": ["own"]}),
     path("dbhealth/", include("pa_dbhealth.urls")),
 ]
 pytestmark = pytest.mark.urls(__name__)
@@ -217,7 +219,7 @@ def test_at_a_full_cap_the_page_answers_at_once_from_the_registry(
     assert "cannot see connections of processes without pa_dbhealth" in html
     for conn_id, name in zip(held, ("worker-a", "worker-b", "worker-c"), strict=True):
         assert f'data-id="{conn_id}"' in html and f"<td>{name}</td>" in html
-    assert "pa_dbhealth.I015" in html  # the audit could not ask the server either
+    assert "pa_dbhealth.I019" in html and "pa_dbhealth.I015" not in html  # settings alone
 
 
 @mysql
@@ -252,6 +254,25 @@ def test_an_unreachable_server_is_critical_within_the_connect_timeout(token: str
     assert time.monotonic() - start < 8  # the alias's connect_timeout 2 s, bounded twice
     assert response.status_code == HTTPStatus.SERVICE_UNAVAILABLE
     assert "The server could not be asked (server unreachable: " in text(response)
+
+
+@pytest.mark.usefixtures("unblocked_db")
+def test_a_frozen_server_gets_its_page_within_the_bound(
+    token: str, settings: Any, spare_server: sandbox.SandboxInfo, temporary_alias: AddAlias
+) -> None:
+    """SIGSTOP: the kernel still accepts, nothing answers. The page answers within the
+    probe's bound and does not ask the frozen server again for the audit."""
+    temporary_alias("own", spare_server.database_settings())
+    settings.PA_DBHEALTH = {**settings.PA_DBHEALTH, "HEALTH_CONNECT_TIMEOUT": 1}
+    client = signed_in_client("/own/page/")
+    with frozen(spare_server):
+        started = time.monotonic()
+        response = client.get("/own/page/")
+        elapsed = time.monotonic() - started
+    assert elapsed < 2 * 1 + 1.5  # the connect's bound and the answer's, not TCP's minutes
+    assert response.status_code == HTTPStatus.SERVICE_UNAVAILABLE
+    assert "The server could not be asked (connection lost" in text(response)
+    assert "pa_dbhealth.I019" in text(response)  # the audit judged the settings alone
 
 
 # --- freeing idle connections -------------------------------------------------------------

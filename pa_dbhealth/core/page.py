@@ -20,6 +20,7 @@ from pa_dbhealth.core.registry import Found, Holder
 
 SERVER = "server"  # the rows are the server's list, each joined with its holder
 REGISTRY = "registry"  # the server could not be asked: the rows are the registry's entries
+NOT_ASKED = "pa_dbhealth.I015"  # findings.server_not_asked
 
 
 @dataclass(frozen=True)
@@ -74,7 +75,10 @@ def database(
     entries for the database's server and account (``holders``), and the audit's
     ``findings``. ``cap`` (the ``CONNECTION_LIMIT`` option) stands in for the server's cap
     when it could not be asked."""
-    shown = tuple(sorted(findings, key=lambda f: (-f.level, f.id)))
+    # When the probe failed the audit judged the settings alone; its I015 ("not asked
+    # (--offline)") is in a command's words, and the page says why above the holders.
+    kept = (f for f in findings if result.up or f.id != NOT_ASKED)
+    shown = tuple(sorted(kept, key=lambda f: (-f.level, f.id)))
     if not result.applicable:
         return Database(result.alias, result.status, note=result.note, applicable=False)
     snapshot = result.snapshot
