@@ -64,9 +64,11 @@ class DjangoSite:
         found = registry.read(holders.directory())
         return found, found.holders(server, account)
 
-    def findings(self, result: DatabaseHealth) -> list[Finding]:
-        # A server the probe could not reach is not asked again: the settings alone.
-        found = audit.audit_alias(result.alias, offline=not result.up).findings
+    def keeps(self, name: str) -> bool:
+        return connections[name].connection is not None
+
+    def findings(self, result: DatabaseHealth, ask: bool) -> list[Finding]:
+        found = audit.audit_alias(result.alias, offline=not ask).findings
         return [*audit.site_findings(), *found]
 
     def look(self, name: str, question: Callable[[Any], T]) -> T:

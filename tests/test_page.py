@@ -59,10 +59,15 @@ def csrf_of(html: str) -> str:
     return found.group(1)
 
 
-def post(client: Client, url: str = PAGE, **fields: Any) -> Any:
-    """A POST of the page's forms, with the CSRF token of the page a GET shows."""
+def post(
+    client: Client, url: str = PAGE, settle: Callable[[], None] | None = None, **fields: Any
+) -> Any:
+    """A POST of the page's forms, with the CSRF token of the page a GET shows; ``settle``
+    waits in between for the server to let go of the GET's look (a person is slower)."""
     page = client.get(url).content.decode()
-    return client.post(url, {"csrfmiddlewaretoken": csrf_of(page), **fields}, **{})
+    if settle is not None:
+        settle()
+    return client.post(url, {"csrfmiddlewaretoken": csrf_of(page), **fields})
 
 
 def sign_in(client: Client, given: str = TOKEN, url: str = PAGE, **extra: Any) -> Any:
@@ -121,7 +126,7 @@ def test_without_a_token_the_page_says_how_to_enable_the_details(
 
 @mysql
 def test_the_token_signs_in_for_8_hours_with_a_signed_httponly_strict_cookie(
-    token: str, holders: Holders
+    token: str, holders: Holders, admin: Any
 ) -> None:
     poller = holders.named("poller")
     client = Client(enforce_csrf_checks=True)
@@ -131,6 +136,7 @@ def test_the_token_signs_in_for_8_hours_with_a_signed_httponly_strict_cookie(
     assert cookie["httponly"] and cookie["secure"] and cookie["samesite"] == "Strict"
     assert cookie["max-age"] == 8 * 3600 and cookie["path"] == PAGE
     assert TOKEN not in cookie.value
+    wait_until_settled(admin)  # the sign-in's look is gone
     html = text(client.get(PAGE))
     assert f'data-id="{poller}"' in html
     assert f"pid {os.getpid()} on" in html and "<td>poller</td>" in html
@@ -220,6 +226,7 @@ def test_at_a_full_cap_the_page_answers_at_once_from_the_registry(
     for conn_id, name in zip(held, ("worker-a", "worker-b", "worker-c"), strict=True):
         assert f'data-id="{conn_id}"' in html and f"<td>{name}</td>" in html
     assert "pa_dbhealth.I019" in html and "pa_dbhealth.I015" not in html  # settings alone
+    assert "Judged on the settings alone: the server was not asked again." in html
 
 
 @mysql
@@ -311,19 +318,26 @@ def test_freeing_kills_an_idle_connection_and_spares_one_inside_a_transaction(
     url = "/watched/page/"
     client = signed_in_client(url)
     clean, busy = watcher(), watcher()
+    held = sorted([clean.thread_id(), busy.thread_id()])
+
+    def settle() -> None:  # the page's look has left: the cap has room for the next one
+        deadline = time.monotonic() + 5
+        while account_connection_ids(admin, "pagewatch") != held:
+            assert time.monotonic() < deadline, "the page's look is still listed"
+            time.sleep(0.01)
+
     busy.cursor().execute("BEGIN")
     busy.cursor().execute("INSERT INTO page_kept VALUES (1)")  # then idle, inside it
     time.sleep(1.1)  # idle for a second: its transaction shows for sure
-    preview = post(client, url, action="preview", database="watched", min_idle="1")
+    preview = post(client, url, settle, action="preview", database="watched", min_idle="1")
     html = text(preview)
     assert preview.status_code == HTTPStatus.OK and 'http-equiv="refresh"' not in html
     for conn in (clean, busy):
         assert f'name="id" value="{conn.thread_id()}"' in html
-    assert account_connection_ids(admin, "pagewatch") == sorted(
-        [clean.thread_id(), busy.thread_id()]
-    )  # nothing killed yet
+    settle()  # nothing killed yet
     ids = [clean.thread_id(), busy.thread_id()]
-    done = post(client, url, action="kill", confirm="yes", database="watched", min_idle="1", id=ids)
+    fields = {"action": "kill", "confirm": "yes", "database": "watched", "min_idle": "1"}
+    done = post(client, url, settle, id=ids, **fields)
     html = text(done)
     assert f"watched: killed {clean.thread_id()}." in html
     assert f"Spared: {busy.thread_id()} (inside a transaction)" in html

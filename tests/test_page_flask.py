@@ -73,7 +73,9 @@ def test_anonymous_visitors_see_the_status_alone(app: Flask, holders: Holders) -
     assert response.headers["X-Frame-Options"] == "DENY"
 
 
-def test_the_token_signs_in_and_the_page_names_the_holders(app: Flask, holders: Holders) -> None:
+def test_the_token_signs_in_and_the_page_names_the_holders(
+    app: Flask, holders: Holders, admin: Any
+) -> None:
     poller = holders.named("poller")  # a Django thread of this process: the same registry
     client = app.test_client()
     response = post(client, action="login", token=TOKEN)
@@ -83,6 +85,7 @@ def test_the_token_signs_in_and_the_page_names_the_holders(app: Flask, holders: 
     for attribute in ("HttpOnly", "SameSite=Strict", "Max-Age=28800", f"Path={PAGE}"):
         assert attribute in cookie
     assert "Secure" not in cookie  # plain HTTP here
+    wait_until_settled(admin)  # the sign-in's look is gone
     page = text(client.get(PAGE))
     assert f'data-id="{poller}"' in page and "<td>poller</td>" in page
     assert 'id="count-default">2 of 3<' in page  # the poller and the page's own look

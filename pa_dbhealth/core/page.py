@@ -20,7 +20,6 @@ from pa_dbhealth.core.registry import Found, Holder
 
 SERVER = "server"  # the rows are the server's list, each joined with its holder
 REGISTRY = "registry"  # the server could not be asked: the rows are the registry's entries
-NOT_ASKED = "pa_dbhealth.I015"  # findings.server_not_asked
 
 
 @dataclass(frozen=True)
@@ -31,11 +30,8 @@ class Row:
     holder: dict[str, Any] | None  # ``registry.Holder.as_dict()``; None: no entry explains it
     command: str = ""  # the server's ("Sleep", "Query"); "" when only the registry speaks
     seconds: int | None = None  # seconds in that command (the server's)
+    idle: bool = False  # waiting for its client (the server's "Sleep", "idle")
     this_page: bool = False  # the connection the page itself looked through
-
-    @property
-    def idle(self) -> bool:
-        return self.command in ("Sleep", "idle")
 
 
 @dataclass(frozen=True)
@@ -54,6 +50,7 @@ class Database:
     registry_problem: str | None = None
     note: str = ""  # why pa_dbhealth has nothing to say about it (SQLite, ...)
     applicable: bool = True
+    settings_only: bool = False  # the audit did not ask the server
 
 
 @dataclass(frozen=True)
@@ -70,15 +67,14 @@ def database(
     holders: Sequence[Holder],
     findings: Iterable[Finding],
     cap: int,
+    *,
+    settings_only: bool = False,
 ) -> Database:
     """One database's section from its probe's ``result``, the registry (``found``) and its
     entries for the database's server and account (``holders``), and the audit's
-    ``findings``. ``cap`` (the ``CONNECTION_LIMIT`` option) stands in for the server's cap
-    when it could not be asked."""
-    # When the probe failed the audit judged the settings alone; its I015 ("not asked
-    # (--offline)") is in a command's words, and the page says why above the holders.
-    kept = (f for f in findings if result.up or f.id != NOT_ASKED)
-    shown = tuple(sorted(kept, key=lambda f: (-f.level, f.id)))
+    ``findings`` (``settings_only``: judged without asking the server). ``cap`` (the
+    ``CONNECTION_LIMIT`` option) stands in for the server's cap when it could not be asked."""
+    shown = tuple(sorted(findings, key=lambda f: (-f.level, f.id)))
     if not result.applicable:
         return Database(result.alias, result.status, note=result.note, applicable=False)
     snapshot = result.snapshot
@@ -90,6 +86,7 @@ def database(
                 None if row.id not in by_id else by_id[row.id].as_dict(),
                 row.command,
                 row.seconds,
+                row.idle,
                 row.this_connection,
             )
             for row in snapshot.connections
@@ -104,6 +101,7 @@ def database(
             rows=rows,
             findings=shown,
             registry_problem=found.problem,
+            settings_only=settings_only,
         )
     problem = result.error if result.detail is None else f"{result.error}: {result.detail}"
     return Database(
@@ -117,4 +115,5 @@ def database(
         tuple(Row(h.connection.id, h.as_dict()) for h in holders),
         shown,
         found.problem,
+        settings_only=settings_only,
     )

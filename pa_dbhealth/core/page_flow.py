@@ -26,6 +26,7 @@ from pa_dbhealth.core.registry import Found, Holder
 from pa_dbhealth.core.vendors import KillResult
 
 T = TypeVar("T")
+NOT_ASKED = "pa_dbhealth.I015"  # findings.server_not_asked
 
 SPARED_WHY = {
     "gone": "ended on its own",
@@ -57,8 +58,12 @@ class Site(Protocol):
     def holders(self, name: str) -> tuple[Found, list[Holder]]:
         """The registry, and its entries for the database's server and account."""
 
-    def findings(self, result: DatabaseHealth) -> list[Finding]:
-        """The audit's findings: asking the server only when the probe found it answering."""
+    def keeps(self, name: str) -> bool:
+        """Whether this thread keeps a connection open to the database (CONN_MAX_AGE): the
+        looks ask through it, opening none."""
+
+    def findings(self, result: DatabaseHealth, ask: bool) -> list[Finding]:
+        """The audit's findings; from the settings alone unless ``ask``."""
 
     def look(self, name: str, question: Callable[[Any], T]) -> T:
         """``question(dbapi_connection)``, answered within the bound (single attempt)."""
@@ -145,8 +150,21 @@ def build(site: Site, report: Report) -> Page:
     sections = []
     for result in report.databases:
         found, holders = site.holders(result.alias)
-        sections.append(database(result, found, holders, site.findings(result), site.cap))
+        ask = may_ask_again(result) or (result.up and site.keeps(result.alias))
+        # Judged on the settings alone, the audit says so in a command's words (I015, "not
+        # asked (--offline)"): the page says it in its own.
+        findings = [f for f in site.findings(result, ask) if ask or f.id != NOT_ASKED]
+        section = database(result, found, holders, findings, site.cap, settings_only=not ask)
+        sections.append(section)
     return Page(report.status, tuple(sections))
+
+
+def may_ask_again(result: DatabaseHealth) -> bool:
+    """Whether the audit may ask the server after the probe: it answered, and a connection
+    is free besides the one the probe used. (After the probe took the last one, a new
+    connect would race the server's release of it and meet the cap.)"""
+    snapshot = result.snapshot
+    return snapshot is not None and (snapshot.headroom is None or snapshot.headroom >= 1)
 
 
 def show(
@@ -183,7 +201,9 @@ def act(site: Site, form: page_kill.Form, url: str, csrf: Csrf) -> Answer:
         _, holders = site.holders(request.database)
         by_id = registry.join(found, holders)
         rows = [
-            Row(c.id, by_id[c.id].as_dict() if c.id in by_id else None, c.command, c.seconds)
+            Row(
+                c.id, by_id[c.id].as_dict() if c.id in by_id else None, c.command, c.seconds, c.idle
+            )
             for c in found
         ]
         html = page_html.confirm(request.database, request.min_idle, rows, url, csrf=csrf)

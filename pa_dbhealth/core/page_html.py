@@ -177,14 +177,19 @@ def _table(rows: Iterable[Row]) -> str:
 
 
 def _findings(db: Database) -> list[str]:
+    alone = (
+        '<p class="muted">Judged on the settings alone: the server was not asked again.</p>'
+        if db.settings_only
+        else ""
+    )
     if not db.findings:
-        return ["<h3>Audit</h3><p>No findings.</p>"]
+        return [f"<h3>Audit</h3>{alone}<p>No findings.</p>"]
     items = "".join(
         f'<li class="{f.level.label}"><code>{escape(f.id)}</code> {f.level.label}: '
         f'{escape(f.message)}<br><span class="muted">Fix: {escape(f.hint)}</span></li>'
         for f in db.findings
     )
-    return [f'<h3>Audit</h3><ul class="findings">{items}</ul>']
+    return [f'<h3>Audit</h3>{alone}<ul class="findings">{items}</ul>']
 
 
 def _kill_form(db: Database, url: str, csrf: Csrf) -> str:

@@ -67,15 +67,15 @@ class FlaskSite:
         found = registry.read(registry.directory(self.options.REGISTRY_DIR))
         return found, found.holders(server, url.username or "")
 
-    def findings(self, result: DatabaseHealth) -> list[Finding]:
+    def keeps(self, name: str) -> bool:
+        return False  # a look opens a connection of its own, never the pool's
+
+    def findings(self, result: DatabaseHealth, ask: bool) -> list[Finding]:
         name, engine = result.alias, self.engines[result.alias]
         wording = flask_wording(
             None if name == "default" else name, _recycle_note(self.app, name, engine)
         )
-        # A server the probe could not reach is not asked again: the settings alone.
-        audit = report(
-            engine, name=name, options=self.options, offline=not result.up, wording=wording
-        )
+        audit = report(engine, name=name, options=self.options, offline=not ask, wording=wording)
         return [*settings_findings(self.extension.problems(self.app)), *audit.findings]
 
     def look(self, name: str, question: Callable[[Any], T]) -> T:
