@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from http import HTTPStatus
 from typing import Any, Protocol, TypeVar
 
-from pa_dbhealth.core import page_access, page_html, page_kill, registry
+from pa_dbhealth.core import page_access, page_html, page_kill, page_kill_html, registry
 from pa_dbhealth.core.connections import WAY_OUT
 from pa_dbhealth.core.errors import classify
 from pa_dbhealth.core.findings import Finding
@@ -206,7 +206,7 @@ def act(site: Site, form: page_kill.Form, url: str, csrf: Csrf) -> Answer:
             )
             for c in found
         ]
-        html = page_html.confirm(request.database, request.min_idle, rows, url, csrf=csrf)
+        html = page_kill_html.confirm(request.database, request.min_idle, rows, url, csrf=csrf)
         return Answer(HTTPStatus.OK, html)
     done = _look(site, request.database, page_kill.kill(request))
     notice = done if isinstance(done, Notice) else _killed(request.database, done)

@@ -4,7 +4,8 @@ Every value is escaped here (``html.escape``); a face hands over the model
 (``core.page``), the URL of the page and its CSRF field (``(name, value)``: Django's
 ``csrfmiddlewaretoken``, the Flask face's own). The page the GET answers refreshes itself
 every :data:`REFRESH` seconds (``<meta http-equiv="refresh">``, to the page's URL, so a
-refresh after a POST is a GET); the confirmation does not.
+refresh after a POST is a GET). The kill's confirmation is in
+``core.page_kill_html``.
 """
 
 from __future__ import annotations
@@ -46,7 +47,7 @@ class Notice:
     error: bool = False
 
 
-def _document(title: str, body: Iterable[str], refresh_to: str | None = None) -> str:
+def document(title: str, body: Iterable[str], refresh_to: str | None = None) -> str:
     refresh = (
         f'<meta http-equiv="refresh" content="{REFRESH}; url={escape(refresh_to)}">'
         if refresh_to is not None
@@ -64,11 +65,11 @@ def _status(status: Status, ident: str = "status") -> str:
     return f'<span class="status {status.value}" id="{escape(ident)}">{status.value}</span>'
 
 
-def _held_by(row: Row) -> str:
+def held_by(row: Row) -> str:
     return UNTRACKED if row.holder is None else describe(row.holder)
 
 
-def _hidden(csrf: Csrf, **fields: object) -> str:
+def hidden(csrf: Csrf, **fields: object) -> str:
     pairs = [csrf, *((key, str(value)) for key, value in fields.items())]
     return "".join(
         f'<input type="hidden" name="{escape(k)}" value="{escape(v)}">' for k, v in pairs
@@ -101,14 +102,14 @@ def status_only(
     if csrf is not None:
         body.append(
             f'<form method="post" action="{escape(url)}" id="sign-in">'
-            f"{_hidden(csrf, action='login')}"
+            f"{hidden(csrf, action='login')}"
             '<label>Health token <input type="password" name="token" autocomplete="off" '
             'required autofocus></label> <button type="submit">Show details</button></form>'
         )
     body += [f'<p class="muted" id="hint">{escape(hint)}</p>', _stamp()]
     # No refresh under the token form: it would wipe what is being typed.
     refresh_to = url if refresh and csrf is None else None
-    return _document(f"Database status: {status.value}", body, refresh_to)
+    return document(f"Database status: {status.value}", body, refresh_to)
 
 
 def _count(db: Database) -> str:
@@ -130,7 +131,7 @@ def _count(db: Database) -> str:
     )
 
 
-def _idle(row: Row) -> str:
+def idle(row: Row) -> str:
     if row.command:
         return f"{row.seconds} s" if row.idle else f"{escape(row.command)} {row.seconds} s"
     holder = row.holder or {}
@@ -143,7 +144,7 @@ def _row(row: Row) -> str:
     holder = row.holder
     if holder is None:
         note = "this page's own look" if row.this_page else UNTRACKED
-        cells = [ident, "", "", "", "", _idle(row), escape(note)]
+        cells = [ident, "", "", "", "", idle(row), escape(note)]
     else:
         leak = holder.get("leak")
         note = (
@@ -161,7 +162,7 @@ def _row(row: Row) -> str:
             f"<code>{escape(short_program(holder['program'], 60))}</code>",
             escape(holder["thread"]),
             f"{escape(when(holder['opened_at']))}{origin}",
-            _idle(row),
+            idle(row),
             note,
         ]
     tds = "".join(f"<td>{c}</td>" for c in cells)
@@ -192,10 +193,11 @@ def _findings(db: Database) -> list[str]:
     return [f'<h3>Audit</h3>{alone}<ul class="findings">{items}</ul>']
 
 
-def _kill_form(db: Database, url: str, csrf: Csrf) -> str:
+def _kill_form(name: str, url: str, csrf: Csrf) -> str:
+    """The form under each database that asks what a kill would free."""
     return (
         f'<h3>Free idle connections</h3><form method="post" action="{escape(url)}" class="free">'
-        f"{_hidden(csrf, action='preview', database=db.name)}"
+        f"{hidden(csrf, action='preview', database=name)}"
         f'<label>Idle for at least <input type="number" name="min_idle" min="0" step="1" '
         f'value="{DEFAULT_MIN_IDLE}" required> s</label> '
         '<button type="submit">Show what would be freed</button></form>'
@@ -223,7 +225,7 @@ def _database(db: Database, url: str, csrf: Csrf) -> str:
     if db.source == REGISTRY:
         parts.append(f'<p class="muted">{escape(CANNOT_KNOW)}</p>')
     parts += _findings(db)
-    parts.append(_kill_form(db, url, csrf))
+    parts.append(_kill_form(db.name, url, csrf))
     return "".join(parts) + "</section>"
 
 
@@ -232,46 +234,8 @@ def full(page: Page, url: str, *, csrf: Csrf, notice: Notice | None = None) -> s
     body = [f"<h1>Database status: {_status(page.status)}</h1>", *_notice(notice)]
     body += [_database(db, url, csrf) for db in page.databases]
     body.append(
-        f'<form method="post" action="{escape(url)}">{_hidden(csrf, action="logout")}'
+        f'<form method="post" action="{escape(url)}">{hidden(csrf, action="logout")}'
         '<button type="submit">Sign out</button></form>'
     )
     body.append(_stamp())
-    return _document(f"Database status: {page.status.value}", body, url)
-
-
-def confirm(name: str, min_idle: float, rows: Iterable[Row], url: str, *, csrf: Csrf) -> str:
-    """The confirmation: the connections a kill would free, each ticked, and the choice to
-    include those whose transaction the server does not show. No refresh."""
-    rows = list(rows)
-    title = f"Free idle connections of {name}?"
-    body = [f"<h1>{escape(title)}</h1>"]
-    back = f'<p><a href="{escape(url)}">Back to the status page</a></p>'
-    if not rows:
-        body.append(
-            f'<p id="nothing">No connection of the account has been idle for {min_idle:g} s '
-            "or more (besides this page's own): nothing to free.</p>"
-        )
-        return _document(title, [*body, back])
-    ticks = "".join(
-        f'<tr><td><input type="checkbox" name="id" value="{row.id}" id="kill-{row.id}" checked>'
-        f'</td><td><label for="kill-{row.id}">{row.id}</label></td><td>{_idle(row)}</td>'
-        f"<td>{escape(_held_by(row))}</td></tr>"
-        for row in rows
-    )
-    body += [
-        f"<p>These connections of the account have been idle for {min_idle:g} s or more. "
-        "Each ticked one is checked again right before it is killed: it is killed only if "
-        "it is still this account's, still idle, and not inside a transaction.</p>",
-        f'<form method="post" action="{escape(url)}" id="confirm">'
-        f"{_hidden(csrf, action='kill', database=name, min_idle=f'{min_idle:g}')}"
-        "<table><thead><tr><th>kill</th><th>id</th><th>idle</th><th>held by</th></tr></thead>"
-        f"<tbody>{ticks}</tbody></table>"
-        '<p><label><input type="checkbox" name="include_unknown" value="1" '
-        'id="include-unknown"> Also kill those whose transaction the server does not show '
-        "(MySQL without the PROCESS privilege, as on PythonAnywhere): any uncommitted work "
-        "of theirs is rolled back.</label></p>"
-        '<button type="submit" name="confirm" value="yes">Kill the ticked connections</button>'
-        "</form>",
-        back,
-    ]
-    return _document(title, body)
+    return document(f"Database status: {page.status.value}", body, url)
