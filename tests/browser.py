@@ -41,22 +41,32 @@ def artifacts() -> Path:
     return where
 
 
-@contextmanager
-def chromium(width: int = 1280, height: int = 1000) -> Iterator[Any]:
-    """A headless Chromium with a profile of its own, quit afterwards."""
+def require() -> tuple[str, str]:
+    """Chromium's and its driver's paths; skips the test (fails it under ``CI``) when they
+    or Selenium are missing. Call it before starting what the test drives."""
     binary = shutil.which("chromium") or shutil.which("chromium-browser")
     driver_binary = shutil.which("chromedriver")
     if binary is None or driver_binary is None:
         missing = [n for n, b in (("chromium", binary), ("chromedriver", driver_binary)) if not b]
         _unavailable(f"{' and '.join(missing)} (Debian: {PACKAGES})")
     try:
-        from selenium import webdriver
-        from selenium.webdriver.chrome.service import Service
+        import selenium  # noqa: F401
     except ImportError:
         _unavailable("selenium (pip install -e '.[test]')")
+    assert binary is not None and driver_binary is not None
+    return binary, driver_binary
+
+
+@contextmanager
+def chromium(width: int = 1280, height: int = 1000) -> Iterator[Any]:
+    """A headless Chromium with a profile of its own, quit afterwards."""
+    binary, driver_binary = require()
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
     with tempfile.TemporaryDirectory(prefix="pa_dbhealth-chromium-") as profile:
         options = webdriver.ChromeOptions()
-        options.binary_location = str(binary)
+        options.binary_location = binary
         for argument in (
             "--headless=new",
             "--no-sandbox",  # root in a container has no user namespace to sandbox with
@@ -66,7 +76,7 @@ def chromium(width: int = 1280, height: int = 1000) -> Iterator[Any]:
             f"--user-data-dir={profile}",
         ):
             options.add_argument(argument)
-        driver = webdriver.Chrome(service=Service(str(driver_binary)), options=options)
+        driver = webdriver.Chrome(service=Service(driver_binary), options=options)
         try:
             yield driver
         finally:
