@@ -140,3 +140,17 @@ def test_without_a_secret_key_the_page_shows_the_status_alone(
     page = text(response)
     assert "set app.secret_key" in page and 'name="token"' not in page
     assert "pa_dbhealth_page" not in response.headers.get("Set-Cookie", "")
+
+
+def test_at_a_full_cap_the_page_shows_the_registry_at_once(app: Flask, holders: Holders) -> None:
+    client = signed_in(app)
+    held = [holders.named(name) for name in ("worker-a", "worker-b", "worker-c")]
+    started = time.monotonic()
+    page = text(client.get(PAGE))
+    assert time.monotonic() - started < 5
+    assert 'id="count-default">3 of 3<' in page
+    assert "The server could not be asked (connection cap reached: (1226)" in page
+    for conn_id in held:
+        assert f'data-id="{conn_id}"' in page
+    freeing = text(post(client, action="preview", database="default", min_idle="0"))
+    assert "the page could not open a connection to free others" in freeing
