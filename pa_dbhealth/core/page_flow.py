@@ -126,7 +126,8 @@ def respond(
             hint=hints.sign_in if token else hints.enable,
             notice=notice,
         )
-        return Answer(http_status(report.status) if notice is None else 403, html)
+        status = http_status(report.status) if notice is None else HTTPStatus.FORBIDDEN
+        return Answer(status, html)
 
     if action == "login" and form is not None:
         if page_access.token_matches(form.get("token"), token):
