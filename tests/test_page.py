@@ -335,15 +335,20 @@ def test_freeing_kills_an_idle_connection_and_spares_one_inside_a_transaction(
     for conn in (clean, busy):
         assert f'name="id" value="{conn.thread_id()}"' in html
     settle()  # nothing killed yet
-    ids = [clean.thread_id(), busy.thread_id()]
+    admin.execute("SELECT CONNECTION_ID()")  # another account's connection, idle too
+    (foreign,) = admin.fetchone()
+    ids = [clean.thread_id(), busy.thread_id(), foreign]
     fields = {"action": "kill", "confirm": "yes", "database": "watched", "min_idle": "1"}
     done = post(client, url, settle, id=ids, **fields)
     html = text(done)
     assert f"watched: killed {clean.thread_id()}." in html
-    assert f"Spared: {busy.thread_id()} (inside a transaction)" in html
+    assert f"{busy.thread_id()} (inside a transaction)" in html
+    assert f"{foreign} (not (or no longer) a connection of this account)" in html
     assert clean.thread_id() not in account_connection_ids(admin, "pagewatch")
     busy.cursor().execute("SELECT COUNT(*) FROM page_kept")  # alive, its work intact
     busy.rollback()
+    admin.execute("SELECT CONNECTION_ID()")
+    assert admin.fetchone() == (foreign,)  # the other account's: untouched
 
 
 @mysql

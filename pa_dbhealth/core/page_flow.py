@@ -29,7 +29,7 @@ T = TypeVar("T")
 NOT_ASKED = "pa_dbhealth.I015"  # findings.server_not_asked
 
 SPARED_WHY = {
-    "gone": "ended on its own",
+    "gone": "not (or no longer) a connection of this account",
     "busy": "no longer idle",
     "in transaction": "inside a transaction",
     page_kill.UNKNOWN: "the server does not show its transaction; tick 'Also kill those "
