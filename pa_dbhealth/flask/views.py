@@ -18,6 +18,7 @@ from flask import Blueprint, Response, current_app, request
 
 from pa_dbhealth.core import prometheus
 from pa_dbhealth.core.health import Status
+from pa_dbhealth.flask.page import page_view
 from pa_dbhealth.sqlalchemy import events, health, tracker
 
 FORMATS = ("json", "prometheus")
@@ -79,7 +80,9 @@ def health_view() -> Response:
 
 
 def blueprint(url_prefix: str = "/dbhealth") -> Blueprint:
-    """A Blueprint serving the health view at ``url_prefix + "/"``."""
+    """A Blueprint serving the health view at ``url_prefix + "/"`` and the status page at
+    ``url_prefix + "/page/"``."""
     bp = Blueprint("pa_dbhealth", __name__, url_prefix=url_prefix)
     bp.add_url_rule("/", "health", health_view, methods=["GET"])
+    bp.add_url_rule("/page/", "page", page_view, methods=["GET", "POST"])
     return bp

@@ -1,0 +1,55 @@
+"""Who may see the status page's details, for every face.
+
+The health view's token (``HEALTH_TOKEN``) is entered once into the page's form, compared
+in constant time, and kept in a cookie signed by the framework (Django's signed cookies,
+itsdangerous for Flask) for :data:`MAX_AGE` seconds. The cookie holds a keyed digest of the
+token, never the token: a cookie stolen from a browser does not reveal it, and a new token
+makes every old cookie worthless. The page's responses are never cached nor framed.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import secrets
+
+COOKIE = "pa_dbhealth_page"
+SALT = "pa_dbhealth.page"  # the signature's namespace: no other signed value passes for it
+MAX_AGE = 8 * 3600  # seconds a sign-in lasts
+
+# Never stored, never framed (clickjacking on the kill button), no script, forms only to
+# the page itself.
+HEADERS = {
+    "Cache-Control": "max-age=0, no-cache, no-store, must-revalidate, private",
+    "X-Frame-Options": "DENY",
+    "Content-Security-Policy": (
+        "default-src 'none'; style-src 'unsafe-inline'; form-action 'self'; "
+        "frame-ancestors 'none'; base-uri 'none'"
+    ),
+    "Referrer-Policy": "same-origin",
+    "X-Content-Type-Options": "nosniff",
+}
+
+
+def token_matches(given: str | None, token: str | None) -> bool:
+    """Whether ``given`` is the configured ``token`` (none configured: nothing is)."""
+    if not token or not given:
+        return False
+    return hmac.compare_digest(given.strip().encode(), token.encode())
+
+
+def grant(token: str) -> str:
+    """What the signed cookie keeps once ``token`` was entered: a digest keyed by it."""
+    return hmac.new(token.encode(), SALT.encode(), hashlib.sha256).hexdigest()
+
+
+def granted(kept: object, token: str | None) -> bool:
+    """Whether a cookie's (already verified) value was granted for the current ``token``."""
+    if not token or not isinstance(kept, str):
+        return False
+    return hmac.compare_digest(kept.encode(), grant(token).encode())
+
+
+def new_csrf_token() -> str:
+    """A fresh per-browser CSRF token (the Flask face keeps it in its signed cookie)."""
+    return secrets.token_urlsafe(32)

@@ -1,0 +1,238 @@
+"""What the status page answers, for every face, once the face has settled who may see it.
+
+A face does the access (token cookie, staff), the CSRF check, the cookies and the routing;
+it hands this module a :class:`Site` (how to probe, look, read the registry and audit its
+databases) and turns the :class:`Answer` into its framework's response, with
+``page_access.HEADERS``. Every look is bounded (``core.look``): the page never hangs on a
+server that does not answer, and is refused at once at a full cap.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from http import HTTPStatus
+from typing import Any, Protocol, TypeVar
+
+from pa_dbhealth.core import page_access, page_html, page_kill, page_kill_html, registry
+from pa_dbhealth.core.connections import WAY_OUT
+from pa_dbhealth.core.errors import classify
+from pa_dbhealth.core.findings import Finding
+from pa_dbhealth.core.health import DatabaseHealth, Report, Status
+from pa_dbhealth.core.look import LookTimedOut
+from pa_dbhealth.core.page import Page, Row, database
+from pa_dbhealth.core.page_html import Csrf, Notice
+from pa_dbhealth.core.registry import Found, Holder
+from pa_dbhealth.core.vendors import KillResult
+
+T = TypeVar("T")
+NOT_ASKED = "pa_dbhealth.I015"  # findings.server_not_asked
+
+SPARED_WHY = {
+    "gone": "not (or no longer) a connection of this account",
+    "busy": "no longer idle",
+    "in transaction": "inside a transaction",
+    page_kill.UNKNOWN: "the server does not show its transaction; tick 'Also kill those "
+    "whose transaction the server does not show' to include it",
+}
+
+
+class Site(Protocol):
+    """What a face tells the page about its databases."""
+
+    @property
+    def names(self) -> Sequence[str]:
+        """The databases' names (Django aliases, Flask engine names)."""
+
+    @property
+    def errors(self) -> tuple[type[BaseException], ...]:
+        """The database errors its looks raise."""
+
+    @property
+    def cap(self) -> int:
+        """``CONNECTION_LIMIT``: the cap shown when the server cannot be asked."""
+
+    def report(self) -> Report:
+        """One bounded probe of each database."""
+
+    def holders(self, name: str) -> tuple[Found, list[Holder]]:
+        """The registry, and its entries for the database's server and account."""
+
+    def keeps(self, name: str) -> bool:
+        """Whether this thread keeps a connection open to the database (CONN_MAX_AGE): the
+        looks ask through it, opening none."""
+
+    def findings(self, result: DatabaseHealth, ask: bool) -> list[Finding]:
+        """The audit's findings; from the settings alone unless ``ask``."""
+
+    def look(self, name: str, question: Callable[[Any], T]) -> T:
+        """``question(dbapi_connection)``, answered within the bound (single attempt)."""
+
+
+@dataclass(frozen=True)
+class Answer:
+    """A page to send, with its HTTP status."""
+
+    status: int
+    html: str
+
+
+@dataclass(frozen=True)
+class SeeOther:
+    """Send the browser to the page again (303, so it comes back with a GET), after setting
+    the sign-in cookie (``sign_in``) or deleting it."""
+
+    sign_in: bool
+
+
+@dataclass(frozen=True)
+class Visitor:
+    """What the face found out about the request: its POST body (None for a GET), whether
+    its signed cookie holds a sign-in for the current token, and how to ask whether it is a
+    staff user (called only when the probe found every database answering)."""
+
+    form: page_kill.Form | None
+    signed_in: bool
+    is_staff: Callable[[], bool] = lambda: False
+
+
+@dataclass(frozen=True)
+class Hints:
+    """How the face tells an anonymous visitor to get the details."""
+
+    sign_in: str  # a token is configured
+    enable: str  # none is: how to configure one
+
+
+def respond(
+    site: Site, visitor: Visitor, token: str | None, url: str, csrf: Csrf, hints: Hints
+) -> Answer | SeeOther:
+    """The answer to a GET or a (CSRF-checked) POST of the page. Anonymous visitors get the
+    status alone (and the token form when a token is configured); a POST ``action`` is
+    ``login``, ``logout``, or ``preview``/``kill`` (see :func:`act`)."""
+    form = visitor.form
+    action = None if form is None else form.get("action")
+    if form is not None and visitor.signed_in and action in ("preview", "kill"):
+        return act(site, form, url, csrf)  # no probe first: the kill makes its own look
+    if action == "logout":
+        return SeeOther(sign_in=False)
+    report = site.report()
+
+    def status_only(notice: Notice | None = None) -> Answer:
+        html = page_html.status_only(
+            report.status,
+            url,
+            csrf=csrf if token else None,
+            hint=hints.sign_in if token else hints.enable,
+            notice=notice,
+        )
+        status = http_status(report.status) if notice is None else HTTPStatus.FORBIDDEN
+        return Answer(status, html)
+
+    if action == "login" and form is not None:
+        if page_access.token_matches(form.get("token"), token):
+            return SeeOther(sign_in=True)
+        return status_only(Notice("Wrong token.", error=True))
+    up = all(db.up for db in report.databases)
+    if not (visitor.signed_in or (up and visitor.is_staff())):
+        return status_only(None if form is None else Notice("Sign in first.", error=True))
+    if form is not None:  # a staff user's kill forms
+        return act(site, form, url, csrf)
+    return show(site, report, url, csrf)
+
+
+def http_status(status: Status) -> int:
+    """503 when a database is critical (as the health view answers), else 200."""
+    return HTTPStatus.SERVICE_UNAVAILABLE if status is Status.CRITICAL else HTTPStatus.OK
+
+
+def build(site: Site, report: Report) -> Page:
+    """The page's model: each probed database with its holders and findings."""
+    sections = []
+    for result in report.databases:
+        found, holders = site.holders(result.alias)
+        ask = may_ask_again(result) or (result.up and site.keeps(result.alias))
+        # Judged on the settings alone, the audit says so in a command's words (I015, "not
+        # asked (--offline)"): the page says it in its own.
+        findings = [f for f in site.findings(result, ask) if ask or f.id != NOT_ASKED]
+        section = database(result, found, holders, findings, site.cap, settings_only=not ask)
+        sections.append(section)
+    return Page(report.status, tuple(sections))
+
+
+def may_ask_again(result: DatabaseHealth) -> bool:
+    """Whether the audit may ask the server after the probe: it answered, and a connection
+    is free besides the one the probe used. (After the probe took the last one, a new
+    connect would race the server's release of it and meet the cap.)"""
+    snapshot = result.snapshot
+    return snapshot is not None and (snapshot.headroom is None or snapshot.headroom >= 1)
+
+
+def show(
+    site: Site,
+    report: Report,
+    url: str,
+    csrf: Csrf,
+    notice: Notice | None = None,
+    status: int | None = None,
+) -> Answer:
+    """The whole page, for a visitor with access."""
+    html = page_html.full(build(site, report), url, csrf=csrf, notice=notice)
+    return Answer(status or http_status(report.status), html)
+
+
+def act(site: Site, form: page_kill.Form, url: str, csrf: Csrf) -> Answer:
+    """A POST of the kill forms, for a visitor with access: ``action=preview`` shows what
+    would be killed; ``action=kill`` (with ``confirm=yes``) kills, then shows the page with
+    what it did."""
+    action = form.get("action")
+    try:
+        if action not in ("preview", "kill"):
+            raise page_kill.BadRequest(f"action: {action!r} is not one of 'preview', 'kill'")
+        if action == "kill" and form.get("confirm") != "yes":
+            raise page_kill.BadRequest("confirm: a kill needs confirm=yes (the confirmation)")
+        request = page_kill.parse(form, site.names)
+    except page_kill.BadRequest as exc:
+        notice = Notice(f"Bad request: {exc}", error=True)
+        return show(site, site.report(), url, csrf, notice, HTTPStatus.BAD_REQUEST)
+    if action == "preview":
+        found = _look(site, request.database, page_kill.candidates(request.min_idle))
+        if isinstance(found, Notice):
+            return show(site, site.report(), url, csrf, found)
+        _, holders = site.holders(request.database)
+        by_id = registry.join(found, holders)
+        rows = [
+            Row(
+                c.id, by_id[c.id].as_dict() if c.id in by_id else None, c.command, c.seconds, c.idle
+            )
+            for c in found
+        ]
+        html = page_kill_html.confirm(request.database, request.min_idle, rows, url, csrf=csrf)
+        return Answer(HTTPStatus.OK, html)
+    done = _look(site, request.database, page_kill.kill(request))
+    notice = done if isinstance(done, Notice) else _killed(request.database, done)
+    return show(site, site.report(), url, csrf, notice)
+
+
+def _look(site: Site, name: str, question: Callable[[Any], T]) -> T | Notice:
+    try:
+        return site.look(name, question)
+    except LookTimedOut as exc:
+        return Notice(f"{name}: {exc}; nothing was killed.", error=True)
+    except site.errors as exc:
+        found = classify(exc)
+        more = f" {WAY_OUT}" if found.kind.is_cap else ""
+        return Notice(
+            f"{name}: the page could not open a connection to free others ({found.short}); "
+            f"nothing was killed.{more}",
+            error=True,
+        )
+
+
+def _killed(name: str, result: KillResult) -> Notice:
+    killed = ", ".join(map(str, result.killed)) or "none"
+    text = f"{name}: killed {killed}."
+    if result.spared:
+        spared = ", ".join(f"{i} ({SPARED_WHY.get(why, why)})" for i, why in result.spared.items())
+        text += f" Spared: {spared}."
+    return Notice(text)
