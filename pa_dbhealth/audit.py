@@ -16,19 +16,12 @@ from django.db import DatabaseError, connections
 
 from pa_dbhealth import conf
 from pa_dbhealth.core import findings, vendors
-from pa_dbhealth.core.audit import (
-    Audit,
-    Terms,
-    budget,
-    connect_failure,
-    judge_limits,
-    server_findings,
-)
-from pa_dbhealth.core.errors import Kind, classify, server_address
+from pa_dbhealth.core.audit import Audit, Terms, budget, judge_limits, server_findings
+from pa_dbhealth.core.errors import server_address
 from pa_dbhealth.core.findings import Finding
-from pa_dbhealth.core.vendors import AccountSnapshot, ServerFacts
+from pa_dbhealth.core.server_look import Asked, ask_server
 from pa_dbhealth.core.workers import concurrent_workers
-from pa_dbhealth.look import LookTimedOut, look
+from pa_dbhealth.look import look
 
 __all__ = ["MIDDLEWARE_PATH", "Audit", "audit_alias", "site_findings"]
 
@@ -142,10 +135,6 @@ def _settings_findings(
     return found
 
 
-def _ask(alias: str) -> tuple[ServerFacts, AccountSnapshot]:
-    return look(alias, lambda raw: (vendors.server_facts(raw), vendors.account_snapshot(raw)))
-
-
 def audit_alias(alias: str, *, offline: bool = False) -> Audit:
     """Audit one alias; with ``offline`` nothing connects and PA_DBHEALTH's figures are used."""
     connection = connections[alias]
@@ -159,22 +148,16 @@ def audit_alias(alias: str, *, offline: bool = False) -> Audit:
         )
 
     report = Audit(alias, vendor)
-    facts: ServerFacts | None = None
-    snapshot: AccountSnapshot | None = None
-    reason = "--offline"
+    asked = Asked(None, None, "--offline")
     if not offline:
         address = server_address(db.get("HOST"), db.get("PORT"))
-        try:
-            facts, snapshot = _ask(alias)
-        except LookTimedOut as exc:
-            report.findings.append(connect_failure(who, address, exc, TERMS))
-            return report
-        except DatabaseError as exc:
-            if classify(exc).kind is Kind.OTHER:  # connected, but may not read its limits
-                reason = f"no permission to read its limits: {classify(exc).short}"
-            else:
-                report.findings.append(connect_failure(who, address, exc, TERMS))
-                return report  # what the settings would mean for a server not seen can wait
+        found = ask_server(
+            report, who, address, TERMS, lambda ask: look(alias, ask), (DatabaseError,)
+        )
+        if found is None:
+            return report  # what the settings would mean for a server not seen can wait
+        asked = found
+    facts, snapshot, reason = asked.facts, asked.snapshot, asked.reason
 
     options = conf.get_settings()
     host, port = str(db.get("HOST") or ""), str(db.get("PORT") or "")
