@@ -27,7 +27,7 @@ from django.views.decorators.csrf import csrf_protect
 from django.views.decorators.http import require_http_methods
 
 from pa_dbhealth import audit, conf, holders, views
-from pa_dbhealth.core import page_access, page_flow, registry
+from pa_dbhealth.core import account_holders, page_access, page_flow
 from pa_dbhealth.core.findings import Finding
 from pa_dbhealth.core.health import DatabaseHealth, Report
 from pa_dbhealth.core.registry import Found, Holder
@@ -60,9 +60,9 @@ class DjangoSite:
 
     def holders(self, name: str) -> tuple[Found, list[Holder]]:
         wrapper = connections[name]
-        server, account = holders.server_of(wrapper.settings_dict, wrapper.vendor)
-        found = registry.read(holders.directory())
-        return found, found.holders(server, account)
+        where = holders.server_of(wrapper.settings_dict, wrapper.vendor)
+        held = account_holders.read(holders.directory(), *where)
+        return held.found, held.holders
 
     def keeps(self, name: str) -> bool:
         return connections[name].connection is not None
@@ -93,7 +93,7 @@ def _is_staff(request: HttpRequest) -> bool:
     """A staff user, when the session can be read with a single connect attempt (the page
     asks only when the probe found every database answering)."""
     with single_attempt():
-        return views._is_staff(request)
+        return views.is_staff(request)
 
 
 @transaction.non_atomic_requests

@@ -34,7 +34,8 @@ def _token_matches(request: HttpRequest) -> bool:
     return hmac.compare_digest(given.strip().encode(), token.encode())
 
 
-def _is_staff(request: HttpRequest) -> bool:
+def is_staff(request: HttpRequest) -> bool:
+    """A logged-in active staff user; anonymous when the session or user cannot be read."""
     user = getattr(request, "user", None)  # only with the auth middleware
     if user is None:
         return False
@@ -73,7 +74,7 @@ def health(request: HttpRequest, databases: Sequence[str] | None = None) -> Http
     # The token first, so a monitor with it never touches the session. A staff user is looked
     # up in the database: not when a database just failed, so a request cannot wait on a
     # server the probe found unreachable.
-    full = _token_matches(request) or (all(db.up for db in report.databases) and _is_staff(request))
+    full = _token_matches(request) or (all(db.up for db in report.databases) and is_staff(request))
     process = process_figures() if full else None
     response: HttpResponse
     if _wants_prometheus(request):

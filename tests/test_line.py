@@ -26,8 +26,8 @@ from django.test import override_settings
 from holders import Holder
 
 from pa_dbhealth.backends.mysql.base import DatabaseWrapper
-from pa_dbhealth.backends.mysql.line import account_of
 from pa_dbhealth.core import line as lines
+from pa_dbhealth.holders import server_of
 
 
 def _available() -> bool:
@@ -143,7 +143,7 @@ def in_line(server: Any) -> Iterator[tuple[dict[str, Any], lines.Line]]:
             {"default": server.database_settings(engine="pa_dbhealth.backends.mysql")}
         )["default"]
     )
-    where = account_of(settings_dict)
+    where = server_of(settings_dict, "mysql")
     lines.forget(*where)
     lines.note_cap(*where, 3)
     line = lines.line_for(*where)

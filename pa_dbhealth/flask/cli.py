@@ -77,7 +77,8 @@ def _names(app: Flask, chosen: tuple[str, ...] | None) -> dict[str, Any]:
     return {name: engines[name] for name in chosen} if chosen else engines
 
 
-def _recycle_note(app: Flask, name: str, engine: Any) -> str:
+def recycle_note(app: Flask, name: str, engine: Any) -> str:
+    """Why an engine's ``pool_recycle`` is what it is, when Flask-SQLAlchemy chose it."""
     given = _extension(app).bind_options(app, name)
     if engine_vendor(engine) == "mysql" and "pool_recycle" not in given:
         return " (Flask-SQLAlchemy's default for MySQL)"
@@ -115,7 +116,7 @@ def dbcheck(bind: str | None, fmt: str, fail_level: str, offline: bool) -> None:
             options=options,
             offline=offline,
             wording=flask_wording(
-                None if name == "default" else name, _recycle_note(app, name, engine)
+                None if name == "default" else name, recycle_note(app, name, engine)
             ),
         )
         for name, engine in _names(app, (bind,) if bind else None).items()

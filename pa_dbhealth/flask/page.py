@@ -19,11 +19,11 @@ from typing import Any, TypeVar
 from flask import Flask, Response, current_app, request
 from itsdangerous import BadSignature, URLSafeTimedSerializer
 
-from pa_dbhealth.core import page_access, page_flow, registry
+from pa_dbhealth.core import account_holders, page_access, page_flow, registry
 from pa_dbhealth.core.findings import Finding, settings_findings
 from pa_dbhealth.core.health import DatabaseHealth, Report
 from pa_dbhealth.core.registry import Found, Holder
-from pa_dbhealth.flask.cli import _recycle_note
+from pa_dbhealth.flask.cli import recycle_note
 from pa_dbhealth.sqlalchemy import health
 from pa_dbhealth.sqlalchemy.audit import report
 from pa_dbhealth.sqlalchemy.look import database_errors, engine_vendor, look
@@ -64,8 +64,9 @@ class FlaskSite:
         engine = self.engines[name]
         url = engine.url
         server = registry.server_key(engine_vendor(engine), url.host, url.port)
-        found = registry.read(registry.directory(self.options.REGISTRY_DIR))
-        return found, found.holders(server, url.username or "")
+        where = registry.directory(self.options.REGISTRY_DIR)
+        held = account_holders.read(where, server, url.username or "")
+        return held.found, held.holders
 
     def keeps(self, name: str) -> bool:
         return False  # a look opens a connection of its own, never the pool's
@@ -73,7 +74,7 @@ class FlaskSite:
     def findings(self, result: DatabaseHealth, ask: bool) -> list[Finding]:
         name, engine = result.alias, self.engines[result.alias]
         wording = flask_wording(
-            None if name == "default" else name, _recycle_note(self.app, name, engine)
+            None if name == "default" else name, recycle_note(self.app, name, engine)
         )
         audit = report(engine, name=name, options=self.options, offline=not ask, wording=wording)
         return [*settings_findings(self.extension.problems(self.app)), *audit.findings]

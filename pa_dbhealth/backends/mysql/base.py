@@ -28,12 +28,12 @@ from django.db.backends.mysql import base as mysql_base
 from django.utils.asyncio import async_unsafe
 
 from pa_dbhealth import conf, tracker
-from pa_dbhealth.backends.mysql.line import account_of
 from pa_dbhealth.core import handoff, liveness
 from pa_dbhealth.core import line as lines
 from pa_dbhealth.core.errors import Classified
 from pa_dbhealth.core.line_connect import Ticket, connect_in_line
 from pa_dbhealth.core.retry import connect_with_retry, in_single_attempt
+from pa_dbhealth.holders import server_of
 
 logger = logging.getLogger("pa_dbhealth.backends.mysql")
 
@@ -71,7 +71,7 @@ class DatabaseWrapper(mysql_base.DatabaseWrapper):
     def get_new_connection(self, conn_params: Any) -> Any:
         parent = super().get_new_connection
 
-        server, account = account_of(self.settings_dict)
+        server, account = server_of(self.settings_dict, "mysql")
 
         def on_retry(classified: Classified, attempt: int, delay: float) -> None:
             lines.note_cap(server, account, lines.cap_in_message(classified.message))
