@@ -258,3 +258,37 @@ def stop(proc: subprocess.Popen[str], sig: int = signal.SIGTERM, timeout: float 
     for stream in (proc.stdin, proc.stdout, proc.stderr):
         if stream is not None:
             stream.close()
+
+
+# --- what both faces' registry tests assert ------------------------------------------------
+
+
+def assert_registry_view(text: str, held: dict[int, int], untracked: int, leaks: int) -> None:
+    """``text`` is a listing's registry view (the cap full): each held id named with its
+    pid on this host, the ``untracked`` one (a console) not, ``leaks`` probable leaks."""
+    from pa_dbhealth.core.process_identity import this_host
+
+    for connection_id, pid in held.items():
+        assert f"  id {connection_id}: pid {pid} on {this_host()} (" in text
+    assert f"  id {untracked}:" not in text  # the registry cannot know it
+    assert "What the registry cannot know" in text
+    assert text.count("probable leak, id") == leaks
+
+
+def assert_pruned_after_kill(
+    script: subprocess.Popen[str], script_id: int, entry: Path, listed: Any
+) -> None:
+    """kill -9 ``script`` (no atexit): its ``entry`` stays until the next reader
+    (``listed()``: the ids a listing shows) sees the process gone and removes it."""
+    assert entry.exists()
+    script.send_signal(signal.SIGKILL)
+    script.wait(timeout=10)
+    assert entry.exists()
+    deadline = time.monotonic() + 10
+    while True:
+        rows = listed()
+        if script_id not in rows or time.monotonic() > deadline:
+            break
+        time.sleep(0.2)
+    assert script_id not in rows
+    assert not entry.exists()

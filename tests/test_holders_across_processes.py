@@ -7,7 +7,6 @@ still does with the cap full, from the registry alone."""
 from __future__ import annotations
 
 import json
-import signal
 import threading
 import time
 from collections.abc import Iterator
@@ -17,7 +16,16 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from holder_project import Project, Site, make_project, stop, uwsgi_binary, wait_for_line
+from holder_project import (
+    Project,
+    Site,
+    assert_pruned_after_kill,
+    assert_registry_view,
+    make_project,
+    stop,
+    uwsgi_binary,
+    wait_for_line,
+)
 
 from pa_dbhealth import sandbox
 from pa_dbhealth.core.process_identity import this_host
@@ -150,11 +158,7 @@ def test_with_the_cap_full_the_same_are_named_without_a_connection(scene: Scene)
         assert "the registry of holders says (not the server)" in seen[0][1]
         # At once: long before the command stopped waiting for the cap.
         assert finished - seen[0][0] > CONNECT_RETRY - 1, (started, seen[0][0], finished)
-        for connection_id, pid in held.items():
-            assert f"  id {connection_id}: pid {pid} on {this_host()} (" in text
-        assert f"  id {console.thread_id()}:" not in text  # the registry cannot know it
-        assert "What the registry cannot know" in text
-        assert text.count("probable leak, id") == 2
+        assert_registry_view(text, held, console.thread_id(), leaks=2)
 
         out, err, code = scene.project.run("dbconnections", "--format", "json")
         assert code == 2
@@ -166,19 +170,12 @@ def test_with_the_cap_full_the_same_are_named_without_a_connection(scene: Scene)
 
 
 def test_a_killed_process_entry_is_pruned_by_the_next_reader(scene: Scene) -> None:
-    entry = scene.entry(scene.script.pid)
-    assert entry.exists()
-    scene.script.send_signal(signal.SIGKILL)  # no atexit
-    scene.script.wait(timeout=10)
-    assert entry.exists()
-    deadline = time.monotonic() + 10
-    while True:
-        rows = {row["id"] for row in listing(scene)["connections"]}
-        if scene.script_id not in rows or time.monotonic() > deadline:
-            break
-        time.sleep(0.2)
-    assert scene.script_id not in rows
-    assert not entry.exists()
+    assert_pruned_after_kill(
+        scene.script,
+        scene.script_id,
+        scene.entry(scene.script.pid),
+        lambda: {row["id"] for row in listing(scene)["connections"]},
+    )
 
 
 def test_processes_that_exit_take_their_entries_with_them(scene: Scene) -> None:
