@@ -18,6 +18,7 @@ The parts: :mod:`.signals` (the receivers), :mod:`.records` (one connection),
 """
 
 from pa_dbhealth.tracker.ledger import (
+    anything_open,
     figures,
     note_connect_giveup,
     note_connect_retry,
@@ -40,6 +41,7 @@ __all__ = [
     "AUTORELOAD_THREAD",
     "PUBLISH_AFTER",
     "TrackedConnection",
+    "anything_open",
     "connection_created",
     "figures",
     "in_use",

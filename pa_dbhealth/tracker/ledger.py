@@ -77,6 +77,12 @@ def _report_leak(record: Record) -> None:
     )
 
 
+def anything_open() -> bool:
+    """Whether a connection may be open in this process: False means none is (every opening
+    is recorded; the records of closed ones go at the next sweep)."""
+    return bool(records)
+
+
 def open_connections() -> list[TrackedConnection]:
     """This process's open connections, in all threads, oldest first."""
     return [record.snapshot() for record in sweep()]

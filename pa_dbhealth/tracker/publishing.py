@@ -20,6 +20,7 @@ from django.db.backends.base.base import BaseDatabaseWrapper
 from pa_dbhealth import holders
 from pa_dbhealth.core import registry, vendors
 from pa_dbhealth.tracker import ledger
+from pa_dbhealth.tracker.threads import forget_wrapper
 from pa_dbhealth.tracker.usage import note_use
 
 PUBLISHED = "_pa_dbhealth_published"  # on a wrapper: its connection is in the registry
@@ -72,13 +73,15 @@ def touch(execute: Any, sql: Any, params: Any, many: bool, context: Any) -> Any:
 
 
 def watch_close(connection: BaseDatabaseWrapper) -> None:
-    """Republish when a published connection closes, so its entry leaves the registry."""
+    """On each close: the thread no longer holds the connection; a published one is
+    republished, so its entry leaves the registry."""
     close = connection.close
 
     def closing() -> None:
         try:
             close()
         finally:
+            forget_wrapper(connection)
             if is_published(connection):
                 publish()
 

@@ -53,8 +53,10 @@ def _track_origins() -> bool:
 
 def request_started(sender: Any, **kwargs: Any) -> None:
     """Receiver of Django's ``request_started``: the thread serves requests."""
-    threads.mark_holder()
-    threads.this_thread.in_request = True
+    state = threads.this_thread
+    state.in_request = True
+    if not state.holder:
+        threads.mark_holder()
 
 
 def request_finished(sender: Any, **kwargs: Any) -> None:

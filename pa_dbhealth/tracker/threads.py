@@ -16,11 +16,13 @@ class ThreadState(threading.local):
     """The calling thread's part. Class defaults, so that a thread that never connected
     reads them without an AttributeError raised and caught."""
 
-    # The wrappers that connected in this thread (what connections.all() would give, minus
-    # those never connected, and much cheaper to ask than Django's asgiref-based handler).
-    # None until the thread's first connect: a request can test it with one attribute read.
+    # The wrappers that connected in this thread and have not closed since (what
+    # connections.all() would give, minus those not open, and much cheaper to ask than
+    # Django's asgiref-based handler): empty or None (before the first connect) when the
+    # thread holds no connection, which a request tells with one attribute read.
     wrappers: dict[int, weakref.ref[BaseDatabaseWrapper]] | None = None
     in_request = False  # between request_started and request_finished
+    holder = False  # in the set of expected holders (read without a WeakSet lookup)
 
 
 this_thread = ThreadState()
@@ -31,9 +33,12 @@ _holders: weakref.WeakSet[threading.Thread] = weakref.WeakSet()
 def mark_holder(thread: threading.Thread | None = None) -> None:
     """Say that this thread (request, command, or a worker using the hygiene tools) is
     expected to hold connections, so its connections are not reported as leaks."""
-    thread = thread or threading.current_thread()
-    if thread not in _holders:
-        _holders.add(thread)
+    if thread is None or thread is threading.current_thread():
+        if this_thread.holder:
+            return  # each request says it again: a thread-local read, no WeakSet lookup
+        this_thread.holder = True
+        thread = threading.current_thread()
+    _holders.add(thread)
 
 
 def holder_expected(thread: threading.Thread | None) -> bool:
@@ -51,6 +56,16 @@ def add_wrapper(connection: BaseDatabaseWrapper) -> None:
     if this_thread.wrappers is None:
         this_thread.wrappers = {}
     this_thread.wrappers[id(connection)] = weakref.ref(connection)
+
+
+def forget_wrapper(connection: BaseDatabaseWrapper) -> None:
+    """``connection`` has closed: the calling thread no longer holds it (a wrapper closed
+    from another thread, or still open, stays where it is)."""
+    mine = this_thread.wrappers
+    if mine and connection.connection is None:
+        ref = mine.get(id(connection))
+        if ref is not None and ref() is connection:
+            del mine[id(connection)]
 
 
 def thread_connections() -> list[BaseDatabaseWrapper]:
