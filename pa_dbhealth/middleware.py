@@ -2,7 +2,9 @@
 connection cap answered with 503 + Retry-After and a log that names who holds them.
 
 It adds no query to a request: the staleness check reads only what this process already
-knows (the tracker's last use of each connection, the learned server timeout).
+knows (the tracker's last use of each connection, the learned server timeout). A request
+whose thread holds no connection costs it one attribute read before and after the view
+(docs/overhead.md).
 """
 
 from __future__ import annotations
