@@ -2,7 +2,9 @@
 connection cap answered with 503 + Retry-After and a log that names who holds them.
 
 It adds no query to a request: the staleness check reads only what this process already
-knows (the tracker's last use of each connection, the learned server timeout).
+knows (the tracker's last use of each connection, the learned server timeout). A request
+whose thread holds no connection costs it one attribute read before and after the view
+(docs/overhead.md).
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from pa_dbhealth import holders, hygiene, leases, tracker
 from pa_dbhealth.core import render_holders, vendors
 from pa_dbhealth.core.errors import Classified, Kind, classify
 from pa_dbhealth.look import LookTimedOut, look
+from pa_dbhealth.tracker.threads import this_thread
 
 logger = logging.getLogger(__name__)
 
@@ -84,9 +87,12 @@ class ConnectionHygieneMiddleware:
     def __call__(self, request: HttpRequest) -> Any:
         if self.async_mode:
             return self.__acall__(request)
-        hygiene.refresh_connections()
+        # A thread that holds no connection has nothing to check: one attribute read.
+        if this_thread.wrappers:
+            hygiene.refresh_connections()
         response = self.get_response(request)
-        if not response.streaming:  # a streaming body may still query: Django closes after it
+        # A streaming body may still query: Django closes after it.
+        if this_thread.wrappers and not response.streaming:
             hygiene.refresh_connections()
         return response
 
@@ -94,7 +100,7 @@ class ConnectionHygieneMiddleware:
         # Under ASGI the request's connections live in a thread made for it, which ends with
         # it: they are closed at its end whatever CONN_MAX_AGE says (see pa_dbhealth.leases).
         lease = leases.begin()
-        if tracker.figures()["open"] > leases.leased_count():
+        if tracker.anything_open() and tracker.figures()["open"] > leases.leased_count():
             # Connections opened outside requests (a thread shared with sync code): the
             # request's thread may hold a stale one. Otherwise there is nothing to check and
             # no reason to visit the request's thread.

@@ -20,6 +20,7 @@ from pa_dbhealth import holders, tracker
 from pa_dbhealth.core import registry, registry_publisher
 from pa_dbhealth.core.process_identity import this_host
 from pa_dbhealth.core.registry_files import file_name
+from pa_dbhealth.tracker import publishing, records
 
 mysql = pytest.mark.django_db(transaction=True)
 urls = override_settings(ROOT_URLCONF="testsite.hygiene_urls")
@@ -31,7 +32,7 @@ def where(tmp_path: Path) -> Iterator[Path]:
     place = tmp_path / "holders"
     connections.close_all()
     # The test client's requests may have left this thread's request flag set: with
-    # CONN_MAX_AGE = 0 nothing listens for their end (see tracker._listen_for_request_ends).
+    # CONN_MAX_AGE = 0 nothing listens for their end (see tracker.signals).
     tracker.request_finished(sender=None)
     with override_settings(PA_DBHEALTH={"REGISTRY_DIR": str(place)}):
         tracker.publish()
@@ -121,7 +122,7 @@ def test_last_use_is_refreshed_when_due_and_only_then(
     client.get("/select-one/")
     assert published(where) == [first]  # not due: the file keeps the first last use
     monkeypatch.setattr(registry_publisher, "REFRESH_EVERY", 0.0)
-    monkeypatch.setattr(tracker, "_refresh_at", 0.0)
+    monkeypatch.setattr(publishing, "_refresh_at", 0.0)
     client.get("/select-one/")  # due now: written at the request's end
     (later,) = published(where)
     assert later.connection.id == first.connection.id
@@ -133,7 +134,7 @@ def test_last_use_is_refreshed_when_due_and_only_then(
 def test_a_connection_held_long_in_a_request_is_published_at_its_next_query(
     where: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(tracker, "PUBLISH_AFTER", 0.3)
+    monkeypatch.setattr(records, "PUBLISH_AFTER", 0.3)
     tracker.request_started(sender=None)  # as a request would
     try:
         with connections["default"].cursor() as cursor:
@@ -141,7 +142,7 @@ def test_a_connection_held_long_in_a_request_is_published_at_its_next_query(
         tracker.publish()
         assert published(where) == []  # a request's, and young
         time.sleep(0.4)
-        monkeypatch.setattr(tracker, "_refresh_at", 0.0)  # the periodic check is due
+        monkeypatch.setattr(publishing, "_refresh_at", 0.0)  # the periodic check is due
         with connections["default"].cursor() as cursor:
             cursor.execute("SELECT 1")
         (holder,) = published(where)
@@ -252,11 +253,12 @@ from pa_dbhealth import holders  # noqa: E402
 from pa_dbhealth.core import registry  # noqa: E402
 
 found = registry.read(holders.directory()).processes
-print("CONN_MAX_AGE=0:", tracker._listening, connections["default"].connection is None, found)
+listening = tracker.signals._listening
+print("CONN_MAX_AGE=0:", listening, connections["default"].connection is None, found)
 connections["default"].settings_dict["CONN_MAX_AGE"] = 60
 request()
 (process,) = registry.read(holders.directory()).processes
-print("CONN_MAX_AGE=60:", tracker._listening, len(process.connections))
+print("CONN_MAX_AGE=60:", tracker.signals._listening, len(process.connections))
 """
 
 

@@ -293,3 +293,64 @@ def test_an_hourly_quota_answers_503_saying_waiting_will_not_help(
     assert b"quota'" not in response.content and b"max_queries" not in response.content
     (report,) = [r.getMessage() for r in caplog.records if r.name == "pa_dbhealth.middleware"]
     assert f"Database {quota_alias!r}: the hourly quota max_queries_per_hour is used up" in report
+
+
+# The middleware skips its checks when the request's thread holds no connection: each way a
+# thread comes to hold one must still get the connection checked at the next request.
+OPENINGS = {
+    "in_an_earlier_request": lambda client: client.get("/select-one/"),
+    "outside_requests": lambda client: connections["default"].ensure_connection(),
+    "after_a_close": lambda client: (
+        client.get("/select-one/"),
+        connections.close_all(),  # the thread forgets the connection...
+        client.get("/select-one/"),  # ...and learns it again when it opens anew
+    ),
+}
+
+
+@mysql
+@urls
+@pytest.mark.parametrize("opened", OPENINGS)
+def test_a_connection_gone_stale_is_closed_before_a_view_without_database(
+    short_timeout: None, persistent: None, pause: Callable[[float], None], opened: str
+) -> None:
+    client = Client()
+    OPENINGS[opened](client)
+    assert client.get("/default-open/").content == b"open"  # fresh: kept
+    pause(1.5)  # past the idle limit (2 s - 1 s margin), within the server's 2 s
+    assert client.get("/default-open/").content == b"closed"
+
+
+@mysql
+@urls
+@without_middleware
+def test_control_without_the_middleware_the_stale_connection_reaches_the_view(
+    short_timeout: None, persistent: None, pause: Callable[[float], None]
+) -> None:
+    client = Client()
+    client.get("/select-one/")
+    pause(1.5)
+    assert client.get("/default-open/").content == b"open"
+
+
+@mysql
+@urls
+def test_a_connection_of_a_thread_started_in_a_view_is_still_tracked() -> None:
+    """The request's thread holds nothing, so the middleware has nothing to check; the
+    thread the view started is no request thread: its connection is a probable leak."""
+    from testsite.hygiene_urls import thread_may_end
+
+    client = Client()
+    thread_may_end.clear()
+    assert client.get("/starts-a-thread/").content == b"started"
+    try:
+        assert client.get("/no-database/").status_code == 200
+        (held,) = [c for c in tracker.open_connections() if c.thread_name == "started-in-a-view"]
+        assert held.probable_leak and held.thread_alive
+        assert connections["default"].connection is None  # this thread's: never opened
+    finally:
+        thread_may_end.set()
+        for thread in threading.enumerate():
+            if thread.name == "started-in-a-view":
+                thread.join(10)
+    assert [c for c in tracker.open_connections() if c.thread_name == "started-in-a-view"] == []

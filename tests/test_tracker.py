@@ -14,6 +14,7 @@ from django.test import override_settings
 from holders import Holder
 
 from pa_dbhealth import tracker
+from pa_dbhealth.tracker.threads import this_thread
 
 mysql = pytest.mark.django_db(transaction=True)
 
@@ -141,3 +142,25 @@ def test_a_connection_opened_at_import_time_is_a_probable_leak(
     (held,) = [c for c in tracker.open_connections() if c.thread_id == threading.get_ident()]
     assert held.at_import and held.probable_leak
     assert held.caller is not None and "queries_at_import.py:2" in held.caller
+
+
+@mysql
+def test_a_thread_holds_a_connection_from_its_opening_to_its_close() -> None:
+    """What the middleware reads to know a request's thread has nothing to check."""
+    connection = connections["default"]
+    connection.close()
+    assert connection not in tracker.thread_connections()
+    assert id(connection) not in (this_thread.wrappers or {})
+    connection.ensure_connection()
+    assert connection in tracker.thread_connections()
+    closer = threading.Thread(target=connection.close)  # not this thread's to forget
+    connection.inc_thread_sharing()
+    closer.start()
+    closer.join()
+    connection.dec_thread_sharing()
+    assert connection.connection is None
+    assert id(connection) in (this_thread.wrappers or {})  # closed elsewhere: still listed
+    assert connection not in tracker.thread_connections()
+    connection.ensure_connection()
+    connection.close()
+    assert id(connection) not in (this_thread.wrappers or {})

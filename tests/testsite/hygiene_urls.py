@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterator
 
 from django.db import connections
@@ -11,6 +12,33 @@ from django.urls import path
 
 def no_database(request: HttpRequest) -> HttpResponse:
     return HttpResponse("no database")
+
+
+def default_open(request: HttpRequest) -> HttpResponse:
+    """Whether this thread's 'default' connection is open as the view starts (asks nothing
+    of the database: a view without database use that shows what the middleware left)."""
+    return HttpResponse("open" if connections["default"].connection is not None else "closed")
+
+
+# Set by a test to let the thread started by ``starts_a_thread`` close its connection and end.
+thread_may_end = threading.Event()
+
+
+def starts_a_thread(request: HttpRequest) -> HttpResponse:
+    """Starts a thread that opens a connection of its own and keeps it until
+    ``thread_may_end`` is set; the view itself uses no database."""
+
+    opened = threading.Event()
+
+    def work() -> None:
+        connections["default"].ensure_connection()
+        opened.set()
+        thread_may_end.wait(30)
+        connections["default"].close()
+
+    threading.Thread(target=work, name="started-in-a-view", daemon=True).start()
+    opened.wait(10)
+    return HttpResponse("started")
 
 
 def select_one(request: HttpRequest) -> HttpResponse:
@@ -64,6 +92,8 @@ urlpatterns = [
     path("streaming/", streaming),
     path("sleep/<str:seconds>/", sleep),
     path("no-database/", no_database),
+    path("default-open/", default_open),
+    path("starts-a-thread/", starts_a_thread),
     path("select-one/", select_one),
     path("second-connection/", second_connection),
 ]
