@@ -11,8 +11,6 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import threading
-import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -25,44 +23,11 @@ from django.template import TemplateDoesNotExist, loader
 from pa_dbhealth import holders, hygiene, leases, tracker
 from pa_dbhealth.core import render_holders, vendors
 from pa_dbhealth.core.errors import Classified, Kind, classify
+from pa_dbhealth.core.unavailable import SNAPSHOT_EVERY, Throttle, answer, head
 from pa_dbhealth.look import LookTimedOut, look
 from pa_dbhealth.tracker.threads import this_thread
 
 logger = logging.getLogger(__name__)
-
-RETRY_AFTER = 5  # seconds: a connection usually frees up within a request or two
-QUOTA_RETRY_AFTER = 3600  # an hourly quota resets within the hour, not in seconds
-SNAPSHOT_EVERY = 60.0  # seconds: at most one snapshot log per minute per process
-CAP_BODY = (
-    "Service unavailable: the site's database connections are all in use. "
-    "Try again in a few seconds.\n"
-)
-QUOTA_BODY = (
-    "Service unavailable: the site's database has used up its hourly quota. "
-    "Waiting a few seconds will not help: it resets within the hour.\n"
-)
-
-
-class Throttle:
-    """True at most once per ``every`` seconds, process-wide."""
-
-    def __init__(self, every: float) -> None:
-        self.every = every
-        self._last: float | None = None
-        self._lock = threading.Lock()
-
-    def ready(self) -> bool:
-        now = time.monotonic()
-        with self._lock:
-            if self._last is not None and now - self._last < self.every:
-                return False
-            self._last = now
-            return True
-
-    def reset(self) -> None:
-        with self._lock:
-            self._last = None
-
 
 snapshot_throttle = Throttle(SNAPSHOT_EVERY)
 
@@ -179,15 +144,17 @@ def cap_response(found: Classified, request: HttpRequest | None = None) -> HttpR
     message (it names the account, and on PostgreSQL the host and port: those go to the
     log). A project template ``503.html`` gives the page the site's own look; it gets
     ``retry_after`` (seconds) and ``quota`` (True for an hourly quota)."""
-    quota = found.kind is Kind.HOURLY_QUOTA
-    retry_after = QUOTA_RETRY_AFTER if quota else RETRY_AFTER
+    unavailable = answer(found)
+    assert unavailable is not None  # only the cap and an hourly quota come here
+    retry_after = unavailable.retry_after
     try:
         template = loader.get_template("503.html")
     except TemplateDoesNotExist:
-        body = QUOTA_BODY if quota else CAP_BODY
-        response = HttpResponse(body, status=503, content_type="text/plain; charset=utf-8")
+        response = HttpResponse(
+            unavailable.body, status=503, content_type="text/plain; charset=utf-8"
+        )
     else:
-        context = {"retry_after": retry_after, "quota": quota}
+        context = {"retry_after": retry_after, "quota": unavailable.quota}
         response = HttpResponse(template.render(context, request), status=503)
     response["Retry-After"] = str(retry_after)
     return response
@@ -197,18 +164,8 @@ def cap_report(found: Classified, alias: str) -> str:
     """The log entry for a refused connection: the error, this process's connections (from
     the tracker) and the account's connections with their holders: the server's list joined
     with the registry of holders when the server can be asked, else the registry's view."""
-    if found.kind is Kind.HOURLY_QUOTA:
-        head = (
-            f"Database {alias!r}: the hourly quota {found.resource} is used up ({found.short}); "
-            f"answered 503. Waiting seconds will not help: it resets within the hour."
-        )
-    else:
-        head = (
-            f"Database {alias!r}: connection refused, the cap is full ({found.short}); "
-            f"answered 503 with Retry-After: {RETRY_AFTER}."
-        )
     held = tracker.open_connections()
-    lines = [head, f"This process holds {len(held)} open connection(s):"]
+    lines = [head(found, alias), f"This process holds {len(held)} open connection(s):"]
     lines += [f"  {c.describe()}" for c in held]
     lines += [f"    {line}" for c in held if c.origin for line in c.origin.splitlines()[-4:]]
     tracker.publish()  # this process's entries as they are now, for the next reader

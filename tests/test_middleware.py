@@ -22,6 +22,7 @@ from django.test import AsyncClient, Client, override_settings
 from holders import Holders
 
 from pa_dbhealth import middleware, tracker
+from pa_dbhealth.core import unavailable
 from pa_dbhealth.core.errors import Kind, classify
 
 mysql = pytest.mark.django_db(transaction=True)
@@ -115,8 +116,8 @@ def test_a_full_cap_answers_503_and_logs_who_holds_the_connections(
         response = Client().get("/select-one/")
         second = Client().get("/select-one/")
     assert response.status_code == 503 == second.status_code
-    assert response["Retry-After"] == str(middleware.RETRY_AFTER)
-    assert response.content == middleware.CAP_BODY.encode()
+    assert response["Retry-After"] == str(unavailable.RETRY_AFTER)
+    assert response.content == unavailable.CAP_BODY.encode()
     # Nothing of the driver's message (it names the account) reaches the visitor.
     assert b"1226" not in response.content and b"app" not in response.content
     (report,) = [
@@ -146,9 +147,9 @@ def test_the_503_page_is_the_projects_own_template(holders: Holders, tmp_path: A
     with override_settings(TEMPLATES=templates):  # inside @urls' override, undone before it
         response = Client().get("/select-one/")
     assert response.status_code == 503
-    assert response.content == f"<h1>Busy</h1>back in {middleware.RETRY_AFTER} s".encode()
+    assert response.content == f"<h1>Busy</h1>back in {unavailable.RETRY_AFTER} s".encode()
     assert response["Content-Type"].startswith("text/html")
-    assert response["Retry-After"] == str(middleware.RETRY_AFTER)
+    assert response["Retry-After"] == str(unavailable.RETRY_AFTER)
 
 
 @mysql
@@ -288,8 +289,8 @@ def test_an_hourly_quota_answers_503_saying_waiting_will_not_help(
     with caplog.at_level(logging.ERROR, logger="pa_dbhealth.middleware"):
         response = Client().get(f"/select-one-on/{quota_alias}/")
     assert response.status_code == 503
-    assert response["Retry-After"] == str(middleware.QUOTA_RETRY_AFTER)
-    assert response.content == middleware.QUOTA_BODY.encode()
+    assert response["Retry-After"] == str(unavailable.QUOTA_RETRY_AFTER)
+    assert response.content == unavailable.QUOTA_BODY.encode()
     assert b"quota'" not in response.content and b"max_queries" not in response.content
     (report,) = [r.getMessage() for r in caplog.records if r.name == "pa_dbhealth.middleware"]
     assert f"Database {quota_alias!r}: the hourly quota max_queries_per_hour is used up" in report

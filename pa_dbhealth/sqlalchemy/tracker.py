@@ -25,6 +25,7 @@ from types import FrameType
 from typing import Any
 
 from pa_dbhealth.core import registry
+from pa_dbhealth.core.origins import Origins
 from pa_dbhealth.core.registry import Leak
 
 logger = logging.getLogger("pa_dbhealth.sqlalchemy")
@@ -157,25 +158,12 @@ def _session_file() -> str | None:
     return os.path.abspath(spec.origin) if spec is not None and spec.origin else None
 
 
-@cache
-def _skipped_dirs() -> tuple[str, ...]:
-    dirs = []
-    for name in ("sqlalchemy", "flask_sqlalchemy", "pa_dbhealth"):
-        spec = importlib.util.find_spec(name)
-        if spec is not None and spec.origin:
-            dirs.append(os.path.dirname(os.path.abspath(spec.origin)) + os.sep)
-    return tuple(dirs)
-
-
-_SKIPPED_FILES = frozenset(
-    os.path.abspath(path) for path in (threading.__file__, contextlib.__file__) if path
-)
+ORIGINS = Origins("sqlalchemy", "flask_sqlalchemy")
 
 
 def where(frame: FrameType | None) -> tuple[str | None, bool, bool]:
     """The first frame outside SQLAlchemy, Flask-SQLAlchemy and pa_dbhealth, whether a
     module is being imported, and whether an ORM Session asked."""
-    skipped = _skipped_dirs()
     session = _session_file()
     caller = None
     via_session = False
@@ -184,12 +172,7 @@ def where(frame: FrameType | None) -> tuple[str | None, bool, bool]:
         via_session = via_session or filename == session
         if filename.startswith("<frozen importlib"):
             return caller, True, via_session
-        if (
-            caller is None
-            and not filename.startswith(skipped)
-            and filename not in _SKIPPED_FILES
-            and not filename.startswith("<")
-        ):
+        if caller is None and not ORIGINS.skipped(filename):
             caller = f"{filename}:{frame.f_lineno} in {frame.f_code.co_name}"
         frame = frame.f_back
     return caller, False, via_session

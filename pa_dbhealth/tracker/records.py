@@ -7,7 +7,6 @@ import sys
 import threading
 import time
 import weakref
-from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -17,6 +16,7 @@ from pa_dbhealth import holders
 from pa_dbhealth.core import registry
 from pa_dbhealth.core.look import in_look
 from pa_dbhealth.core.origins import Origins
+from pa_dbhealth.core.server_id import server_id
 from pa_dbhealth.tracker.threads import holder_expected, this_thread
 from pa_dbhealth.tracker.usage import last_used
 
@@ -172,12 +172,4 @@ def _wall_clock(monotonic: float | None) -> float | None:
 
 
 def _vendor_id(connection: BaseDatabaseWrapper) -> int | None:
-    thread_id: Callable[[], int] | None = getattr(connection.connection, "thread_id", None)
-    if thread_id is None:  # psycopg has info.backend_pid; SQLite has nothing
-        info = getattr(connection.connection, "info", None)
-        pid = getattr(info, "backend_pid", None)
-        return int(pid) if isinstance(pid, int) else None
-    try:
-        return int(thread_id())
-    except Exception:  # a driver that cannot tell: the id is a nicety
-        return None
+    return server_id(connection.connection)
