@@ -15,16 +15,19 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from asgiref.sync import iscoroutinefunction, markcoroutinefunction, sync_to_async
+from django.conf import settings
 from django.db import DEFAULT_DB_ALIAS, DatabaseError, connections
 from django.db.backends.base.base import BaseDatabaseWrapper
 from django.http import HttpRequest, HttpResponse
 from django.template import TemplateDoesNotExist, loader
 
 from pa_dbhealth import holders, hygiene, leases, tracker
+from pa_dbhealth.audit import MIDDLEWARE_PATH
 from pa_dbhealth.core import render_holders, vendors
 from pa_dbhealth.core.errors import Classified, Kind, classify
 from pa_dbhealth.core.unavailable import SNAPSHOT_EVERY, Throttle, answer, head
 from pa_dbhealth.look import LookTimedOut, look
+from pa_dbhealth.tracker.signals import keep_the_request_receiver, let_the_middleware_mark_requests
 from pa_dbhealth.tracker.threads import this_thread
 
 logger = logging.getLogger(__name__)
@@ -45,19 +48,31 @@ class ConnectionHygieneMiddleware:
         hygiene.require_app("ConnectionHygieneMiddleware")
         self.get_response = get_response
         self.async_mode = iscoroutinefunction(get_response)
+        self.marks_requests = False
         if self.async_mode:
             markcoroutinefunction(self)
             leases.watch_request_ends()
+            keep_the_request_receiver()
+        elif list(settings.MIDDLEWARE)[:1] == [MIDDLEWARE_PATH]:
+            # First in the chain, nothing can connect before it in a request.
+            self.marks_requests = let_the_middleware_mark_requests()
 
     def __call__(self, request: HttpRequest) -> Any:
         if self.async_mode:
             return self.__acall__(request)
+        state = this_thread
+        if self.marks_requests and not state.in_request:
+            # What the tracker's request_started receiver would do (once per thread while
+            # nothing resets the flag: each request start costs one attribute read).
+            state.in_request = True
+            if not state.holder:
+                tracker.mark_holder()
         # A thread that holds no connection has nothing to check: one attribute read.
-        if this_thread.wrappers:
+        if state.wrappers:
             hygiene.refresh_connections()
         response = self.get_response(request)
         # A streaming body may still query: Django closes after it.
-        if this_thread.wrappers and not response.streaming:
+        if state.wrappers and not response.streaming:
             hygiene.refresh_connections()
         return response
 

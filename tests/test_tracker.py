@@ -164,3 +164,69 @@ def test_a_thread_holds_a_connection_from_its_opening_to_its_close() -> None:
     connection.ensure_connection()
     connection.close()
     assert id(connection) not in (this_thread.wrappers or {})
+
+
+# --- who marks a request's thread: the receiver, or the middleware first in MIDDLEWARE -------
+
+
+def _receiver_connected() -> bool:
+    from django.core.signals import request_started
+
+    return any(key[0] == "pa_dbhealth.tracker.request" for key, *_ in request_started.receivers)
+
+
+@pytest.fixture
+def receiver_state() -> Any:
+    """A WSGI-only process (no ASGI handler made yet: the suite's ASGI tests make one) with
+    the tracker's request_started receiver connected; as it was after the test."""
+    from pa_dbhealth.tracker import signals
+
+    needed = signals._receiver_needed
+    signals._receiver_needed = False
+    signals.install()
+    yield signals
+    signals._receiver_needed = needed
+    signals.install()
+
+
+@mysql
+def test_the_first_middleware_marks_request_threads_instead_of_the_receiver(
+    receiver_state: Any,
+) -> None:
+    """Django's dispatcher costs a bare request more than the whole middleware: with the
+    middleware first, the receiver goes and a request's thread is marked all the same."""
+    from django.test import Client
+
+    def request_then_hold() -> None:
+        assert Client().get("/workers/").status_code == 200  # a request without database
+        connections["default"].ensure_connection()  # a request thread's, between requests
+
+    with Holder("served-a-request", request_then_hold):
+        assert not _receiver_connected()
+        (held,) = _by_thread("served-a-request")
+        assert not held.probable_leak  # a request's thread: expected to hold connections
+
+
+def test_under_asgi_the_receiver_stays(receiver_state: Any) -> None:
+    """Under ASGI the middleware runs in the event loop, not in the request's thread."""
+    from pa_dbhealth.middleware import ConnectionHygieneMiddleware
+
+    async def get_response(request: Any) -> Any:
+        return None
+
+    ConnectionHygieneMiddleware(get_response)
+    assert _receiver_connected()
+    sync = ConnectionHygieneMiddleware(lambda request: None)  # a WSGI handler beside it
+    assert not sync.marks_requests and _receiver_connected()
+
+
+def test_below_other_middleware_the_receiver_stays(receiver_state: Any) -> None:
+    """A middleware above it may connect before it runs: the receiver marks the thread."""
+    from django.conf import settings
+
+    from pa_dbhealth.middleware import ConnectionHygieneMiddleware
+
+    later = [*settings.MIDDLEWARE[1:2], *settings.MIDDLEWARE[:1], *settings.MIDDLEWARE[2:]]
+    with override_settings(MIDDLEWARE=later):
+        made = ConnectionHygieneMiddleware(lambda request: None)
+    assert not made.marks_requests and _receiver_connected()

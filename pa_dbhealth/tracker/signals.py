@@ -59,6 +59,30 @@ def request_started(sender: Any, **kwargs: Any) -> None:
         threads.mark_holder()
 
 
+_receiver_needed = False  # an ASGI handler in this process needs request_started's receiver
+
+
+def let_the_middleware_mark_requests() -> bool:
+    """The WSGI middleware, first in MIDDLEWARE, marks each request's thread itself (what
+    :func:`request_started` does): the receiver is disconnected, since Django's dispatcher
+    costs a bare request about 2 % in instructions. Not under ASGI, where the middleware
+    runs in the event loop and the request's sync code in a thread of its own. True when
+    the middleware is to mark."""
+    from django.core.signals import request_started as request_started_signal
+
+    if _receiver_needed:
+        return False
+    request_started_signal.disconnect(dispatch_uid="pa_dbhealth.tracker.request")
+    return True
+
+
+def keep_the_request_receiver() -> None:
+    """An ASGI handler is in this process: the receiver stays (is connected again)."""
+    global _receiver_needed
+    _receiver_needed = True
+    install()
+
+
 def request_finished(sender: Any, **kwargs: Any) -> None:
     """Receiver of Django's ``request_finished`` (after Django's own, which closes what
     ``CONN_MAX_AGE`` says): publish the thread's connections that outlived the request, and
