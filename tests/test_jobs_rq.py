@@ -44,7 +44,11 @@ class Worker:
 
     def perform(self, func: Callable[[], str]) -> str:
         job = self.queue.enqueue(func)
-        self.worker.work(burst=True)  # runs what is queued, here, then returns
+        # A burst worker per job, as `rqworker --burst` from cron would be: RQ 3.0 once took
+        # 60 s to start the same worker object again (its pub/sub thread polls every 60 s).
+        # The jobs still run in this thread, whose connection is the one kept or replaced.
+        worker, self.worker = self.worker, django_rq.get_worker("default")
+        worker.work(burst=True)  # runs what is queued, here, then returns
         job.refresh()
         if job.is_failed:
             result = job.latest_result()
