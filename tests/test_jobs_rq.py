@@ -44,11 +44,7 @@ class Worker:
 
     def perform(self, func: Callable[[], str]) -> str:
         job = self.queue.enqueue(func)
-        # A burst worker per job, as `rqworker --burst` from cron would be: RQ 3.0 once took
-        # 60 s to start the same worker object again (its pub/sub thread polls every 60 s).
-        # The jobs still run in this thread, whose connection is the one kept or replaced.
-        worker, self.worker = self.worker, django_rq.get_worker("default")
-        worker.work(burst=True)  # runs what is queued, here, then returns
+        self.worker.work(burst=True)  # runs what is queued, here, then returns
         job.refresh()
         if job.is_failed:
             result = job.latest_result()
@@ -59,10 +55,23 @@ class Worker:
         return self.perform(connection_id)
 
 
+class SimpleWorkerWithoutCommands(SimpleWorker):
+    """RQ's SimpleWorker without the pub/sub thread that listens for remote commands: when
+    its burst ends, RQ 3.0 closes that thread's connection while it may still wait up to
+    60 s for a message, and a 60 s pause between two jobs is longer than the test's 3 s
+    wait_timeout. The jobs, the job class and the connections are RQ's own."""
+
+    def subscribe(self) -> None:
+        pass
+
+    def unsubscribe(self) -> None:
+        pass
+
+
 def rq_settings(redis_url: str, **rq: str) -> override_settings:
     return override_settings(
         RQ_QUEUES={"default": {"URL": redis_url}},
-        RQ={"WORKER_CLASS": "rq.SimpleWorker", **rq},
+        RQ={"WORKER_CLASS": f"{__name__}.SimpleWorkerWithoutCommands", **rq},
     )
 
 
