@@ -66,7 +66,7 @@ def waiter(server: str, account: str, hold: float) -> list[str]:
 
 def test_first_come_first_served_across_processes(account: tuple[str, str]) -> None:
     line = lines.open_line(*account, 1)
-    assert line is not None and line.take_now()  # the test holds the only token
+    assert line is not None and line.take(0)  # the test holds the only token
     started = []
     for _ in range(4):  # they arrive one after the other, each waiting before the next
         proc = subprocess.Popen(waiter(*account, 0.05), stdout=subprocess.PIPE, text=True)
@@ -112,13 +112,13 @@ def test_a_line_made_by_another_user_is_not_used(account: tuple[str, str]) -> No
         assert lines.open_line(*account, 1) is None
     finally:
         libc = ctypes.CDLL(None, use_errno=True)
-        semid = libc.semget(lines.key_of(*account), 1, 0)
+        semid = libc.semget(lines.key_of(*account), 3, 0)
         libc.semctl(semid, 0, lines.IPC_RMID)
 
 
 def test_a_line_others_may_use_is_not_used(account: tuple[str, str]) -> None:
     libc = ctypes.CDLL(None, use_errno=True)
-    semid = libc.semget(lines.key_of(*account), 1, lines.IPC_CREAT | 0o666)
+    semid = libc.semget(lines.key_of(*account), 3, lines.IPC_CREAT | 0o666)
     assert semid >= 0
     try:
         assert lines.open_line(*account, 1) is None

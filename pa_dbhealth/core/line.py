@@ -1,19 +1,27 @@
 """A first-come, first-served line for an account's connections, across the processes of a
-host: a System V semaphore holding one token per connection the account may have.
+host: a System V semaphore set with one token per connection the account may have.
 
-Before it connects, a process takes a token; when it really closes the connection it gives
-the token back, and the kernel hands it at once to the thread that has waited longest, in
-whatever process (semop's queue is served in order). Nobody polls. The kernel also gives a
-dead process's tokens back (``SEM_UNDO``), so a ``kill -9`` loses nothing. The server stays
-the truth: connections held elsewhere (another host, a console, a process without
-pa_dbhealth) take slots the line cannot see, so a token is permission to try, and the
-holder still retries a refused connect, briefly.
+Three semaphores: the free tokens, the *head* (one waiter at a time stands at the front and
+is the only one that touches the server while the line is full) and the cap as the server
+last said it. A connect takes a token; the connection gives it back when it is really
+closed, and the kernel hands it at once to the head, whatever its process. The kernel also
+gives back what a dead process held (``SEM_UNDO``), so a ``kill -9`` loses nothing.
 
-The line of an account is found by a key derived from the server's address and the login
-user; its tokens are the account's cap as the server said it. It belongs to the user that
-made it (mode 0600), and a line made by anyone else is not used. Where System V IPC is not
-available (another OS, a container without it), :func:`open_line` returns None and callers
-wait as before.
+The server stays the truth. Connections held elsewhere (another host, a console, a process
+without pa_dbhealth) take slots the line cannot see, so a token is permission to try: the
+head retries a refused connect every :data:`PROBE_INTERVAL` seconds, and everyone behind it
+waits without touching the server. The count heals itself when the server disagrees:
+
+- a cap the server states (a 1226 message, the account's facts) replaces the line's
+  (:meth:`Line.set_cap`);
+- a connect that succeeds while no token is free mints one for its connection
+  (:meth:`Line.adopt`): a token held by a connection that is gone, or a raised cap;
+- more free tokens than the cap are trimmed (:meth:`Line.trim`);
+- a process gives back only tokens it took (``Ticket``, :mod:`pa_dbhealth.core.connect`).
+
+A line belongs to the user that made it (mode 0600); one made by anyone else is not used.
+Where System V IPC is not available (another OS, a container without it), :func:`line_for`
+returns None and callers wait as before.
 """
 
 from __future__ import annotations
@@ -22,11 +30,15 @@ import ctypes
 import ctypes.util
 import errno
 import hashlib
+import logging
 import math
 import os
 import re
 import threading
+import time
 from typing import Any
+
+logger = logging.getLogger("pa_dbhealth.line")
 
 IPC_CREAT = 0o1000
 IPC_EXCL = 0o2000
@@ -35,10 +47,13 @@ IPC_RMID = 0
 IPC_STAT = 2
 GETNCNT = 14
 GETVAL = 12
-SETVAL = 16
+SETALL = 17
 SEM_UNDO = 0x1000
 MODE = 0o600
-KEY_PREFIX = 0x5A000000  # keys of pa_dbhealth's lines: "Z" and 24 bits of the account
+KEY_PREFIX = 0x5B000000  # keys of pa_dbhealth's lines (a new prefix for the three-semaphore set)
+MAX_TOKENS = 32767  # SEMVMX
+TOKENS, HEAD, CAP = 0, 1, 2
+PROBE_INTERVAL = 0.05  # the head tries the server at most 20 times a second
 
 
 class _SemBuf(ctypes.Structure):
@@ -86,64 +101,173 @@ def key_of(server: str, account: str) -> int:
     return KEY_PREFIX | int.from_bytes(digest[:3], "big")
 
 
-class Line:
-    """The line of one account: :meth:`take` a token before connecting, :meth:`give_back`
-    it after the connection is really closed."""
+def _spec(seconds: float) -> _TimeSpec:
+    seconds = min(max(0.0, seconds), 86400.0)
+    whole = math.floor(seconds)
+    return _TimeSpec(whole, min(999_999_999, int((seconds - whole) * 1e9)))
 
-    def __init__(self, semid: int, key: int, tokens: int) -> None:
+
+class Line:
+    """The line of one account. Each method is one or two system calls."""
+
+    def __init__(self, semid: int, key: int) -> None:
         self.semid = semid
         self.key = key
-        self.tokens = tokens
+        self.removed = False
 
-    def _op(self, change: int, flags: int, timeout: float | None) -> bool:
+    def _op(self, *ops: tuple[int, int, int], timeout: float | None = None) -> bool:
+        """Apply ``(semaphore, change, flags)`` operations atomically; False when they would
+        wait (``IPC_NOWAIT``), the timeout passed, or the line was removed meanwhile."""
+        buffer = (_SemBuf * len(ops))(*(_SemBuf(*op) for op in ops))
         libc = _c()
-        operation = _SemBuf(0, change, flags | SEM_UNDO)
         while True:
             if timeout is None:
-                result = libc.semop(self.semid, ctypes.byref(operation), 1)
+                result = libc.semop(self.semid, buffer, len(ops))
             else:
-                seconds = max(0.0, timeout)
-                whole = math.floor(seconds)
-                spec = _TimeSpec(whole, int((seconds - whole) * 1e9))
-                result = libc.semtimedop(self.semid, ctypes.byref(operation), 1, ctypes.byref(spec))
+                spec = _spec(timeout)
+                result = libc.semtimedop(self.semid, buffer, len(ops), ctypes.byref(spec))
             if result == 0:
                 return True
             failure = ctypes.get_errno()
             if failure == errno.EINTR and timeout is None:
                 continue
             if failure in (errno.EAGAIN, errno.EINTR):
-                return False  # timed out (or IPC_NOWAIT found no token)
+                return False
             if failure in (errno.EIDRM, errno.EINVAL):
-                return False  # the line was removed meanwhile: nothing to wait for or give
+                self.removed = True  # made again by the next process that needs it
+                return False
+            if failure == errno.ERANGE:  # a value would pass SEMVMX: nothing was changed
+                return False
             raise OSError(failure, os.strerror(failure))
 
-    def take(self, timeout: float) -> bool:
-        """Wait up to ``timeout`` seconds for a token, behind those who came first."""
-        return self._op(-1, 0, timeout) if timeout > 0 else self.take_now()
+    def _get(self, what: int, semaphore: int) -> int:
+        found: int = _c().semctl(self.semid, semaphore, what)
+        if found < 0:
+            self.removed = True
+            return 0
+        return found
 
-    def take_now(self) -> bool:
-        """A token if one is free at once: never ahead of someone already waiting."""
-        return self._op(-1, IPC_NOWAIT, None)
+    # --- tokens -------------------------------------------------------------------------
+
+    def enter(self) -> bool:
+        """A token at once, only when nobody stands at the head (never ahead of a waiter)."""
+        return self._op(
+            (HEAD, -1, IPC_NOWAIT), (TOKENS, -1, IPC_NOWAIT | SEM_UNDO), (HEAD, 1, IPC_NOWAIT)
+        )
+
+    def take(self, timeout: float) -> bool:
+        """Wait up to ``timeout`` seconds for a token (the head does, nobody else)."""
+        if timeout <= 0:
+            return self._op((TOKENS, -1, IPC_NOWAIT | SEM_UNDO))
+        return self._op((TOKENS, -1, SEM_UNDO), timeout=timeout)
 
     def give_back(self) -> None:
-        """Return a token: the longest waiter, in any process, gets it at once."""
-        self._op(1, 0, None)
+        """Return a token: the head, in any process, gets it at once."""
+        self._op((TOKENS, 1, SEM_UNDO))
+        self.trim()
+
+    def adopt(self) -> None:
+        """Mint a token for a connection the server let in while none was free (a token held
+        by a connection that is gone, a raised cap): the count heals, the extra is trimmed
+        when it comes back."""
+        self._op((TOKENS, 1, 0), (TOKENS, -1, SEM_UNDO))
+        logger.warning(
+            "the line of connections was wrong: the server let a connection in while no "
+            "token was free; a token was added for it"
+        )
+
+    def trim(self) -> int:
+        """Remove free tokens beyond the cap; how many were removed."""
+        excess = self.free - self.cap
+        if excess <= 0 or self.cap < 1:
+            return 0
+        if not self._op((TOKENS, -excess, IPC_NOWAIT)):
+            return 0
+        logger.warning(
+            "the line of connections was wrong: %d free tokens for a cap of %d; %d removed",
+            excess + self.cap,
+            self.cap,
+            excess,
+        )
+        return excess
+
+    def heal(self, cap: int | None, in_use: int) -> int:
+        """The server's word: its cap for the account and how many connections the account
+        has. Fewer free tokens than the server has room for are topped up (tokens held by
+        connections that are gone); how many were added."""
+        if cap:
+            self.set_cap(cap)
+        missing = self.cap - in_use - self.free
+        if missing <= 0 or not self._op((TOKENS, missing, IPC_NOWAIT)):
+            return 0
+        logger.warning(
+            "the line of connections was wrong: the server has room for %d more of the "
+            "account's connections than the line had tokens; %d added",
+            missing,
+            missing,
+        )
+        return missing
+
+    # --- the head -----------------------------------------------------------------------
+
+    def take_head(self, timeout: float) -> bool:
+        """Stand at the head, behind everyone who came first: up to ``timeout`` seconds."""
+        if timeout <= 0:
+            return self._op((HEAD, -1, IPC_NOWAIT | SEM_UNDO))
+        return self._op((HEAD, -1, SEM_UNDO), timeout=timeout)
+
+    def leave_head(self) -> None:
+        self._op((HEAD, 1, SEM_UNDO))
+
+    # --- the cap ------------------------------------------------------------------------
+
+    @property
+    def cap(self) -> int:
+        return self._get(GETVAL, CAP)
+
+    def set_cap(self, cap: int) -> bool:
+        """Make the line's cap the server's: tokens added or removed by the difference
+        (those held now are trimmed when they come back). True when it changed."""
+        old = self.cap
+        if cap == old or not 1 <= cap <= MAX_TOKENS or old < 1:
+            return False
+        # Compare-and-set: only when the cap is still ``old`` (another process may race).
+        if not self._op((CAP, -old, IPC_NOWAIT), (CAP, 0, IPC_NOWAIT), (CAP, cap, IPC_NOWAIT)):
+            return False
+        if cap > old:
+            self._op((TOKENS, cap - old, IPC_NOWAIT))
+        else:
+            self._op((TOKENS, -min(old - cap, self.free), IPC_NOWAIT))
+        logger.warning("the account's cap changed on the server: %d, was %d", cap, old)
+        return True
+
+    # --- figures ------------------------------------------------------------------------
 
     @property
     def waiting(self) -> int:
-        """How many threads, in all processes, wait for a token now."""
-        found: int = _c().semctl(self.semid, 0, GETNCNT)
-        return max(found, 0)
+        """How many threads, in all processes, wait for a token or the head now."""
+        return max(self._get(GETNCNT, TOKENS), 0) + max(self._get(GETNCNT, HEAD), 0)
 
     @property
     def free(self) -> int:
-        found: int = _c().semctl(self.semid, 0, GETVAL)
-        return max(found, 0)
+        return max(self._get(GETVAL, TOKENS), 0)
+
+    @property
+    def tokens(self) -> int:
+        """The cap the line holds tokens for (the server's, as last said)."""
+        return self.cap
+
+    def force(self, free: int) -> None:
+        """Set the free tokens without regard for holders (tests of the repairs)."""
+        now = self.free
+        if free != now:
+            self._op((TOKENS, free - now, IPC_NOWAIT))
 
     def remove(self) -> None:
         """Remove the line from the system (tests; a line in use is made again by the next
         process that needs it)."""
         _c().semctl(self.semid, 0, IPC_RMID)
+        self.removed = True
 
 
 def _owned_by_me(libc: Any, semid: int) -> bool:
@@ -159,39 +283,61 @@ def _owned_by_me(libc: Any, semid: int) -> bool:
     return uid == cuid == os.getuid() and mode & 0o077 == 0
 
 
-def open_line(server: str, account: str, tokens: int) -> Line | None:
-    """The line of ``account`` on ``server`` ("host:port"), made with ``tokens`` tokens (the
-    account's cap) by the first process that asks; None where it cannot be used."""
+def open_line(server: str, account: str, tokens: int | None) -> Line | None:
+    """The line of ``account`` on ``server`` ("host:port"): the existing one, or one made
+    with ``tokens`` tokens (the account's cap) when given; None where it cannot be used."""
     libc = _c()
-    if libc is None or tokens < 1 or tokens > 32767:
+    if libc is None:
         return None
     key = key_of(server, account)
-    semid = libc.semget(key, 1, IPC_CREAT | IPC_EXCL | MODE)
-    if semid >= 0:
-        if libc.semctl(semid, 0, SETVAL, ctypes.c_int(tokens)) != 0:
-            libc.semctl(semid, 0, IPC_RMID)
+    if tokens is not None and 1 <= tokens <= MAX_TOKENS:
+        semid = libc.semget(key, 3, IPC_CREAT | IPC_EXCL | MODE)
+        if semid >= 0:
+            values = (ctypes.c_ushort * 3)(tokens, 1, tokens)
+            if libc.semctl(semid, 0, SETALL, values) != 0:
+                libc.semctl(semid, 0, IPC_RMID)
+                return None
+            return Line(semid, key)
+        if ctypes.get_errno() != errno.EEXIST:
             return None
-        return Line(semid, key, tokens)
-    if ctypes.get_errno() != errno.EEXIST:
-        return None
-    semid = libc.semget(key, 1, 0)
+    semid = libc.semget(key, 3, 0)
     if semid < 0 or not _owned_by_me(libc, semid):
         return None
-    return Line(semid, key, tokens)
+    line = Line(semid, key)
+    for _ in range(100):  # just made by another process: its values come a moment later
+        if line.cap > 0:
+            return line
+        time.sleep(0.001)
+    return None
 
 
 # --- the lines this process knows, by account ------------------------------------------------
 
 _CAP = re.compile(r"current value: (\d+)")
 _caps: dict[tuple[str, str], int] = {}
-_lines: dict[tuple[str, str, int], Line | None] = {}
+_lines: dict[tuple[str, str], Line] = {}
 _lines_lock = threading.Lock()
 
 
 def note_cap(server: str, account: str, cap: int | None) -> None:
-    """Remember the account's cap, as the server said it (its facts, or a 1226 message)."""
-    if cap:
-        _caps[(server, account)] = int(cap)
+    """The account's cap as the server said it (its facts, or a 1226 message): remembered,
+    and the line's made to agree."""
+    if not cap or not 1 <= int(cap) <= MAX_TOKENS:
+        return
+    _caps[(server, account)] = int(cap)
+    with _lines_lock:
+        line = _lines.get((server, account))
+    if line is not None and not line.removed:
+        line.set_cap(int(cap))
+
+
+def heal(server: str, account: str, cap: int | None, in_use: int) -> None:
+    """What a look at the server saw (the account's cap and connections): the line agrees."""
+    note_cap(server, account, cap)
+    with _lines_lock:
+        line = _lines.get((server, account))
+    if line is not None and not line.removed:
+        line.heal(None, in_use)
 
 
 def cap_in_message(message: str) -> int | None:
@@ -201,28 +347,32 @@ def cap_in_message(message: str) -> int | None:
 
 
 def line_for(server: str, account: str) -> Line | None:
-    """The line of the account, once its cap is known; None before, or where lines cannot
-    be used. Opened once per process."""
-    cap = _caps.get((server, account))
-    if cap is None:
-        return None
-    key = (server, account, cap)
+    """The line of the account: the one another process made, or a new one once the cap
+    is known; None before, or where lines cannot be used."""
+    where = (server, account)
     with _lines_lock:
-        if key not in _lines:
-            _lines[key] = open_line(server, account, cap)
-        return _lines[key]
+        line = _lines.get(where)
+        if line is not None and not line.removed:
+            return line
+        cap = _caps.get(where)
+        line = open_line(server, account, cap)
+        if line is None:
+            return None
+        _lines[where] = line
+    if cap is not None:
+        line.set_cap(cap)
+    return line
 
 
 def forget(server: str, account: str) -> None:
     """Remove the account's line from the system (when it is this user's) and from this
-    process: a server that is gone for good, a test's, one whose cap changed."""
+    process: a server that is gone for good, a test's."""
     with _lines_lock:
-        for key in [k for k in _lines if k[:2] == (server, account)]:
-            del _lines[key]
+        _lines.pop((server, account), None)
     _caps.pop((server, account), None)
     libc = _c()
     if libc is None:
         return
-    semid = libc.semget(key_of(server, account), 1, 0)
+    semid = libc.semget(key_of(server, account), 3, 0)
     if semid >= 0 and _owned_by_me(libc, semid):
         libc.semctl(semid, 0, IPC_RMID)

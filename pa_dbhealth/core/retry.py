@@ -20,8 +20,9 @@ from pa_dbhealth.core.errors import Classified, classify
 T = TypeVar("T")
 
 FIRST_DELAY = 0.005  # seconds before the first retry (upper bound of its jitter)
-MAX_DELAY = 0.02  # no single wait is longer than this
+MAX_DELAY = 0.05  # no single wait is longer than this: at most 20 tries a second
 FACTOR = 2.0
+MAX_DOUBLINGS = 32  # the base stops growing here (far past any cap): no overflow, ever
 
 OnRetry = Callable[[Classified, int, float], None]
 OnGiveUp = Callable[[Classified, int, float], None]
@@ -50,11 +51,13 @@ def backoff(attempt: int, *, first: float | None = None, cap: float | None = Non
     """The wait after failed attempt ``attempt`` (1-based): "equal jitter" exponential backoff.
 
     Half of ``min(cap, first * 2 ** (attempt - 1))`` plus a uniformly random amount up to the
-    other half, so waiting callers spread out but none polls faster than half the base.
+    other half, so waiting callers spread out but none polls faster than half the base. The
+    exponent stops at :data:`MAX_DOUBLINGS`, so no number of attempts can overflow.
     """
     first = FIRST_DELAY if first is None else first
     cap = MAX_DELAY if cap is None else cap
-    base = min(cap, first * FACTOR ** (attempt - 1))
+    doublings = min(max(attempt - 1, 0), MAX_DOUBLINGS)
+    base = min(cap, first * FACTOR**doublings)
     return base / 2 + random.uniform(0, base / 2)  # noqa: S311 (jitter, not a secret)
 
 

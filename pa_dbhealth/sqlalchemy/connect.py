@@ -25,13 +25,10 @@ import logging
 from collections.abc import Callable
 from typing import Any
 
+from pa_dbhealth.core import connect as policy
 from pa_dbhealth.core import handoff, liveness
-from pa_dbhealth.core import line as lines
-from pa_dbhealth.core.errors import Classified
-from pa_dbhealth.core.line_connect import Ticket, connect_in_line
 from pa_dbhealth.core.look import in_look
 from pa_dbhealth.core.options import Options
-from pa_dbhealth.core.retry import connect_with_retry
 from pa_dbhealth.sqlalchemy import tracker
 
 logger = logging.getLogger("pa_dbhealth.sqlalchemy")
@@ -45,6 +42,13 @@ TICKET = "pa_dbhealth_ticket"  # entry.info: the token of the account's line it 
 Account = tuple[str, str]  # (server, account), as core.line and the registry key them
 
 
+_COUNTERS = {
+    policy.RETRY: "connect_retries",
+    policy.GIVEUP: "connect_giveups",
+    policy.HANDOFF: "connect_handoffs",
+}
+
+
 def retrying_connect(
     key: str,
     options: Options,
@@ -55,67 +59,45 @@ def retrying_connect(
     """The ``do_connect`` listener for one engine (``key`` names it in logs; ``account``
     names its line, None for an engine that waits without one)."""
 
+    def count(event: str) -> None:
+        if event in _COUNTERS:
+            tracker.count(_COUNTERS[event])
+        if event == policy.RETRY:
+            on_refused()
+
+    target = policy.Target(
+        key,
+        account if options.LINE else None,
+        options.CONNECT_RETRY,
+        count,
+        "flask dbconnections",
+        logger,
+    )
+
     def do_connect(dialect: Any, entry: Any, cargs: list[Any], cparams: dict[str, Any]) -> Any:
         if in_look():
             return None  # a look connects once, bounded, by itself
         params = (list(cargs), dict(cparams))
         handed_over: list[handoff.Handed] = []
 
-        def on_retry(classified: Classified, attempt: int, delay: float) -> None:
-            if account is not None:
-                lines.note_cap(*account, lines.cap_in_message(classified.message))
-            tracker.count("connect_retries")
-            logger.debug(
-                "connect to %s refused, attempt %d: %s; retrying in %.0f ms",
-                key,
-                attempt,
-                classified.short,
-                delay * 1000,
-            )
-            on_refused()
-
-        def on_giveup(classified: Classified, attempts: int, elapsed: float) -> None:
-            tracker.count("connect_giveups")
-            logger.warning(
-                "gave up connecting to %s after %d attempts in %.2f s: %s",
-                key,
-                attempts,
-                elapsed,
-                classified.short,
-            )
-
         def wait(delay: float) -> Any:
             handed = room.wait(delay)
             if handed is None:
                 return None
-            if handed.opened_with != params:
-                logger.debug("connection handed over for %s had other settings", key)
+            if handed.opened_with != params or liveness.is_dead(handed.raw) is not False:
+                logger.debug("connection handed over for %s is not for this connect", key)
                 with contextlib.suppress(Exception):  # not ours to use: closed all the same
                     handed.raw.close()
                 return None
-            tracker.count("connect_handoffs")
             logger.debug("connect to %s: took over a connection another thread was done with", key)
             handed_over.append(handed)
             return handed.raw
 
-        line = lines.line_for(*account) if options.LINE and account is not None else None
-        ticket: Ticket | None = None
-        if line is not None:
-            raw, ticket = connect_in_line(
-                line,
-                lambda: dialect.connect(*cargs, **cparams),
-                options.CONNECT_RETRY,
-                on_retry,
-                on_giveup,
-            )
-        else:
-            raw = connect_with_retry(
-                lambda: dialect.connect(*cargs, **cparams),
-                budget=options.CONNECT_RETRY,
-                on_retry=on_retry,
-                on_giveup=on_giveup,
-                wait=wait if options.HANDOFF else None,
-            )
+        raw, ticket = policy.connect(
+            lambda: dialect.connect(*cargs, **cparams),
+            target,
+            wait=wait if options.HANDOFF else None,
+        )
         if entry is not None:
             if ticket is not None:
                 entry.info[TICKET] = ticket

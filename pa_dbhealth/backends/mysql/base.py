@@ -22,17 +22,16 @@ from __future__ import annotations
 
 import contextlib
 import logging
+from collections.abc import Callable
 from typing import Any
 
 from django.db.backends.mysql import base as mysql_base
 from django.utils.asyncio import async_unsafe
 
 from pa_dbhealth import conf, tracker
+from pa_dbhealth.core import connect as policy
 from pa_dbhealth.core import handoff, liveness
-from pa_dbhealth.core import line as lines
-from pa_dbhealth.core.errors import Classified
-from pa_dbhealth.core.line_connect import Ticket, connect_in_line
-from pa_dbhealth.core.retry import connect_with_retry, in_single_attempt
+from pa_dbhealth.core.connect import Ticket
 from pa_dbhealth.holders import server_of
 
 logger = logging.getLogger("pa_dbhealth.backends.mysql")
@@ -70,42 +69,39 @@ class DatabaseWrapper(mysql_base.DatabaseWrapper):
     @async_unsafe
     def get_new_connection(self, conn_params: Any) -> Any:
         parent = super().get_new_connection
+        options = conf.get_settings()
+        target = policy.Target(
+            f"database {self.alias!r}",
+            server_of(self.settings_dict, "mysql") if options.LINE else None,
+            options.CONNECT_RETRY,
+            self._pa_dbhealth_count,
+            "python manage.py dbconnections",
+            logger,
+        )
+        wait = self._pa_dbhealth_receive(conn_params) if options.HANDOFF else None
+        self._pa_dbhealth_handoffs = 0
+        self._pa_dbhealth_erred = False
+        connection, self._pa_dbhealth_ticket = policy.connect(
+            lambda: parent(conn_params), target, wait=wait
+        )
+        self._pa_dbhealth_opened_with = (conn_params, self.isolation_level)
+        return connection
 
-        server, account = server_of(self.settings_dict, "mysql")
+    def _pa_dbhealth_count(self, event: str) -> None:
+        counters = {
+            policy.RETRY: tracker.note_connect_retry,
+            policy.GIVEUP: tracker.note_connect_giveup,
+            policy.LOOK_REFUSED: tracker.note_probe_refused,
+            policy.HANDOFF: tracker.note_handoff,
+        }
+        counters[event](self.alias)
 
-        def on_retry(classified: Classified, attempt: int, delay: float) -> None:
-            lines.note_cap(server, account, lines.cap_in_message(classified.message))
-            tracker.note_connect_retry(self.alias)
-            logger.debug(
-                "connect to database %r refused, attempt %d: %s; retrying in %.0f ms",
-                self.alias,
-                attempt,
-                classified.short,
-                delay * 1000,
-            )
-
-        def on_giveup(classified: Classified, attempts: int, elapsed: float) -> None:
-            tracker.note_connect_giveup(self.alias)
-            logger.warning(
-                "gave up connecting to database %r after %d attempts in %.2f s: %s",
-                self.alias,
-                attempts,
-                elapsed,
-                classified.short,
-            )
-
-        def on_refused(classified: Classified) -> None:
-            tracker.note_probe_refused(self.alias)
-            logger.debug(
-                "connect to database %r for a look refused, not retried: %s",
-                self.alias,
-                classified.short,
-            )
-
-        waiting_room = handoff.room(self.alias) if conf.get_settings().HANDOFF else None
+    def _pa_dbhealth_receive(self, conn_params: Any) -> Callable[[float], Any]:
+        """Waiting between attempts: a connection a sibling thread hands over meanwhile,
+        when it was made with the same settings and is still alive."""
+        waiting_room = handoff.room(self.alias)
 
         def wait(delay: float) -> Any:
-            assert waiting_room is not None
             handed = waiting_room.wait(delay)
             if handed is None:
                 return None
@@ -118,7 +114,6 @@ class DatabaseWrapper(mysql_base.DatabaseWrapper):
             if liveness.is_dead(handed.raw) is not False:  # the server dropped it in transit
                 self._discard(handed.raw)
                 return None
-            tracker.note_handoff(self.alias)
             logger.debug(
                 "connect to database %r: took over a connection another thread was done with",
                 self.alias,
@@ -126,32 +121,7 @@ class DatabaseWrapper(mysql_base.DatabaseWrapper):
             self._pa_dbhealth_handoffs = handed.handoffs
             return handed.raw
 
-        self._pa_dbhealth_handoffs = 0
-        self._pa_dbhealth_erred = False
-        options = conf.get_settings()
-        line = None
-        if options.LINE and not in_single_attempt():  # a look never waits in line
-            line = lines.line_for(server, account)
-        if line is not None:
-            connection, self._pa_dbhealth_ticket = connect_in_line(
-                line,
-                lambda: parent(conn_params),
-                options.CONNECT_RETRY,
-                on_retry,
-                on_giveup,
-            )
-            self._pa_dbhealth_opened_with = (conn_params, self.isolation_level)
-            return connection
-        connection = connect_with_retry(
-            lambda: parent(conn_params),
-            budget=conf.get_settings().CONNECT_RETRY,
-            on_retry=on_retry,
-            on_giveup=on_giveup,
-            wait=wait if waiting_room is not None else None,
-            on_refused=on_refused,
-        )
-        self._pa_dbhealth_opened_with = (conn_params, self.isolation_level)
-        return connection
+        return wait
 
     def init_connection_state(self) -> None:
         # A connection handed over by another thread was set up when it was opened.
