@@ -93,11 +93,6 @@ def _write(text: str, style: str | None) -> None:
     print(text, flush=True)
 
 
-def _show(lines: list[tuple[str, str | None]]) -> None:
-    for text, style in lines:
-        _write(text, style)
-
-
 def _say(text: str) -> None:
     print(text, file=sys.stderr, flush=True)
 
@@ -148,13 +143,11 @@ def connections_of(url: dburl.DatabaseURL, args: argparse.Namespace) -> None:
             kill_idle=args.kill_idle,
             include_transactions=args.include_transactions,
             dry_run=args.dry_run,
-            budget=options.CONNECT_RETRY,
             cap=options.CONNECTION_LIMIT,
-            say=_say,
             errors=url.errors(),
             address=url.address,
             holders=lambda snapshot: account_holders.read(where, server, url.user, snapshot),
-            show=_show if args.format == "text" else None,
+            account=(server, url.user) if url.vendor == "mysql" else None,
         )
 
     commands.connections([NAME], look_one, args.format, _write, watch=args.watch, say=_say)

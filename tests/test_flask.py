@@ -231,6 +231,9 @@ def test_dbconnections_kills_idle_ones(
     dry = json.loads(
         invoke(app, "dbconnections", "--kill-idle", "1", "--dry-run", "--format", "json").stdout
     )
+    assert dry["databases"]["default"]["would_kill"] == []  # the real run's rules
+    flags = ("--kill-idle", "1", "--include-transactions", "--dry-run", "--format", "json")
+    dry = json.loads(invoke(app, "dbconnections", *flags).stdout)
     assert dry["databases"]["default"]["would_kill"] == [console.thread_id()]
     spared = json.loads(invoke(app, "dbconnections", "--kill-idle", "1", "--format", "json").stdout)
     # The account cannot see transactions (no PROCESS privilege, as on PythonAnywhere).
@@ -254,17 +257,21 @@ def test_dbconnections_misuse_exits_2(make_app: Callable[..., Flask]) -> None:
     assert invoke(app, "dbconnections", "--watch", "0").exit_code == 2
 
 
-def test_dbconnections_at_a_full_cap_waits_then_exits_2(
+def test_dbconnections_at_a_full_cap_answers_at_once_from_the_registry(
     make_app: Callable[..., Flask], raw_connections: Any
 ) -> None:
-    app = make_app(FITTED, {"CONNECT_RETRY": 1.0})
+    app = make_app(FITTED, {"CONNECT_RETRY": 5.0})
     raw_connections(3)
     started = time.monotonic()
     result = invoke(app, "dbconnections")
-    assert time.monotonic() - started >= 0.9
-    assert result.exit_code == 2
-    assert "waiting: the account is at its cap of 3 connections (1226)" in result.stderr
-    assert "gave up after" in result.stderr and "reload the web app" in result.stderr
+    assert time.monotonic() - started < 2
+    assert result.exit_code == 0, result.stderr
+    assert result.stdout.startswith(
+        "default: 3 of 3 in use (the server refused this look: 1226): "
+        "0 named below, 3 not tracked"
+    )
+    assert "gave up" not in result.stdout + result.stderr
+    assert "reload the web app" in result.stdout
 
 
 # --- the health view ----------------------------------------------------------------------

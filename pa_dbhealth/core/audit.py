@@ -199,9 +199,10 @@ def connect_failure(who: str, address: str, exc: BaseException, terms: Terms) ->
         )
         return findings.unreachable(who, address, classified.short, fix)
     fixes = {
-        Kind.ACCOUNT_CAP: "The account holds all its connections already: find them with "
-        f"`{terms.connections_command}` and free idle ones with --kill-idle; on PythonAnywhere, "
-        "reload the web app or stop the task that holds them.",
+        Kind.ACCOUNT_CAP: "The account holds all its connections already. "
+        f"`{terms.connections_command}` names their holders without needing a connection; "
+        "stop one (reload the web app, stop the scheduled or always-on task, close the "
+        "console; on PythonAnywhere the Web and Tasks tabs), then run this again.",
         Kind.HOURLY_QUOTA: "The account's hourly quota is used up: waiting seconds will not "
         "help; it resets within the hour.",
         Kind.ACCESS_DENIED: f"Check {terms.credentials}.",

@@ -27,22 +27,15 @@ MAX_SECONDS = 366 * 86400
 Write = Callable[[str, "str | None"], None]
 
 
+CAP_FULL = 3  # exit code: --kill-idle could not run, the cap is full (the registry answered)
+
+
 class CommandFailed(Exception):
     """The command ends with ``code`` (1: findings; 2: could not run) and this message."""
 
     def __init__(self, message: str, code: int) -> None:
         super().__init__(message)
         self.code = code
-
-
-class CapFull(CommandFailed):
-    """A listing gave up at the cap: the registry's ``view`` stands in for the server's
-    (``shown``: already printed as text when the cap first refused)."""
-
-    def __init__(self, message: str, view: dict[str, Any], *, shown: bool) -> None:
-        super().__init__(message, 2)
-        self.view = view
-        self.shown = shown
 
 
 def seconds(value: str) -> float:
@@ -133,25 +126,17 @@ def connections(
 def _connections(
     names: Sequence[str], look: Callable[[str], dict[str, Any]], fmt: str, write: Write
 ) -> None:
-    results: dict[str, dict[str, Any]] = {}
-    gave_up: CapFull | None = None
-    for name in names:
-        try:
-            results[name] = look(name)
-        except CapFull as exc:  # the registry's view stands in for the server's
-            results[name] = exc.view
-            gave_up = gave_up or exc
+    results = {name: look(name) for name in names}
     if fmt == "json":
         write(json.dumps({"databases": results}, indent=2), None)
     else:
         for name, result in results.items():
-            if result.get("source") == "registry":
-                if gave_up is not None and not gave_up.shown:
-                    lines = render_holders.registry_lines(name, result)
-                    for text, style in lines:
-                        write(text, style)
-                continue
-            for text, style in render.listing_lines(name, result):
+            if result.get("source") == "registry":  # the server refused the look: at the cap
+                lines = render_holders.registry_lines(name, result)
+            else:
+                lines = render.listing_lines(name, result)
+            for text, style in lines:
                 write(text, style)
-    if gave_up is not None:
-        raise gave_up
+    not_done = [f"{name}: {r['not_done']}" for name, r in results.items() if r.get("not_done")]
+    if not_done:
+        raise CommandFailed("; ".join(not_done), CAP_FULL)

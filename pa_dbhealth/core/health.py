@@ -25,6 +25,9 @@ class Status(enum.Enum):
         return list(Status).index(self)
 
 
+CAP_REACHED = "connection cap reached"  # the error of a probe the cap refused
+
+
 @dataclass(frozen=True)
 class DatabaseHealth:
     """The health of one database: its status, the account's connections, or what went wrong."""
@@ -114,8 +117,8 @@ def judge(snapshot: AccountSnapshot, margin: float) -> tuple[Status, tuple[str, 
 
 
 _ERRORS = {
-    Kind.ACCOUNT_CAP: "connection cap reached",
-    Kind.SERVER_USER_CAP: "connection cap reached",
+    Kind.ACCOUNT_CAP: CAP_REACHED,
+    Kind.SERVER_USER_CAP: CAP_REACHED,
     Kind.TOO_MANY: "server connection limit reached",
     Kind.HOURLY_QUOTA: "hourly quota exhausted",
     Kind.UNREACHABLE: "server unreachable",

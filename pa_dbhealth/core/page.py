@@ -15,7 +15,8 @@ from typing import Any
 
 from pa_dbhealth.core import registry
 from pa_dbhealth.core.findings import Finding
-from pa_dbhealth.core.health import DatabaseHealth, Status
+from pa_dbhealth.core.health import CAP_REACHED, DatabaseHealth, Status
+from pa_dbhealth.core.line import cap_in_message
 from pa_dbhealth.core.registry import Found, Holder
 
 SERVER = "server"  # the rows are the server's list, each joined with its holder
@@ -51,6 +52,12 @@ class Database:
     note: str = ""  # why pa_dbhealth has nothing to say about it (SQLite, ...)
     applicable: bool = True
     settings_only: bool = False  # the audit did not ask the server
+    at_cap: bool = False  # the server refused the page's look: every slot is in use
+
+    @property
+    def named(self) -> int:
+        """How many connections the registry names (its entries)."""
+        return sum(1 for row in self.rows if row.holder is not None)
 
 
 @dataclass(frozen=True)
@@ -104,16 +111,20 @@ def database(
             settings_only=settings_only,
         )
     problem = result.error if result.detail is None else f"{result.error}: {result.detail}"
+    at_cap = result.error == CAP_REACHED
+    if at_cap:  # refused: all of the cap is in use, whoever holds it
+        cap = cap_in_message(result.detail or "") or cap
     return Database(
         result.alias,
         result.status,
         result.reasons,
         REGISTRY,
-        len(holders),
+        cap if at_cap else len(holders),
         cap,
         problem,
         tuple(Row(h.connection.id, h.as_dict()) for h in holders),
         shown,
         found.problem,
         settings_only=settings_only,
+        at_cap=at_cap,
     )

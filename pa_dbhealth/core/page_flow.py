@@ -15,7 +15,6 @@ from http import HTTPStatus
 from typing import Any, Protocol, TypeVar
 
 from pa_dbhealth.core import page_access, page_html, page_kill, page_kill_html, registry
-from pa_dbhealth.core.connections import WAY_OUT
 from pa_dbhealth.core.errors import classify
 from pa_dbhealth.core.findings import Finding
 from pa_dbhealth.core.health import DatabaseHealth, Report, Status
@@ -23,6 +22,7 @@ from pa_dbhealth.core.look import LookTimedOut
 from pa_dbhealth.core.page import Page, Row, database
 from pa_dbhealth.core.page_html import Csrf, Notice
 from pa_dbhealth.core.registry import Found, Holder
+from pa_dbhealth.core.render_holders import WAY_OUT
 from pa_dbhealth.core.vendors import KillResult
 
 T = TypeVar("T")

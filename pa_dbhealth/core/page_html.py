@@ -16,9 +16,16 @@ from dataclasses import dataclass
 from html import escape
 
 from pa_dbhealth.core.health import Status
-from pa_dbhealth.core.page import REGISTRY, Database, Page, Row
+from pa_dbhealth.core.page import REGISTRY, SERVER, Database, Page, Row
 from pa_dbhealth.core.page_kill import DEFAULT_MIN_IDLE
-from pa_dbhealth.core.render_holders import CANNOT_KNOW, UNTRACKED, describe, short_program, when
+from pa_dbhealth.core.render_holders import (
+    CANNOT_KNOW,
+    UNTRACKED,
+    WAY_OUT,
+    describe,
+    short_program,
+    when,
+)
 
 REFRESH = 5
 Csrf = tuple[str, str]
@@ -125,6 +132,12 @@ def _count(db: Database) -> str:
         f'high="{db.cap - 0.5:g}" optimum="0" title="{used} of {db.cap}"></meter>'
     )
     whose = " held, as the registry of holders says" if db.source == REGISTRY else " in use"
+    if db.at_cap:  # counted as dbconnections counts it: the server's refusal is the truth
+        named, untracked = db.named, max(db.cap - db.named, 0)
+        whose = (
+            f' in use <span class="critical">(the server refused this page\'s look): '
+            f"{named} named below, {untracked} not tracked</span>"
+        )
     return (
         f'<p>{meter} <strong id="count-{escape(db.name)}">{used} of {db.cap}</strong> '
         f"connections{whose}</p>"
@@ -225,7 +238,14 @@ def _database(db: Database, url: str, csrf: Csrf) -> str:
     if db.source == REGISTRY:
         parts.append(f'<p class="muted">{escape(CANNOT_KNOW)}</p>')
     parts += _findings(db)
-    parts.append(_kill_form(db.name, url, csrf))
+    if db.source == SERVER:  # freeing needs a connection to look and kill with
+        parts.append(_kill_form(db.name, url, csrf))
+    else:
+        parts.append(
+            f'<h3>Free a connection</h3><p class="way-out" id="way-out-{name}">'
+            "This page cannot open a connection to free idle ones. "
+            f"{escape(WAY_OUT)}</p>"
+        )
     return "".join(parts) + "</section>"
 
 

@@ -27,6 +27,14 @@ CANNOT_KNOW = (
 )
 
 
+WAY_OUT = (
+    "Stop a holder named above, or the one not tracked: reload the web app, stop the "
+    "scheduled or always-on task, close the console (on PythonAnywhere: the Web tab's "
+    "Reload, the Tasks tab). The server also drops connections idle for longer than its "
+    "wait_timeout (300 s on PythonAnywhere)."
+)
+
+
 def when(timestamp: float) -> str:
     """A local time: ``16:48:59`` today, with the date before."""
     moment = time.localtime(timestamp)
@@ -107,8 +115,10 @@ def registry_view(found: Found, holders: Sequence[Holder], reason: str) -> dict[
 def registry_lines(alias: str, view: dict[str, Any]) -> list[Line]:
     """The registry's view of one database (``registry_view``) as text lines, marked as
     such."""
+    full = view.get("in_use") is not None and view["in_use"] >= view.get("limit", 0)
     lines: list[Line] = [
-        (f"{alias}: {view['reason']}; the registry of holders says (not the server):", "WARNING")
+        (f"{alias}: {view['reason']}", "ERROR" if full else "WARNING"),
+        ("  the registry of holders says (not the server):", None),
     ]
     if view["registry_problem"]:
         lines.append((f"  {view['registry_problem']}", "WARNING"))
@@ -123,4 +133,6 @@ def registry_lines(alias: str, view: dict[str, Any]) -> list[Line]:
     leaks = leak_lines((item["id"], item["holder"]) for item in view["connections"])
     lines += [(f"  {line}", "WARNING") for line in leaks]
     lines.append((f"  {CANNOT_KNOW}", None))
+    if view.get("way_out"):
+        lines.append((f"  {view['way_out']}", None))
     return lines

@@ -58,11 +58,6 @@ class Seconds(click.ParamType):  # type: ignore[type-arg]  # generic from click 
             self.fail(str(exc), param, ctx)
 
 
-def show(lines: list[tuple[str, str | None]]) -> None:
-    for text, style in lines:
-        write(text, style)
-
-
 def _extension(app: Flask) -> Any:
     return app.extensions["pa_dbhealth"]
 
@@ -184,13 +179,10 @@ def dbconnections(
             kill_idle=kill_idle,
             include_transactions=include_transactions,
             dry_run=dry_run,
-            budget=options.CONNECT_RETRY,
             cap=options.CONNECTION_LIMIT,
-            say=lambda text: click.echo(text, err=True),
             errors=database_errors(engine),
             address=server_address(engine.url.host, engine.url.port),
             holders=lambda snapshot: holding.account_holders_of(engine, options, snapshot),
-            show=show if fmt == "text" else None,
         )
 
     try:

@@ -99,16 +99,19 @@ def kill_idle(
     *,
     min_idle: float = 0,
     include_transactions: bool = False,
+    dry_run: bool = False,
 ) -> KillResult:
     """Kill those of ``ids`` that are, when each one's turn comes, still the account's own,
     still idle for ``min_idle`` seconds or more, not this connection, and outside a
     transaction (unless ``include_transactions``; a MySQL account without the PROCESS
     privilege cannot see transactions, so its connections are then spared as unknown).
-    Connections that ended meanwhile are skipped. Returns what was killed and spared."""
+    Connections that ended meanwhile are skipped. Returns what was killed and spared;
+    ``dry_run``: the same checks, and ``killed`` lists what would be."""
     result: KillResult = _module(connection).kill_idle(
         connection,
         [int(i) for i in ids],
         min_idle=min_idle,
         include_transactions=include_transactions,
+        dry_run=dry_run,
     )
     return result

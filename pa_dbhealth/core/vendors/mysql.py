@@ -124,7 +124,12 @@ def _recheck(connection: Any, conn_id: int) -> tuple[str, int, bool | None] | No
 
 
 def kill_idle(
-    connection: Any, ids: Iterable[int], *, min_idle: float, include_transactions: bool
+    connection: Any,
+    ids: Iterable[int],
+    *,
+    min_idle: float,
+    include_transactions: bool,
+    dry_run: bool = False,
 ) -> KillResult:
     result = KillResult()
     for conn_id in ids:
@@ -138,6 +143,9 @@ def kill_idle(
             continue
         if not include_transactions and in_transaction is not False:
             result.skip(conn_id, "in transaction" if in_transaction else "transaction unknown")
+            continue
+        if dry_run:
+            result.killed.append(conn_id)
             continue
         try:
             query(connection, KILL_SQL, [conn_id], fetch=False)

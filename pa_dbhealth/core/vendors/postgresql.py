@@ -99,7 +99,12 @@ def account_snapshot(connection: Any) -> AccountSnapshot:
 
 
 def kill_idle(
-    connection: Any, ids: Iterable[int], *, min_idle: float, include_transactions: bool
+    connection: Any,
+    ids: Iterable[int],
+    *,
+    min_idle: float,
+    include_transactions: bool,
+    dry_run: bool = False,
 ) -> KillResult:
     result = KillResult()
     for pid in ids:
@@ -115,6 +120,9 @@ def kill_idle(
             continue
         if not idle or seconds < min_idle:
             result.skip(pid, "busy")
+            continue
+        if dry_run:
+            result.killed.append(pid)
             continue
         terminated = query(connection, KILL_SQL, [pid, state])
         if terminated and terminated[0][0]:

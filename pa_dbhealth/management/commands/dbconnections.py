@@ -5,8 +5,8 @@ a connection the command opens for the look and closes again (also between ``--w
 refreshes), so on a 3-connection account it holds one only while it looks. Each row is
 joined with the registry of holders (``pa_dbhealth.holders``): which process holds it, or
 that no process with pa_dbhealth says it does. When the cap is full it cannot open its
-connection: it prints the registry's view at once (no connection needed), then retries for
-``PA_DBHEALTH["CONNECT_RETRY"]`` seconds, saying so, then explains how to free a connection.
+connection: it answers at once from the registry (no connection needed), counted against
+the cap ("3 of 3 in use ...: 2 named below, 1 not tracked"), and says how to free one.
 The steps and the output are every face's (``core.connections``, ``core.commands``).
 """
 
@@ -107,13 +107,11 @@ class Command(BaseCommand):
                 kill_idle=kill_idle,
                 include_transactions=include_transactions,
                 dry_run=dry_run,
-                budget=settings.CONNECT_RETRY,
                 cap=settings.CONNECTION_LIMIT,
-                say=self.stderr.write,
                 errors=(DatabaseError,),
                 address=server_address(db.get("HOST"), db.get("PORT")),
                 holders=held,
-                show=self._show if format == "text" else None,
+                account=holders.server_of(db, "mysql") if connection.vendor == "mysql" else None,
             )
 
         try:
@@ -126,7 +124,3 @@ class Command(BaseCommand):
     def _write(self, text: str, style: str | None) -> None:
         self.stdout.write(getattr(self.style, style)(text) if style else text)
         self.stdout.flush()
-
-    def _show(self, lines: list[tuple[str, str | None]]) -> None:
-        for text, style in lines:
-            self._write(text, style)
