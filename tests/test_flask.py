@@ -267,8 +267,7 @@ def test_dbconnections_at_a_full_cap_answers_at_once_from_the_registry(
     assert time.monotonic() - started < 2
     assert result.exit_code == 0, result.stderr
     assert result.stdout.startswith(
-        "default: 3 of 3 in use (the server refused this look: 1226): "
-        "0 named below, 3 not tracked"
+        "default: 3 of 3 in use (the server refused this look: 1226): 0 named below, 3 not tracked"
     )
     assert "gave up" not in result.stdout + result.stderr
     assert "reload the web app" in result.stdout

@@ -112,13 +112,13 @@ def test_a_line_made_by_another_user_is_not_used(account: tuple[str, str]) -> No
         assert lines.open_line(*account, 1) is None
     finally:
         libc = ctypes.CDLL(None, use_errno=True)
-        semid = libc.semget(lines.key_of(*account), 3, 0)
+        semid = libc.semget(lines.key_of(*account), lines.SEMAPHORES, 0)
         libc.semctl(semid, 0, lines.IPC_RMID)
 
 
 def test_a_line_others_may_use_is_not_used(account: tuple[str, str]) -> None:
     libc = ctypes.CDLL(None, use_errno=True)
-    semid = libc.semget(lines.key_of(*account), 3, lines.IPC_CREAT | 0o666)
+    semid = libc.semget(lines.key_of(*account), lines.SEMAPHORES, lines.IPC_CREAT | 0o666)
     assert semid >= 0
     try:
         assert lines.open_line(*account, 1) is None

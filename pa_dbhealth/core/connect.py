@@ -258,7 +258,7 @@ class _Head:
         if self.ticket is None:  # the server let it in while the line said none was free
             self.line.adopt()
             self.ticket = Ticket(self.line)
-            _recount(self.line, connection)
+            _recount(self.line, connection)  # the free tokens become the server's free slots
         return _bound(connection, self.ticket), self.ticket
 
     def note_refusal(self, exc: BaseException) -> None:

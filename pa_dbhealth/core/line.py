@@ -1,9 +1,10 @@
 """A first-come, first-served line for an account's connections, across the processes of a
 host: a System V semaphore set with one token per connection the account may have.
 
-Three semaphores: the free tokens, the *head* (one waiter at a time stands at the front and
-is the only one that touches the server while the line is full) and the cap as the server
-last said it. A connect takes a token; the connection gives it back when it is really
+Four semaphores: the free tokens, the *head* (one waiter at a time stands at the front and
+is the only one that touches the server while the line is full), the cap as the server
+last said it, and the tokens still to be removed after a lowered cap (taken from the next
+ones given back). A connect takes a token; the connection gives it back when it is really
 closed, and the kernel hands it at once to the head, whatever its process. The kernel also
 gives back what a dead process held (``SEM_UNDO``), so a ``kill -9`` loses nothing.
 
@@ -50,9 +51,10 @@ GETVAL = 12
 SETALL = 17
 SEM_UNDO = 0x1000
 MODE = 0o600
-KEY_PREFIX = 0x5B000000  # keys of pa_dbhealth's lines (a new prefix for the three-semaphore set)
+KEY_PREFIX = 0x5C000000  # keys of pa_dbhealth's lines (a new prefix for the four-semaphore set)
 MAX_TOKENS = 32767  # SEMVMX
-TOKENS, HEAD, CAP = 0, 1, 2
+TOKENS, HEAD, CAP, DEBT = 0, 1, 2, 3
+SEMAPHORES = 4
 PROBE_INTERVAL = 0.05  # the head tries the server at most 20 times a second
 
 
@@ -162,7 +164,10 @@ class Line:
         return self._op((TOKENS, -1, SEM_UNDO), timeout=timeout)
 
     def give_back(self) -> None:
-        """Return a token: the head, in any process, gets it at once."""
+        """Return a token: the head, in any process, gets it at once (unless a lowered cap
+        still owes one: then it is removed instead)."""
+        if self._op((DEBT, -1, IPC_NOWAIT), (TOKENS, 1, SEM_UNDO), (TOKENS, -1, IPC_NOWAIT)):
+            return
         self._op((TOKENS, 1, SEM_UNDO))
         self.trim()
 
@@ -192,21 +197,22 @@ class Line:
         return excess
 
     def heal(self, cap: int | None, in_use: int) -> int:
-        """The server's word: its cap for the account and how many connections the account
-        has. Fewer free tokens than the server has room for are topped up (tokens held by
-        connections that are gone); how many were added."""
-        if cap:
-            self.set_cap(cap)
-        missing = self.cap - in_use - self.free
-        if missing <= 0 or not self._op((TOKENS, missing, IPC_NOWAIT)):
+        """The server's word, from a connection that holds its token: the account's cap and
+        how many connections it has. The free tokens become the free slots, whoever holds
+        the others (outsiders included); the change (+ added, - removed)."""
+        if cap and self._store_cap(cap) is not None:
+            self._op((DEBT, -self._get(GETVAL, DEBT), IPC_NOWAIT))
+        change = max(self.cap - in_use, 0) - self.free
+        if change == 0 or not self._op((TOKENS, change, IPC_NOWAIT)):
             return 0
         logger.warning(
-            "the line of connections was wrong: the server has room for %d more of the "
-            "account's connections than the line had tokens; %d added",
-            missing,
-            missing,
+            "the line of connections was wrong: %d free tokens for %d free slots on the "
+            "server; now %d",
+            self.free - change,
+            self.free,
+            self.free,
         )
-        return missing
+        return change
 
     # --- the head -----------------------------------------------------------------------
 
@@ -228,18 +234,30 @@ class Line:
     def set_cap(self, cap: int) -> bool:
         """Make the line's cap the server's: tokens added or removed by the difference
         (those held now are trimmed when they come back). True when it changed."""
-        old = self.cap
-        if cap == old or not 1 <= cap <= MAX_TOKENS or old < 1:
-            return False
-        # Compare-and-set: only when the cap is still ``old`` (another process may race).
-        if not self._op((CAP, -old, IPC_NOWAIT), (CAP, 0, IPC_NOWAIT), (CAP, cap, IPC_NOWAIT)):
+        old = self._store_cap(cap)
+        if old is None:
             return False
         if cap > old:
             self._op((TOKENS, cap - old, IPC_NOWAIT))
         else:
-            self._op((TOKENS, -min(old - cap, self.free), IPC_NOWAIT))
+            owed = old - cap
+            removed = min(owed, self.free)
+            if removed and not self._op((TOKENS, -removed, IPC_NOWAIT)):
+                removed = 0
+            if owed > removed:  # held now: removed as they come back
+                self._op((DEBT, owed - removed, IPC_NOWAIT))
         logger.warning("the account's cap changed on the server: %d, was %d", cap, old)
         return True
+
+    def _store_cap(self, cap: int) -> int | None:
+        """Write the server's cap (compare-and-set against a racing process); the old one,
+        or None when nothing changed."""
+        old = self.cap
+        if cap == old or not 1 <= cap <= MAX_TOKENS or old < 1:
+            return None
+        if not self._op((CAP, -old, IPC_NOWAIT), (CAP, 0, IPC_NOWAIT), (CAP, cap, IPC_NOWAIT)):
+            return None
+        return old
 
     # --- figures ------------------------------------------------------------------------
 
@@ -291,16 +309,16 @@ def open_line(server: str, account: str, tokens: int | None) -> Line | None:
         return None
     key = key_of(server, account)
     if tokens is not None and 1 <= tokens <= MAX_TOKENS:
-        semid = libc.semget(key, 3, IPC_CREAT | IPC_EXCL | MODE)
+        semid = libc.semget(key, SEMAPHORES, IPC_CREAT | IPC_EXCL | MODE)
         if semid >= 0:
-            values = (ctypes.c_ushort * 3)(tokens, 1, tokens)
+            values = (ctypes.c_ushort * SEMAPHORES)(tokens, 1, tokens, 0)
             if libc.semctl(semid, 0, SETALL, values) != 0:
                 libc.semctl(semid, 0, IPC_RMID)
                 return None
             return Line(semid, key)
         if ctypes.get_errno() != errno.EEXIST:
             return None
-    semid = libc.semget(key, 3, 0)
+    semid = libc.semget(key, SEMAPHORES, 0)
     if semid < 0 or not _owned_by_me(libc, semid):
         return None
     line = Line(semid, key)
@@ -373,6 +391,6 @@ def forget(server: str, account: str) -> None:
     libc = _c()
     if libc is None:
         return
-    semid = libc.semget(key_of(server, account), 3, 0)
+    semid = libc.semget(key_of(server, account), SEMAPHORES, 0)
     if semid >= 0 and _owned_by_me(libc, semid):
         libc.semctl(semid, 0, IPC_RMID)
