@@ -225,8 +225,34 @@ def test_at_a_full_cap_the_page_answers_at_once_from_the_registry(
     assert "cannot see connections of processes without pa_dbhealth" in html
     for conn_id, name in zip(held, ("worker-a", "worker-b", "worker-c"), strict=True):
         assert f'data-id="{conn_id}"' in html and f"<td>{name}</td>" in html
+    # Counted as dbconnections counts it, in red; no action that needs a connection.
+    assert "(the server refused this page's look): 3 named below, 0 not tracked" in html
+    assert '<span class="critical">' in html
+    assert "Free idle connections" not in html and 'id="way-out-default"' in html
+    assert "reload the web app" in html
     assert "pa_dbhealth.I019" in html and "pa_dbhealth.I015" not in html  # settings alone
     assert "Judged on the settings alone: the server was not asked again." in html
+
+
+@mysql
+def test_at_a_cap_held_by_an_outsider_the_page_counts_the_untracked(
+    token: str, holders: Holders, raw_connections: Any
+) -> None:
+    client = signed_in_client()
+    holders.named("worker-a")
+    holders.named("worker-b")
+    raw_connections(1)  # a console: not tracked
+    html = text(client.get(PAGE))
+    assert 'id="count-default">3 of 3<' in html
+    assert "(the server refused this page's look): 2 named below, 1 not tracked" in html
+    assert 'value="3"' in html  # the meter is full: red
+    assert "Free idle connections" not in html
+
+
+@mysql
+def test_with_room_the_page_offers_to_free_idle_connections(token: str) -> None:
+    html = text(signed_in_client().get(PAGE))
+    assert "Free idle connections" in html and 'id="way-out-default"' not in html
 
 
 @mysql
