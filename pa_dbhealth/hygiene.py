@@ -31,11 +31,10 @@ from django.db.backends.base.base import BaseDatabaseWrapper
 
 from pa_dbhealth import tracker
 from pa_dbhealth.conf import get_settings
-from pa_dbhealth.core import line as lines
-from pa_dbhealth.core import liveness, vendors
+from pa_dbhealth.core import liveness, staleness, vendors
 from pa_dbhealth.core.look import in_look
-from pa_dbhealth.core.registry import server_key
 from pa_dbhealth.core.timeouts import Learned
+from pa_dbhealth.holders import server_of
 
 logger = logging.getLogger(__name__)
 
@@ -83,16 +82,8 @@ def learn_server_timeout(sender: Any, connection: BaseDatabaseWrapper, **kwargs:
     if not vendors.is_applicable(connection.vendor):
         LEARNED.learn(alias, None)
         return
-    try:
-        with connection.wrap_database_errors:
-            facts = vendors.server_facts(connection.connection)
-    except DatabaseError as exc:  # asked again at the next connection
-        logger.debug("Could not read the idle timeout of %r: %s", alias, exc)
-        return
-    LEARNED.learn(alias, facts.wait_timeout)
-    db = connection.settings_dict
-    server = server_key(connection.vendor, db.get("HOST"), db.get("PORT"))
-    lines.note_cap(server, str(db.get("USER") or ""), facts.account_limit)
+    account = server_of(connection.settings_dict, connection.vendor)
+    staleness.learn(connection.connection, alias, LEARNED, account)
 
 
 def stale_reason(
@@ -112,7 +103,7 @@ def stale_reason(
     if connection.connection is None:
         return None
     if liveness.is_dead(connection.connection):
-        return "the server closed it (its socket shows the end of the connection)"
+        return staleness.DEAD
     now = time.monotonic() if now is None else now
     if not connection.in_atomic_block:
         if connection.get_autocommit() != connection.settings_dict["AUTOCOMMIT"]:
@@ -131,9 +122,7 @@ def stale_reason(
             return "it is older than CONN_MAX_AGE"
     limit = alias_idle_limit(str(connection.alias)) if idle_seconds is None else idle_seconds
     used = tracker.last_used(connection)
-    if limit is not None and used is not None and now - used >= limit:
-        return f"it has been idle for {now - used:.1f} s (limit {limit:g} s)"
-    return None
+    return staleness.idle(None if used is None else now - used, limit)
 
 
 def refresh_connections(

@@ -26,7 +26,7 @@ from collections.abc import Callable
 from typing import Any
 
 from pa_dbhealth.core import connect as policy
-from pa_dbhealth.core import handoff, liveness
+from pa_dbhealth.core import handoff, liveness, staleness
 from pa_dbhealth.core.look import in_look
 from pa_dbhealth.core.options import Options
 from pa_dbhealth.sqlalchemy import tracker
@@ -111,8 +111,8 @@ def retrying_connect(
 
 
 def may_hand_over(dbapi_connection: Any, entry: Any, options: Options) -> bool:
-    """A connection as clean as a new one would be: alive, no error since it was opened, no
-    transaction open (the driver must say so), not handed over too often in a row."""
+    """A connection as clean as a new one would be (``core.staleness.as_good_as_new``), no
+    error since it was opened, not handed over too often in a row."""
     info = entry.info
     return (
         options.HANDOFF
@@ -120,8 +120,7 @@ def may_hand_over(dbapi_connection: Any, entry: Any, options: Options) -> bool:
         and TICKET not in info
         and info.get(HANDOFFS, 0) < handoff.MAX_HANDOFFS
         and not info.get(ERRORED, False)
-        and liveness.is_dead(dbapi_connection) is False
-        and liveness.in_transaction(dbapi_connection) is False
+        and staleness.as_good_as_new(dbapi_connection)
     )
 
 

@@ -24,8 +24,7 @@ from sqlalchemy import event
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import DisconnectionError
 
-from pa_dbhealth.core import handoff, liveness, vendors
-from pa_dbhealth.core import line as lines
+from pa_dbhealth.core import handoff, liveness, staleness
 from pa_dbhealth.core.options import Options, effective
 from pa_dbhealth.core.registry import server_key
 from pa_dbhealth.core.timeouts import Learned
@@ -137,36 +136,18 @@ def _on_connect(state: Installed) -> Any:
 
 
 def _learn(state: Installed, dbapi_connection: Any) -> None:
-    """Ask the server's idle timeout once per engine (one query), leaving no transaction."""
-    if not vendors.is_applicable(vendors.vendor_of(dbapi_connection)):
-        LEARNED.learn(state.key, None)
-        return
-    try:
-        facts = vendors.server_facts(dbapi_connection)
-        LEARNED.learn(state.key, facts.wait_timeout)
-        if state.account is not None:
-            lines.note_cap(*state.account, facts.account_limit)
-    except Exception as exc:  # asked again at the next connection
-        logger.debug("could not read the idle timeout of %s: %s", state.key, exc)
-    finally:
-        if liveness.in_transaction(dbapi_connection) is not False:
-            try:
-                dbapi_connection.rollback()
-            except Exception as exc:  # a broken connection: its checkout will tell
-                logger.debug("rollback after reading the idle timeout failed: %s", exc)
+    """Ask the server's idle timeout and cap once per engine (one query)."""
+    staleness.learn(dbapi_connection, state.key, LEARNED, state.account)
 
 
 def stale_reason(state: Installed, dbapi_connection: Any, entry: Any, now: float) -> str | None:
     """Why a connection must not be handed out, or None."""
-    if liveness.is_dead(dbapi_connection):
-        return "the server closed it (its socket shows the end of the connection)"
-    limit = state.idle_limit()
     last = entry.info.get(CHECKED_IN)
-    if limit is not None and isinstance(last, float) and now - last >= limit:
-        return f"it has been idle for {now - last:.1f} s (limit {limit:g} s)"
-    if liveness.in_transaction(dbapi_connection):
-        return "a transaction is open on it (it was given back without a rollback)"
-    return None
+    idle = now - last if isinstance(last, float) else None
+    found = staleness.reason(dbapi_connection, idle, state.idle_limit())
+    if found is None and liveness.in_transaction(dbapi_connection):
+        return staleness.LEFT_IN_TRANSACTION
+    return found
 
 
 def _on_checkout(state: Installed) -> Any:

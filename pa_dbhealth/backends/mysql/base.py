@@ -30,7 +30,7 @@ from django.utils.asyncio import async_unsafe
 
 from pa_dbhealth import conf, tracker
 from pa_dbhealth.core import connect as policy
-from pa_dbhealth.core import handoff, liveness
+from pa_dbhealth.core import handoff, liveness, staleness
 from pa_dbhealth.core.connect import Ticket
 from pa_dbhealth.holders import server_of
 
@@ -153,22 +153,8 @@ class DatabaseWrapper(mysql_base.DatabaseWrapper):
             and not self._pa_dbhealth_erred
             and self.autocommit
             and conf.get_settings().HANDOFF
-            and self._clean_on_the_server()
+            and staleness.as_good_as_new(self.connection)
         )
-
-    def _clean_on_the_server(self) -> bool:
-        """Alive, nothing unread, and no transaction open on the server (raw SQL included)."""
-        raw = self.connection
-        if liveness.is_dead(raw) is not False:
-            return False
-        open_transaction = liveness.in_transaction(raw)
-        if open_transaction is None:  # the driver does not say: end whatever may be open
-            try:
-                raw.rollback()
-            except Exception:
-                return False
-            return True
-        return not open_transaction
 
     @staticmethod
     def _discard(raw: Any) -> None:
