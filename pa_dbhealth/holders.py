@@ -17,6 +17,7 @@ from django.db import connections
 from pa_dbhealth.core import account_holders, registry
 from pa_dbhealth.core.account_holders import AccountHolders
 from pa_dbhealth.core.registry import Leak
+from pa_dbhealth.core.server_id import account_key
 from pa_dbhealth.core.vendors import AccountSnapshot
 
 __all__ = ["AliasHolders", "directory", "for_alias", "leak", "server_of"]
@@ -58,9 +59,16 @@ def directory() -> Path | None:
 
 
 def server_of(settings_dict: dict[str, Any], vendor: str) -> tuple[str, str]:
-    """``(server, account)`` of a connection's settings, as the registry keys them."""
-    server = registry.server_key(vendor, settings_dict.get("HOST"), settings_dict.get("PORT"))
-    return server, str(settings_dict.get("USER") or "")
+    """``(server, account)`` of a connection's settings, as the registry and the line key
+    them (``OPTIONS["unix_socket"]`` included)."""
+    options = settings_dict.get("OPTIONS") or {}
+    return account_key(
+        vendor,
+        settings_dict.get("HOST"),
+        settings_dict.get("PORT"),
+        settings_dict.get("USER"),
+        options.get("unix_socket") if isinstance(options, dict) else None,
+    )
 
 
 AliasHolders = AccountHolders  # what the registry says about one alias's connections

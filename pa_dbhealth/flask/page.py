@@ -19,14 +19,15 @@ from typing import Any, TypeVar
 from flask import Flask, Response, current_app, request
 from itsdangerous import BadSignature, URLSafeTimedSerializer
 
-from pa_dbhealth.core import account_holders, page_access, page_flow, registry
+from pa_dbhealth.core import page_access, page_flow
 from pa_dbhealth.core.findings import Finding, settings_findings
 from pa_dbhealth.core.health import DatabaseHealth, Report
 from pa_dbhealth.core.registry import Found, Holder
 from pa_dbhealth.flask.cli import recycle_note
 from pa_dbhealth.sqlalchemy import health
 from pa_dbhealth.sqlalchemy.audit import report
-from pa_dbhealth.sqlalchemy.look import database_errors, engine_vendor, look
+from pa_dbhealth.sqlalchemy.holding import account_holders_of
+from pa_dbhealth.sqlalchemy.look import database_errors, look
 from pa_dbhealth.sqlalchemy.wording import flask_wording
 
 T = TypeVar("T")
@@ -61,11 +62,7 @@ class FlaskSite:
         return health.check(self.engines, options=self.options)
 
     def holders(self, name: str) -> tuple[Found, list[Holder]]:
-        engine = self.engines[name]
-        url = engine.url
-        server = registry.server_key(engine_vendor(engine), url.host, url.port)
-        where = registry.directory(self.options.REGISTRY_DIR)
-        held = account_holders.read(where, server, url.username or "")
+        held = account_holders_of(self.engines[name], self.options)
         return held.found, held.holders
 
     def keeps(self, name: str) -> bool:

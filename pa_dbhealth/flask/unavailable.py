@@ -17,6 +17,7 @@ from sqlalchemy.exc import DBAPIError
 from pa_dbhealth.core import unavailable
 from pa_dbhealth.core.errors import classify
 from pa_dbhealth.sqlalchemy.holding import account_holders_of
+from pa_dbhealth.sqlalchemy.look import engine_account
 
 logger = logging.getLogger("pa_dbhealth.flask")
 
@@ -52,7 +53,7 @@ def _report(found: Any) -> str:
     seen: set[tuple[str, str]] = set()
     lines = []
     for name, engine in extension.engines(current_app).items():
-        key = (str(engine.url.host), str(engine.url.username))
+        key = engine_account(engine)
         if key in seen:
             continue
         seen.add(key)

@@ -26,10 +26,9 @@ from sqlalchemy.exc import DisconnectionError
 
 from pa_dbhealth.core import handoff, liveness, staleness
 from pa_dbhealth.core.options import Options, effective
-from pa_dbhealth.core.registry import server_key
 from pa_dbhealth.core.timeouts import Learned
 from pa_dbhealth.sqlalchemy import connect, holding, tracker
-from pa_dbhealth.sqlalchemy.look import engine_key, engine_vendor
+from pa_dbhealth.sqlalchemy.look import engine_account, engine_key, engine_vendor
 
 __all__ = ["LEAK_AFTER", "LEARNED", "install", "installed"]
 
@@ -117,9 +116,7 @@ def _account(engine: Engine) -> connect.Account | None:
     """``(server, account)`` of a MySQL engine, keyed as the Django backend keys its own."""
     if engine_vendor(engine) != "mysql":
         return None
-    url = engine.url
-    host = url.query.get("unix_socket") or url.host
-    return server_key("mysql", host, url.port), str(url.username or "")
+    return engine_account(engine)
 
 
 def _on_connect(state: Installed) -> Any:

@@ -41,7 +41,7 @@ from pa_dbhealth.core.options import Options
 from pa_dbhealth.core.server_id import server_id
 from pa_dbhealth.core.vendors import AccountSnapshot
 from pa_dbhealth.sqlalchemy import leak_timer, tracker
-from pa_dbhealth.sqlalchemy.look import engine_vendor
+from pa_dbhealth.sqlalchemy.look import engine_account, engine_vendor
 
 SOURCE = "sqlalchemy"  # this face's list in the process's file
 PUBLISH_AFTER = registry.PUBLISH_AFTER
@@ -114,14 +114,14 @@ def describe(
     """``engine`` as the registry keys it."""
     global _place
     vendor = engine_vendor(engine)
-    url = engine.url
     where = registry.directory(options.REGISTRY_DIR)
     if _place is None:
         _place = where
+    server, account = engine_account(engine)
     return EngineKey(
         name=name,
-        server=registry.server_key(vendor, url.host, url.port),
-        account=url.username or "",
+        server=server,
+        account=account,
         vendor=vendor,
         where=where,
         origins=bool(options.TRACK_ORIGINS),
@@ -242,10 +242,9 @@ def account_holders_of(
 ) -> AccountHolders:
     """What the registry says about ``engine``'s account on its server (joined with the
     server's list when given)."""
-    vendor = engine_vendor(engine)
-    server = registry.server_key(vendor, engine.url.host, engine.url.port)
+    server, account = engine_account(engine)
     where = registry.directory(options.REGISTRY_DIR)
-    return account_holders.read(where, server, engine.url.username or "", snapshot)
+    return account_holders.read(where, server, account, snapshot)
 
 
 def _after_fork() -> None:

@@ -21,6 +21,7 @@ from sqlalchemy.exc import DBAPIError
 
 from pa_dbhealth.core.look import LookTimedOut, connect_timeout_options, shut_down, within
 from pa_dbhealth.core.retry import single_attempt
+from pa_dbhealth.core.server_id import account_key
 
 __all__ = ["LookTimedOut", "database_errors", "engine_key", "engine_vendor", "look"]
 
@@ -110,3 +111,11 @@ def look(engine: Engine, question: Callable[[Any], T], *, timeout: float) -> T:
             shut_down(raw)
 
     return within(2 * timeout, work, on_timeout=give_up, name="pa_dbhealth-look")
+
+
+def engine_account(engine: Engine) -> tuple[str, str]:
+    """``(server, account)`` of an engine, keyed as the Django face keys its own (a
+    ``unix_socket`` in the URL's query included)."""
+    url = engine.url
+    socket = url.query.get("unix_socket")
+    return account_key(engine_vendor(engine), url.host, url.port, url.username, socket)
