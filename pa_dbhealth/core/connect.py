@@ -114,7 +114,9 @@ def _once(open_: Callable[[], T], target: Target) -> T:
     except Exception as exc:
         classified = _refusal(exc, target)
         target.count(LOOK_REFUSED)
-        target.logger.debug("connect to %s for a look refused: %s", target.name, classified.short)
+        target.logger.debug(
+            "connect to %s for a look refused, not retried: %s", target.name, classified.short
+        )
         raise
 
 

@@ -21,6 +21,7 @@ from collections.abc import Callable
 from typing import Any, Generic, TypeVar
 
 from pa_dbhealth.core.liveness import socket_fd
+from pa_dbhealth.core.retry import in_single_attempt
 
 T = TypeVar("T")
 
@@ -60,13 +61,12 @@ def shut_down(connection: Any) -> None:
         sock.close()  # closes the duplicate only
 
 
-_thread = threading.local()
-
-
 def in_look() -> bool:
-    """Whether the calling thread runs a look (whose every step must stay bounded: a
-    receiver that would query on connect leaves the connection alone here)."""
-    return bool(getattr(_thread, "looking", False))
+    """Whether the caller is connecting for a look (inside
+    :func:`~pa_dbhealth.core.retry.single_attempt`: every step must stay bounded, so a
+    receiver that would query on connect leaves the connection alone here). One flag for
+    every face: the connect policy tries once under it, too."""
+    return in_single_attempt()
 
 
 class _Run(Generic[T]):
@@ -77,7 +77,6 @@ class _Run(Generic[T]):
         self.error: BaseException | None = None
 
     def __call__(self) -> None:
-        _thread.looking = True
         try:
             self.result = self.work()
         except BaseException as exc:  # handed to the caller's thread
