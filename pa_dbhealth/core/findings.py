@@ -282,3 +282,22 @@ def kept_under_asgi(setting: str, value: str, evidence: str, fix: str) -> Findin
         "soon refuses new ones (Django ticket #33497).",
         fix,
     )
+
+
+def half_switched(subject: str, fix: str) -> Finding:
+    return Finding(
+        "pa_dbhealth.E025",
+        Level.ERROR,
+        f"{subject}: the entry is half switched to MySQL, and no connection can be opened with it.",
+        fix,
+    )
+
+
+def connects_locally(subject: str, defaults: str, fix: str) -> Finding:
+    return Finding(
+        "pa_dbhealth.W026",
+        Level.WARNING,
+        f"{subject}: the MySQL client then uses {defaults}, which only suits a server on this "
+        "machine.",
+        fix,
+    )
