@@ -176,6 +176,35 @@ def described_options(help_text: str) -> dict[str, str]:
 PASSWORD = "Kw9x@Vb7z/Qm3j?Hc4#Np"  # every character a URL's password must have encoded
 
 
+@pytest.mark.parametrize(
+    "password", ["Kw9x@Vb7z/Qm3j", "Kw9x/Qm3j", "Kw9x?Qm3j", "Kw9x#Qm3j", PASSWORD]
+)
+@pytest.mark.parametrize("where", ["--url", "DATABASE_URL"])
+def test_a_password_that_cuts_the_url_short_gets_the_encoding_hint(
+    password: str, where: str
+) -> None:
+    url = f"mysql://app:{password}@127.0.0.1:9/app"
+    given = ("check", "--url", url) if where == "--url" else ("check",)
+    result = run(*given, env={"DATABASE_URL": url})
+    assert result.returncode == 2
+    (line,) = [line for line in result.stderr.splitlines() if "error:" in line]
+    assert "must be percent-encoded ('/' as %2F, '?' as %3F, '#' as %23, '@' as %40)" in line
+    assert "getpass.getpass()" in line
+    shown = result.stdout + result.stderr
+    pieces = re.split(r"[@/?#]", password)
+    for secret in (password, quote(password, safe=""), *pieces):
+        assert secret not in shown
+
+
+def test_an_at_sign_the_url_can_still_be_split_on_is_not_refused() -> None:
+    """The userinfo ends at the last '@' before the path: an unencoded '@' there, or an '@' in
+    a query value of a URL with a user, leaves the host right."""
+    assert dburl.parse("mysql://app:p@ss@db/app").host == "db"
+    assert dburl.parse("mysql://app:p@ss@db/app").password == "p@ss"
+    url = dburl.parse("mysql://app:pw@db/app?init_command=SET%20@a=1")
+    assert url.host == "db" and url.query == {"init_command": "SET @a=1"}
+
+
 def test_an_encoded_password_read_from_a_url_file(tmp_path: Path, server: Any, admin: Any) -> None:
     admin.execute("CREATE USER 'encoded'@'%%' IDENTIFIED BY %s", [PASSWORD])
     try:
