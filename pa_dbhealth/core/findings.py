@@ -46,7 +46,7 @@ class Finding:
 
 # The errors users meet, in each vendor's words (no MySQL error for a PostgreSQL server).
 _LOST = {
-    "mysql": "(2006, 'Server has gone away')",
+    "mysql": "(2006, 'MySQL server has gone away')",
     "postgresql": "'terminating connection due to idle-session timeout'",
 }
 _CAP = {
