@@ -1,24 +1,24 @@
-"""``python -m pa_dbhealth check|connections --url URL``: pa_dbhealth without a framework.
+"""``python -m pa_dbhealth check|connections``: pa_dbhealth without a framework.
 
-    python -m pa_dbhealth check --url mysql://app:secret@host/app [--workers 2]
-    python -m pa_dbhealth connections [--format json] [--kill-idle 300] [--dry-run]
+    DATABASE_URL=mysql://app:secret@host/app python -m pa_dbhealth check [--workers 2]
+    python -m pa_dbhealth connections --url-file ~/.db-url [--kill-idle 300] [--dry-run]
 
-``--url`` defaults to ``$DATABASE_URL``. The same findings, listings and exit codes as
-``manage.py dbcheck`` / ``dbconnections``: 0 healthy, 1 findings at or above
-``--fail-level``, 2 could not run. The local capped server has its own entry point,
-``python -m pa_dbhealth.sandbox``.
+The URL comes from ``--url``, ``--url-file`` or ``$DATABASE_URL`` (``command_line``). The
+same findings, listings and exit codes as ``manage.py dbcheck`` / ``dbconnections``: 0
+healthy, 1 findings at or above ``--fail-level``, 2 could not run. The local capped server
+has its own entry point, ``python -m pa_dbhealth.sandbox``.
 """
 
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from pa_dbhealth import dburl
+from pa_dbhealth.command_line import PROG, parser, url_text
 from pa_dbhealth.core import account_holders, commands, connections, registry
 from pa_dbhealth.core.audit import Audit, Terms, budget, judge_limits, server_findings
 from pa_dbhealth.core.options import Options
@@ -26,7 +26,6 @@ from pa_dbhealth.core.server_look import ask_server
 from pa_dbhealth.core.workers import Workers
 
 NAME = "default"  # what the output calls the one database
-PROG = "python -m pa_dbhealth"
 FLAGS = {
     "WORKERS": "--workers",
     "TASK_CONNECTIONS": "--task-connections",
@@ -49,44 +48,6 @@ TERMS = FlagTerms(
     credentials="the user and password in the URL",
     database_name="the database name in the URL",
 )
-
-
-def _whole(low: int) -> Any:
-    def parse(text: str) -> int:
-        try:
-            value = int(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
-        if not low <= value <= 100_000:
-            raise argparse.ArgumentTypeError(f"must be from {low} to 100000, not {value}")
-        return value
-
-    return parse
-
-
-def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog=PROG,
-        description="Audit a MySQL/MariaDB or PostgreSQL account against its live server, and "
-        "list (or free) its connections. No framework needed.",
-    )
-    sub = parser.add_subparsers(dest="action", required=True)
-    url_help = "mysql://USER:PASSWORD@HOST:PORT/NAME, postgresql://... (default: $DATABASE_URL)"
-    check = sub.add_parser("check", help="audit the server's timeouts and the account's cap")
-    check.add_argument("--url", default=os.environ.get("DATABASE_URL"), help=url_help)
-    check.add_argument("--format", choices=("text", "json"), default="text")
-    check.add_argument("--fail-level", choices=tuple(commands.LEVELS), default="error")
-    check.add_argument("--workers", type=_whole(1), help="concurrent web workers to budget for")
-    check.add_argument("--task-connections", type=_whole(0), default=0)
-    check.add_argument("--timeout-margin", type=_whole(0), default=Options.TIMEOUT_MARGIN)
-    listing = sub.add_parser("connections", help="the account's connections; kill idle ones")
-    listing.add_argument("--url", default=os.environ.get("DATABASE_URL"), help=url_help)
-    listing.add_argument("--format", choices=("text", "json"), default="text")
-    listing.add_argument("--kill-idle", type=commands.argument_seconds, metavar="SECONDS")
-    listing.add_argument("--include-transactions", action="store_true")
-    listing.add_argument("--dry-run", action="store_true")
-    listing.add_argument("--watch", type=commands.argument_seconds, metavar="SECONDS")
-    return parser
 
 
 def _write(text: str, style: str | None) -> None:
@@ -154,20 +115,18 @@ def connections_of(url: dburl.DatabaseURL, args: argparse.Namespace) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = _parser()
-    args = parser.parse_args(argv)
-    if not args.url:
-        parser.error("give --url URL or set DATABASE_URL")
+    args = parser().parse_args(argv)
+    text = url_text(args)
     if args.action == "connections":
         misuse = commands.listing_misuse(
             args.kill_idle, args.include_transactions, args.dry_run, args.watch
         )
         if misuse is not None:
-            parser.error(misuse)
+            args.subparser.error(misuse)
     try:
-        url = dburl.parse(args.url)
+        url = dburl.parse(text)
     except dburl.URLError as exc:
-        parser.error(str(exc))
+        args.subparser.error(str(exc))
     try:
         if args.action == "check":
             commands.check(

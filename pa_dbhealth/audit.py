@@ -18,9 +18,10 @@ from pa_dbhealth import conf
 from pa_dbhealth.core import findings, vendors
 from pa_dbhealth.core.audit import Audit, Terms, budget, judge_limits, server_findings
 from pa_dbhealth.core.errors import server_address
-from pa_dbhealth.core.findings import Finding
+from pa_dbhealth.core.findings import Finding, Level
 from pa_dbhealth.core.server_look import Asked, ask_server
 from pa_dbhealth.core.workers import concurrent_workers
+from pa_dbhealth.half_switched import half_switched
 from pa_dbhealth.look import look
 
 __all__ = ["MIDDLEWARE_PATH", "Audit", "audit_alias", "site_findings"]
@@ -148,6 +149,11 @@ def audit_alias(alias: str, *, offline: bool = False) -> Audit:
         )
 
     report = Audit(alias, vendor)
+    unfinished = half_switched(alias, db, vendor)
+    if unfinished is not None:
+        report.findings.append(unfinished)
+        if unfinished.level >= Level.ERROR:
+            return report  # the driver would fail on it with a TypeError, not a finding
     asked = Asked(None, None, "--offline")
     if not offline:
         address = server_address(db.get("HOST"), db.get("PORT"))

@@ -17,7 +17,7 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
-from urllib.parse import parse_qsl, unquote, urlsplit
+from urllib.parse import SplitResult, parse_qsl, unquote, urlsplit
 
 from pa_dbhealth.core.look import LookTimedOut, connect_timeout_options, shut_down, within
 
@@ -36,6 +36,14 @@ _SCHEMES: dict[str, tuple[str, str | None]] = {
     "postgresql+psycopg": ("postgresql", "psycopg"),
 }
 _PIP = {"MySQLdb": "mysqlclient", "pymysql": "PyMySQL", "psycopg": "psycopg[binary]"}
+# What to say when the password cut the URL short: never the password, nor its encoded form.
+_ENCODE = (
+    "the URL's host cannot be right: an '@' comes after it, so the user or password holds a "
+    "'/', '?', '#' or '@' that must be percent-encoded ('/' as %2F, '?' as %3F, '#' as %23, "
+    "'@' as %40). This prints the encoded password without showing what you type: "
+    'python3 -c "import getpass, urllib.parse; print(urllib.parse.quote(getpass.getpass(), '
+    "safe=''))\""
+)
 _DEFAULT_PORTS = {"mysql": 3306, "postgresql": 5432}
 
 
@@ -98,10 +106,23 @@ def _driver(vendor: str, named: str | None) -> str:
     raise URLError(f"the {vendor} driver is not installed: {wanted}")
 
 
+def _cut_short(parts: SplitResult) -> bool:
+    """Whether a '/', '?' or '#' in the password ended the URL's host early: an '@' left in
+    the path or fragment (``mysql://app:p@ss/word@db/app`` has the host ``ss``), or in the
+    query of a URL without one before it (``mysql://app:pa?ss@db/app``)."""
+    after = "@" in parts.path or "@" in parts.fragment
+    return after or ("@" in parts.query and "@" not in parts.netloc)
+
+
 def parse(url: str) -> DatabaseURL:
     """A :class:`DatabaseURL`, or :class:`URLError` saying what is wrong with ``url``."""
     try:
         parts = urlsplit(url.strip())
+    except ValueError as exc:
+        raise URLError(f"not a database URL: {exc}") from None
+    if _cut_short(parts):  # before the port, which may be a piece of the password
+        raise URLError(_ENCODE)
+    try:
         port = parts.port
     except ValueError as exc:
         raise URLError(f"not a database URL: {exc}") from None

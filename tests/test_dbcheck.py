@@ -13,12 +13,16 @@ from typing import Any
 
 import pytest
 from conftest import run_command, wait_until_settled
+from django.core.checks import run_checks
 from django.core.management import call_command
 from django.core.management.base import CommandError
 from django.db import connections
 from django.db.utils import load_backend
 from django.test import override_settings
 from processes import Finished
+
+from pa_dbhealth import half_switched
+from pa_dbhealth.checks import check_databases
 
 mysql = pytest.mark.django_db(transaction=True, databases=["default", "audited"])
 HYGIENE = "pa_dbhealth.middleware.ConnectionHygieneMiddleware"
@@ -412,3 +416,35 @@ def test_pa_dbhealth_mistakes_fail_dbcheck(settings: Any, setting: Any, found: s
     assert code == 1, out + err
     assert f"ERROR   {found}: PA_DBHEALTH" in out
     assert out.splitlines()[-1] == "dbcheck: 1 error, 1 info (1 at or above error)."
+
+
+def test_a_half_switched_entry_is_one_finding_and_no_connection(make_alias: Any) -> None:
+    # No database access is allowed here: a connect would fail the test.
+    alias = make_alias(NAME=Path("/srv/site/db.sqlite3"), USER="", PASSWORD="")
+    out, err, code = dbcheck("--database", alias, "--format", "json")
+    assert code == 1, err
+    report = json.loads(out)["databases"][alias]
+    assert report["source"] == "settings"
+    assert [f["id"] for f in report["findings"]] == ["pa_dbhealth.E025"]
+    assert "NAME is the file path '/srv/site/db.sqlite3'" in report["findings"][0]["message"]
+    assert report["findings"][0]["hint"].startswith(
+        "Set DATABASES['audited']['NAME'], ['USER'] and ['PASSWORD'] to your MySQL database's"
+    )
+    # The system checks say it once, without a database; the database-tagged audit, which
+    # would say it too, leaves it to them.
+    static = [m.id for m in run_checks(databases=[]) if m.id in half_switched.IDS]
+    assert static == ["pa_dbhealth.E025"]
+    assert [m.id for m in check_databases(databases=[alias])] == []
+
+
+@mysql
+def test_an_entry_without_user_is_a_warning_and_still_audited(make_alias: Any) -> None:
+    alias = make_alias(USER="")
+    out, _, _ = dbcheck("--database", alias, "--format", "json")
+    found = {f["id"]: f for f in json.loads(out)["databases"][alias]["findings"]}
+    assert "pa_dbhealth.E018" in found  # it did try to log in, as the login user
+    assert found["pa_dbhealth.W026"]["message"].startswith(
+        "DATABASES['audited'] has the MySQL ENGINE 'django.db.backends.mysql' and no USER: "
+        "the MySQL client then uses the login user for USER"
+    )
+    assert "Set DATABASES['audited']['USER'] (" in found["pa_dbhealth.W026"]["hint"]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from typing import Any
 
 import pytest
@@ -83,3 +84,40 @@ def test_pymysql_errors_are_classified_by_their_mysql_code() -> None:
         1226, "User 'app' has exceeded the 'max_user_connections' resource", sqlstate="42000"
     )
     assert classify(cap).kind is Kind.ACCOUNT_CAP
+
+
+@pytest.mark.parametrize("driver", ["MySQLdb", "pymysql"])
+def test_a_lost_connection_says_the_words_people_search_for_once(
+    server: Any, admin: Any, driver: str
+) -> None:
+    """A connection the server killed, used again: MariaDB's client library says "Lost
+    connection to server" / "Server has gone away", MySQL's and PyMySQL say the words people
+    search for; the short form has those words exactly once either way."""
+    module = pytest.importorskip(driver)
+    conn = module.connect(
+        host=server.host, port=server.port, user=server.user, password=server.password
+    )
+    try:
+        cursor = conn.cursor()
+        cursor.execute("SELECT CONNECTION_ID()")
+        admin.execute("KILL %s", [cursor.fetchone()[0]])
+        with pytest.raises(module.OperationalError) as lost:
+            cursor.execute("SELECT 1")
+    finally:
+        with contextlib.suppress(Exception):
+            conn.close()
+    found = classify(lost.value)
+    assert found.kind is Kind.LOST and found.code in (2006, 2013)
+    phrase = {2006: "MySQL server has gone away", 2013: "Lost connection to MySQL server"}
+    assert found.short.startswith(f"({found.code}) ")
+    assert found.short.count(phrase[found.code]) == 1, found.short
+
+
+def test_the_findings_name_a_lost_connection_as_people_search_for_it() -> None:
+    from pa_dbhealth.core import findings
+
+    assert findings.lost_error("mysql") == "(2006, 'MySQL server has gone away')"
+    e004 = findings.kept_past_timeout("CONN_MAX_AGE", "600", 300, "mysql", "fix")
+    assert e004.message.count("MySQL server has gone away") == 1
+    i012 = findings.net_read_timeout("'default'", 30, "fix")
+    assert i012.message.count("Lost connection to MySQL server") == 1

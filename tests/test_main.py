@@ -5,11 +5,13 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 import venv
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 import pytest
 from conftest import wait_until_settled
@@ -122,7 +124,9 @@ def test_a_wrong_password_is_said_without_it(server: Any) -> None:
 @pytest.mark.parametrize(
     ("args", "message"),
     [
-        (["check"], "give --url URL or set DATABASE_URL"),
+        (["check"], "give --url URL or --url-file PATH, or set DATABASE_URL"),
+        (["check", "--url", "mysql://h/x", "--url-file", "f"], "not allowed with argument"),
+        (["connections", "--url-file", "/no/such/file"], "cannot read --url-file /no/such/file"),
         (["check", "--url", "ftp://host/x"], "unsupported URL scheme ftp://"),
         (["check", "--url", "mysql:///app"], "the URL names no host"),
         (["check", "--url", "mysql://a:b@h:99999/x"], "not a database URL"),
@@ -135,6 +139,100 @@ def test_misuse_exits_2_with_one_line(args: list[str], message: str) -> None:
     assert result.returncode == 2
     assert message in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_help_has_a_line_for_every_option_and_names_the_environment() -> None:
+    for action, variables in [
+        ([], ("DATABASE_URL", "PA_DBHEALTH_REGISTRY_DIR")),
+        (["check"], ("DATABASE_URL",)),
+        (["connections"], ("DATABASE_URL", "PA_DBHEALTH_REGISTRY_DIR")),
+    ]:
+        result = run(*action, "--help", env={"COLUMNS": "100"})
+        assert result.returncode == 0, result.stderr
+        options = described_options(result.stdout)
+        assert options and all(options.values()), options
+        for variable in variables:
+            assert re.search(rf"^  {variable}\b", result.stdout, re.MULTILINE), variable
+    check = described_options(run("check", "--help").stdout)
+    assert "shows in `ps`" in check["--url URL"] and "DATABASE_URL" in check["--url URL"]
+    expected = {"--format", "--fail-level", "--workers", "--task-connections", "--timeout-margin"}
+    assert expected <= {name.split()[0] for name in check}
+    listing = described_options(run("connections", "--help").stdout)
+    expected = {"--kill-idle", "--include-transactions", "--dry-run", "--watch", "--url-file"}
+    assert expected <= {name.split()[0] for name in listing}
+
+
+def described_options(help_text: str) -> dict[str, str]:
+    """``{"--workers N": "concurrent web workers ...", ...}`` from the options section of
+    argparse's help: the description follows the option on its line or on the lines below."""
+    section = help_text.split("\noptions:\n", 1)[1].split("\n\n", 1)[0]
+    options: dict[str, str] = {}
+    name = ""
+    for line in section.splitlines():
+        if line.startswith("  -"):
+            name, _, text = line.strip().partition("  ")
+            options[name] = text.strip()
+        elif name:
+            options[name] = f"{options[name]} {line.strip()}".strip()
+    return options
+
+
+PASSWORD = "Kw9x@Vb7z/Qm3j?Hc4#Np"  # every character a URL's password must have encoded
+
+
+@pytest.mark.parametrize(
+    "password", ["Kw9x@Vb7z/Qm3j", "Kw9x/Qm3j", "Kw9x?Qm3j", "Kw9x#Qm3j", PASSWORD]
+)
+@pytest.mark.parametrize("where", ["--url", "DATABASE_URL"])
+def test_a_password_that_cuts_the_url_short_gets_the_encoding_hint(
+    password: str, where: str
+) -> None:
+    url = f"mysql://app:{password}@127.0.0.1:9/app"
+    given = ("check", "--url", url) if where == "--url" else ("check",)
+    result = run(*given, env={"DATABASE_URL": url})
+    assert result.returncode == 2
+    (line,) = [line for line in result.stderr.splitlines() if "error:" in line]
+    assert "must be percent-encoded ('/' as %2F, '?' as %3F, '#' as %23, '@' as %40)" in line
+    assert "getpass.getpass()" in line
+    shown = result.stdout + result.stderr
+    pieces = re.split(r"[@/?#]", password)
+    for secret in (password, quote(password, safe=""), *pieces):
+        assert secret not in shown
+
+
+def test_an_at_sign_the_url_can_still_be_split_on_is_not_refused() -> None:
+    """The userinfo ends at the last '@' before the path: an unencoded '@' there, or an '@' in
+    a query value of a URL with a user, leaves the host right."""
+    assert dburl.parse("mysql://app:p@ss@db/app").host == "db"
+    assert dburl.parse("mysql://app:p@ss@db/app").password == "p@ss"
+    url = dburl.parse("mysql://app:pw@db/app?init_command=SET%20@a=1")
+    assert url.host == "db" and url.query == {"init_command": "SET @a=1"}
+
+
+def test_an_encoded_password_read_from_a_url_file(tmp_path: Path, server: Any, admin: Any) -> None:
+    admin.execute("CREATE USER 'encoded'@'%%' IDENTIFIED BY %s", [PASSWORD])
+    try:
+        admin.execute(f"GRANT SELECT ON `{server.database}`.* TO 'encoded'@'%'")
+        url = tmp_path / "database-url"
+        url.write_text(
+            f"mysql://encoded:{quote(PASSWORD, safe='')}@{server.host}:{server.port}/"
+            f"{server.database}\n"
+        )
+        url.chmod(0o600)
+        result = run("connections", "--url-file", str(url), "--format", "json")
+        assert result.returncode == 0, result.stderr
+        assert json.loads(result.stdout)["databases"]["default"]["total"] == 1
+        assert PASSWORD not in result.stdout + result.stderr
+    finally:
+        admin.execute("DROP USER 'encoded'@'%'")
+
+
+def test_an_empty_url_file_is_a_usage_error(tmp_path: Path) -> None:
+    empty = tmp_path / "url"
+    empty.write_text("\n")
+    result = run("check", "--url-file", str(empty), env={"DATABASE_URL": ""})
+    assert result.returncode == 2
+    assert f"--url-file {empty} is empty: write the URL on its first line" in result.stderr
 
 
 def test_parse_keeps_the_password_out_of_sight() -> None:

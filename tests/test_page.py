@@ -256,6 +256,37 @@ def test_with_room_the_page_offers_to_free_idle_connections(token: str) -> None:
 
 
 @mysql
+def test_at_a_full_cap_idle_is_in_seconds_and_the_registrys_limits_one_sentence(
+    token: str, holders: Holders
+) -> None:
+    client = signed_in_client()
+    started = time.time()
+    for name in ("worker-a", "worker-b", "worker-c"):
+        holders.named(name)
+    time.sleep(1.2)
+    html = text(client.get(PAGE))
+    rows = re.findall(r'<tr class="connection" data-id="\d+">(.*?)</tr>', html)
+    assert len(rows) == 3
+    for row in rows:
+        idle = re.findall(r"<td>(.*?)</td>", row)[5]
+        shown = re.fullmatch(
+            r'<span title="since its last use, as the registry says">(\d+) s</span>', idle
+        )
+        assert shown is not None, idle
+        assert 1 <= int(shown[1]) <= time.time() - started + 1
+    (sentence,) = re.findall(r'<p class="muted" id="cannot-know-default">(.*?)</p>', html)
+    link = (
+        "https://github.com/pa-dbhealth/pa-dbhealth/blob/main/docs/holders.md#what-it-cannot-know"
+    )
+    assert f'(<a href="{link}">what the registry cannot know</a>).' in sentence
+    assert sentence.startswith("It also misses connections a request opened in its last 5 s")
+    assert re.sub(r"<a .*?</a>", "", sentence).count(".") == 1  # one sentence
+    assert "What the registry cannot know:" not in html
+    docs = Path(__file__).resolve().parent.parent / "docs" / "holders.md"
+    assert "\n### What it cannot know\n" in docs.read_text()  # the link's anchor
+
+
+@mysql
 def test_at_a_full_cap_a_staff_user_falls_back_to_the_token_form(
     token: str, holders: Holders
 ) -> None:

@@ -74,6 +74,32 @@ def test_the_django_quick_start(tmp_path: Path, server: Any) -> None:
     assert json.loads(out) == [200, {"status": "ok"}, "pa_dbhealth.backends.mysql"]
 
 
+def test_the_django_quick_start_on_startprojects_sqlite_settings(tmp_path: Path) -> None:
+    """Pasted into a fresh project whose DATABASES still name SQLite's file: one finding that
+    names the keys to set, from dbcheck and from the system checks, and no traceback."""
+    _, wiring, _ = quick_start("Django")
+    settings_lines, _ = wiring.split("# urls.py\n")
+    assert all(f"{key}=" in settings_lines for key in ("NAME", "USER", "PASSWORD", "HOST"))
+    run([sys.executable, "-m", "django", "startproject", "mysite", str(tmp_path)], env=clean_env())
+    settings = tmp_path / "mysite" / "settings.py"
+    settings.write_text(settings.read_text() + settings_lines)
+    env = clean_env(PA_DBHEALTH_REGISTRY_DIR=str(tmp_path / "registry"))
+    fix = "Set DATABASES['default']['NAME'], ['USER'], ['PASSWORD'] and ['HOST'] to your MySQL"
+    path = repr(str(tmp_path / "db.sqlite3"))
+
+    out, err, code = run([sys.executable, "manage.py", "dbcheck"], env=env, cwd=tmp_path)
+    assert code == 1 and "Traceback" not in out + err, out + err
+    (finding,) = [line for line in out.splitlines() if "pa_dbhealth." in line]
+    assert finding.strip().startswith("ERROR   pa_dbhealth.E025: DATABASES['default'] has the")
+    assert f"NAME is the file path {path}, as SQLite uses" in finding
+    assert f"fix: {fix}" in out
+
+    out, err, code = run([sys.executable, "manage.py", "check"], env=env, cwd=tmp_path)
+    assert code == 1 and "Traceback" not in out + err, out + err
+    assert "(pa_dbhealth.E025)" in err and f"HINT: {fix}" in err
+    assert "System check identified 1 issue" in err
+
+
 @pytest.mark.matrix_once
 def test_the_flask_quick_start(tmp_path: Path, server: Any) -> None:
     pytest.importorskip("flask_sqlalchemy")

@@ -321,3 +321,16 @@ def test_a_frozen_server_answers_nothing_until_it_is_thawed(
     cursor.execute("SELECT 1")
     assert cursor.fetchone() == (1,)
     again.close()
+
+
+def test_the_default_folder_without_user_is_the_documented_one() -> None:
+    env = {k: v for k, v in os.environ.items() if k not in ("USER", "TMPDIR", "TEMP", "TMP")}
+    env["COLUMNS"] = "200"
+    out, err, code = run_process([sys.executable, "-m", "pa_dbhealth.sandbox", "--help"], env=env)
+    assert code == 0, err
+    folder = f"/tmp/pa_dbhealth-sandbox-{os.getuid()}"
+    assert f"(default: {folder})" in out
+    docs = (Path(__file__).resolve().parent.parent / "docs" / "sandbox.md").read_text()
+    documented = " ".join(docs.split())  # the doc's lines joined
+    assert "Where `$USER` is unset (cron, systemd, a container) the numeric user id" in documented
+    assert "`/tmp/pa_dbhealth-sandbox-0` for root" in documented

@@ -54,6 +54,9 @@ _PG_CONNECT_WORDS = (
     ("too many clients already", Kind.TOO_MANY),  # max_connections
     ("connection slots are reserved", Kind.TOO_MANY),  # all but the superusers' slots
 )
+# A lost connection in the words people search for: MariaDB's client library says "Server has
+# gone away" and "Lost connection to server"; MySQL's, PyMySQL and the host's docs say these.
+_SEARCHED_FOR = {2006: "MySQL server has gone away", 2013: "Lost connection to MySQL server"}
 _RESOURCE = re.compile(r"'(max_\w+)' resource", re.IGNORECASE)
 
 
@@ -66,8 +69,14 @@ class Classified:
 
     @property
     def short(self) -> str:
-        """``(1226) User 'app' has exceeded ...``: the code and the driver's message."""
-        return f"({self.code}) {self.message}" if self.code is not None else self.message
+        """``(1226) User 'app' has exceeded ...``: the code and the driver's message, and for a
+        lost connection the words people search for, once."""
+        if self.code is None:
+            return self.message
+        phrase = _SEARCHED_FOR.get(self.code) if isinstance(self.code, int) else None
+        if phrase is None or phrase.lower() in self.message.lower():
+            return f"({self.code}) {self.message}"
+        return f'({self.code}) {self.message} ("{phrase}")'
 
 
 def _unwrap(exc: BaseException) -> BaseException:

@@ -46,7 +46,7 @@ class Finding:
 
 # The errors users meet, in each vendor's words (no MySQL error for a PostgreSQL server).
 _LOST = {
-    "mysql": "(2006, 'Server has gone away')",
+    "mysql": "(2006, 'MySQL server has gone away')",
     "postgresql": "'terminating connection due to idle-session timeout'",
 }
 _CAP = {
@@ -280,5 +280,24 @@ def kept_under_asgi(setting: str, value: str, evidence: str, fix: str) -> Findin
         "ends with it, so a kept connection is never used again. It holds one of the "
         "account's connections until the garbage collector frees it, and a capped account "
         "soon refuses new ones (Django ticket #33497).",
+        fix,
+    )
+
+
+def half_switched(subject: str, fix: str) -> Finding:
+    return Finding(
+        "pa_dbhealth.E025",
+        Level.ERROR,
+        f"{subject}: the entry is half switched to MySQL, and no connection can be opened with it.",
+        fix,
+    )
+
+
+def connects_locally(subject: str, defaults: str, fix: str) -> Finding:
+    return Finding(
+        "pa_dbhealth.W026",
+        Level.WARNING,
+        f"{subject}: the MySQL client then uses {defaults}, which only suits a server on this "
+        "machine.",
         fix,
     )

@@ -18,16 +18,15 @@ from html import escape
 from pa_dbhealth.core.health import Status
 from pa_dbhealth.core.page import REGISTRY, SERVER, Database, Page, Row
 from pa_dbhealth.core.page_kill import DEFAULT_MIN_IDLE
-from pa_dbhealth.core.render_holders import (
-    CANNOT_KNOW,
-    UNTRACKED,
-    WAY_OUT,
-    describe,
-    short_program,
-    when,
-)
+from pa_dbhealth.core.registry import PUBLISH_AFTER
+from pa_dbhealth.core.render_holders import UNTRACKED, WAY_OUT, describe, short_program, when
 
 REFRESH = 5
+CANNOT_KNOW = (  # below the registry's rows, whose heading says it sees only processes with it
+    f"It also misses connections a request opened in its last {PUBLISH_AFTER:g} s, and an "
+    'entry can be a few seconds old (<a href="https://github.com/pa-dbhealth/pa-dbhealth/blob/'
+    'main/docs/holders.md#what-it-cannot-know">what the registry cannot know</a>).'
+)
 Csrf = tuple[str, str]
 STYLE = """
 body{font:15px/1.4 system-ui,sans-serif;margin:1.5em auto;max-width:90em;padding:0 1em;color:#222}
@@ -149,7 +148,10 @@ def idle(row: Row) -> str:
         return f"{row.seconds} s" if row.idle else f"{escape(row.command)} {row.seconds} s"
     holder = row.holder or {}
     last = holder.get("last_used") or holder.get("opened_at")
-    return f"last used {when(last)}" if last else "?"
+    if not last:
+        return "?"
+    seconds = max(round(time.time() - last), 0)
+    return f'<span title="since its last use, as the registry says">{seconds} s</span>'
 
 
 def _row(row: Row) -> str:
@@ -236,7 +238,7 @@ def _database(db: Database, url: str, csrf: Csrf) -> str:
         parts.append(f'<p class="warning">{escape(db.registry_problem)}</p>')
     parts.append(_table(db.rows))
     if db.source == REGISTRY:
-        parts.append(f'<p class="muted">{escape(CANNOT_KNOW)}</p>')
+        parts.append(f'<p class="muted" id="cannot-know-{name}">{CANNOT_KNOW}</p>')
     parts += _findings(db)
     if db.source == SERVER:  # freeing needs a connection to look and kill with
         parts.append(_kill_form(db.name, url, csrf))

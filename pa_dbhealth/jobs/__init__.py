@@ -3,8 +3,8 @@
 A worker runs one job after another in a long-lived thread and may then wait minutes or
 hours for the next. Its connections age between jobs as a web worker's do between
 requests, but none of Django's request-time rules reach it: the first job after a quiet
-spell meets a connection the server has dropped, ``(2006, 'Server has gone away')`` (4031
-on MySQL 8). :func:`before_job` and :func:`after_job` apply :mod:`pa_dbhealth.hygiene`'s
+spell meets a connection the server has dropped, ``(2006, 'MySQL server has gone away')``
+(4031 on MySQL 8). :func:`before_job` and :func:`after_job` apply :mod:`pa_dbhealth.hygiene`'s
 rule to the worker thread's connections (dead, obsolete, broken or idle past the server's
 timeout; never inside an atomic block, never with a cursor open), so connections are kept
 between jobs as ``CONN_MAX_AGE`` says, as between requests, and never reused dead.

@@ -17,7 +17,7 @@ class LongRunningCommand(BaseCommand):
     ``fresh_connections``, with ``self.keep_fresh(items)`` for its loops.
 
     Outside the request cycle nothing closes old connections, so a command that pauses
-    longer than the server's idle timeout meets ``(2006, 'Server has gone away')``; a
+    longer than the server's idle timeout meets ``(2006, 'MySQL server has gone away')``; a
     subclass of this one does not, as long as its pauses fall between loop items.
     """
 

@@ -26,7 +26,12 @@ class Command(BaseCommand):
             choices=tuple(connections),
             help="Audit only this alias (default: every alias).",
         )
-        parser.add_argument("--format", choices=("text", "json"), default="text")
+        parser.add_argument(
+            "--format",
+            choices=("text", "json"),
+            default="text",
+            help="text for people (default), json for scripts.",
+        )
         parser.add_argument(
             "--fail-level",
             choices=tuple(commands.LEVELS),
