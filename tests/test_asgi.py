@@ -89,13 +89,7 @@ class Uvicorn:
     def get(self, path: str) -> tuple[int, bytes]:
         if self.uds is not None:
             return unixhttp.get(self.uds, path)
-        conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=30)
-        try:
-            conn.request("GET", path)
-            response = conn.getresponse()
-            return response.status, response.read()
-        finally:
-            conn.close()
+        return unixhttp.answer(http.client.HTTPConnection("127.0.0.1", self.port, timeout=30), path)
 
     def output(self) -> str:
         return self.log.read_text(errors="replace")

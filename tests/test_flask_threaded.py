@@ -20,6 +20,7 @@ import pytest
 import traffic_run
 import unixhttp
 from conftest import account_ids_once, sqlalchemy_url
+from holder_project import stop
 
 from pa_dbhealth import sandbox
 
@@ -97,12 +98,7 @@ class ThreadedFlask:
         return self.log.read_text(errors="replace")
 
     def stop(self) -> None:
-        self.process.terminate()
-        try:
-            self.process.wait(10)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait()
+        stop(self.process)
 
 
 @pytest.fixture

@@ -23,7 +23,11 @@ class UnixHTTPConnection(http.client.HTTPConnection):
 
 def get(path: Path, url: str) -> tuple[int, bytes]:
     """``GET url`` from the server listening on the socket at ``path``."""
-    conn = UnixHTTPConnection(path)
+    return answer(UnixHTTPConnection(path), url)
+
+
+def answer(conn: http.client.HTTPConnection, url: str) -> tuple[int, bytes]:
+    """``GET url`` on ``conn`` (then closed): the status and the body."""
     try:
         conn.request("GET", url)
         response = conn.getresponse()
