@@ -9,6 +9,8 @@ with no query sent.
 
 from __future__ import annotations
 
+import re
+
 import django
 from django.db import NotSupportedError, connections
 
@@ -17,6 +19,16 @@ from pa_dbhealth.core.findings import Finding
 from pa_dbhealth.core.look import connect_timeout_options
 
 RELEASE = (django.VERSION[0], django.VERSION[1])
+
+
+# Django's words when it refuses the server's version (BaseDatabaseWrapper, 4.2 to 6.1).
+REFUSAL = re.compile(r"\bor later is required \(found [\d.]+\)")
+
+
+def refused_in(detail: str | None) -> bool:
+    """Whether a failure's text (``DatabaseHealth.detail``) is Django refusing the server's
+    version: the page's audit then asks again, to say which version and what to do."""
+    return bool(detail and REFUSAL.search(detail))
 
 
 class Refused(Exception):

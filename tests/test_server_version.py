@@ -4,6 +4,7 @@ says it is older than it is (the proxy rewrites its version, greeting and VERSIO
 from __future__ import annotations
 
 import datetime
+import itertools
 import json
 from typing import Any
 
@@ -16,6 +17,7 @@ from pa_dbhealth.core.server_support import MINIMUMS, dotted, version_findings
 from pa_dbhealth.server_version import RELEASE
 
 DEC_2026 = datetime.date(2026, 12, 7)
+ALIASES = itertools.count()  # Django checks an alias's server version once per process
 
 
 @pytest.mark.parametrize("mariadb", [True, False])
@@ -63,12 +65,11 @@ def _older_than(version: tuple[int, ...]) -> str:
 def old_server(proxy: Proxy, temporary_alias: AddAlias, server: Any, unblocked_db: None) -> Any:
     """``old_server(version)``: a new alias on the suite's server, which says it runs
     ``version``; returns the alias and the version string clients see."""
-    count = iter(range(100))
 
     def make(version: str) -> tuple[str, str]:
         seen = proxy.pretend_version(version)
         # Django checks an alias's version once per process: a new alias each time.
-        alias = f"old{next(count)}"
+        alias = f"old{next(ALIASES)}"
         temporary_alias(alias, settings_through(proxy, server.database_settings()))
         return alias, seen
 
@@ -124,3 +125,20 @@ def test_python_m_check_judges_by_the_installed_django(
     listed = json.loads(capsys.readouterr().out)["databases"]["default"]["findings"]
     assert [f["id"] for f in listed if f["level"] == "error"] == ["pa_dbhealth.E031"]
     assert seen in listed[0]["message"]
+
+
+@pytest.mark.urls("test_page")
+@pytest.mark.usefixtures("unblocked_db")
+def test_the_page_says_why_django_refuses_the_server(
+    settings: Any, tmp_path: Any, proxy: Proxy, temporary_alias: AddAlias, server: Any
+) -> None:
+    from django.db.backends.base import base as django_base
+    from test_page import TOKEN, signed_in_client, text
+
+    settings.PA_DBHEALTH = {"HEALTH_TOKEN": TOKEN, "REGISTRY_DIR": str(tmp_path / "holders")}
+    seen = proxy.pretend_version(_older_than(MINIMUMS[RELEASE]["MariaDB"]))
+    temporary_alias("own", settings_through(proxy, server.database_settings()))  # /own/page/
+    django_base.RAN_DB_VERSION_CHECK.discard("own")  # an earlier test's "own" passed it
+    html = text(signed_in_client("/own/page/").get("/own/page/"))
+    assert "pa_dbhealth.E031" in html
+    assert f"is MariaDB {seen}, but Django {RELEASE[0]}.{RELEASE[1]} requires" in html
