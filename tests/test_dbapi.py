@@ -12,6 +12,7 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
+from clock import Clock
 from conftest import account_connection_ids, account_ids_once
 from proxy import Proxy
 
@@ -108,6 +109,29 @@ def test_an_idle_kill_inside_a_transaction_is_an_error_not_a_half_commit(
         cursor.execute("INSERT INTO dbapi_writes (v) VALUES (3)")  # a new transaction
         conn.commit()
     assert table() == 1
+
+
+def test_a_connection_idle_past_the_timeout_is_replaced_only_outside_a_transaction(
+    server: Any, admin: Any, clock: Clock, table: Callable[[], int]
+) -> None:
+    """The server's own timeout (300 s) has not dropped it, but it is stale by the rule
+    (idle longer than 300 - 20 s): replaced before the next statement, except inside a
+    transaction, where it is used as it is."""
+    with dbapi.connect(**params(server)) as conn:
+        cursor = conn.cursor()
+        first = connection_id(conn)
+        conn.commit()
+        clock.advance(281)
+        second = connection_id(conn)
+        assert second != first
+        account_ids_once(admin, lambda ids: first not in ids)
+        assert account_connection_ids(admin) == [second]
+        cursor.execute("INSERT INTO dbapi_writes (v) VALUES (1)")  # a transaction opens
+        clock.advance(281)
+        cursor.execute("INSERT INTO dbapi_writes (v) VALUES (2)")  # the same connection
+        assert connection_id(conn) == second
+        conn.commit()
+    assert table() == 2
 
 
 @pytest.mark.parametrize("driver", DRIVERS)
