@@ -22,6 +22,7 @@ from pa_dbhealth.core import registry
 from pa_dbhealth.core.errors import Kind, classify
 from pa_dbhealth.dbapi import opening
 
+pytestmark = pytest.mark.matrix_once  # no Django in it
 DRIVERS = ["mysqlclient", "pymysql"]
 
 
