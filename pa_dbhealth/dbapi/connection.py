@@ -62,12 +62,15 @@ class Connection:
 
     def commit(self) -> None:
         self._refuse_lost()
-        self._raw.commit()
+        if self._raw is not None:  # None: dropped since, nothing ran on a new one yet
+            self._raw.commit()
         self._dirty = False
 
     def rollback(self) -> None:
         """Roll back; after :class:`TransactionLost`, forget the lost connection instead."""
         self._dirty = False
+        if self._raw is None:
+            return
         if self._lost is not None or self._broken or liveness.is_dead(self._raw) is True:
             self._lost = None
             self._drop()  # the server rolled back already; the next statement reconnects
