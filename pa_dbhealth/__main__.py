@@ -23,6 +23,7 @@ from pa_dbhealth.core import account_holders, commands, connections, registry
 from pa_dbhealth.core.audit import Audit, Terms, budget, judge_limits, server_findings
 from pa_dbhealth.core.options import Options
 from pa_dbhealth.core.server_look import ask_server
+from pa_dbhealth.core.server_support import installed_django_findings
 from pa_dbhealth.core.workers import Workers
 
 NAME = "default"  # what the output calls the one database
@@ -87,6 +88,7 @@ def check(url: dburl.DatabaseURL, args: argparse.Namespace) -> Audit:
     )
     if facts is not None and snapshot is not None:
         report.findings += server_findings(who, facts, snapshot, limits.timeout, TERMS, "")
+        report.findings += installed_django_findings(who, url.vendor, facts.version)
     return report
 
 

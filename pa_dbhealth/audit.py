@@ -8,13 +8,14 @@ pools). The ``dbcheck`` command and the database-tagged system checks both call 
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import replace
-from typing import Any
+from typing import Any, TypeVar
 
 from django.conf import settings
-from django.db import DatabaseError, connections
+from django.db import DatabaseError, NotSupportedError, connections
 
-from pa_dbhealth import conf
+from pa_dbhealth import conf, server_version
 from pa_dbhealth.core import findings, vendors
 from pa_dbhealth.core.audit import Audit, Terms, budget, judge_limits, server_findings
 from pa_dbhealth.core.errors import server_address
@@ -22,7 +23,7 @@ from pa_dbhealth.core.findings import Finding, Level
 from pa_dbhealth.core.server_look import Asked, ask_server
 from pa_dbhealth.core.workers import concurrent_workers
 from pa_dbhealth.half_switched import half_switched
-from pa_dbhealth.look import look
+from pa_dbhealth.look import Question, look
 
 __all__ = ["MIDDLEWARE_PATH", "Audit", "audit_alias", "site_findings"]
 
@@ -35,6 +36,7 @@ TERMS = Terms(
     database_name="NAME in DATABASES",
 )
 RETRYING_ENGINE = "pa_dbhealth.backends.mysql"
+T = TypeVar("T")
 
 # django-db-connection-pool's defaults (dj_db_conn_pool.core.PoolContainer.pool_default_params)
 DJ_DB_CONN_POOL_DEFAULTS = {"POOL_SIZE": 10, "MAX_OVERFLOW": 10, "RECYCLE": 15 * 60}
@@ -136,6 +138,19 @@ def _settings_findings(
     return found
 
 
+def _asking(alias: str) -> Callable[[Question[T]], T]:
+    """The audit's look at ``alias``, raising ``server_version.Refused`` when Django refuses
+    the server (its version) instead of a database error the audit would misread."""
+
+    def ask(question: Question[T]) -> T:
+        try:
+            return look(alias, question)
+        except NotSupportedError as exc:
+            raise server_version.Refused(exc) from exc
+
+    return ask
+
+
 def audit_alias(alias: str, *, offline: bool = False) -> Audit:
     """Audit one alias; with ``offline`` nothing connects and PA_DBHEALTH's figures are used."""
     connection = connections[alias]
@@ -157,12 +172,17 @@ def audit_alias(alias: str, *, offline: bool = False) -> Audit:
     asked = Asked(None, None, "--offline")
     if not offline:
         address = server_address(db.get("HOST"), db.get("PORT"))
-        found = ask_server(
-            report, who, address, TERMS, lambda ask: look(alias, ask), (DatabaseError,)
-        )
+        try:
+            found = ask_server(report, who, address, TERMS, _asking(alias), (DatabaseError,))
+        except server_version.Refused as exc:  # a Django too new for the server
+            seconds = conf.get_settings().HEALTH_CONNECT_TIMEOUT
+            report.findings.extend(server_version.refused_findings(alias, who, exc, seconds))
+            return report
         if found is None:
             return report  # what the settings would mean for a server not seen can wait
         asked = found
+        if asked.facts is not None and vendor == "mysql":
+            report.findings.extend(server_version.version_findings(who, asked.facts.version))
     facts, snapshot, reason = asked.facts, asked.snapshot, asked.reason
 
     options = conf.get_settings()

@@ -26,7 +26,7 @@ from django.views.decorators.cache import never_cache
 from django.views.decorators.csrf import csrf_protect
 from django.views.decorators.http import require_http_methods
 
-from pa_dbhealth import audit, conf, holders, views
+from pa_dbhealth import audit, conf, holders, server_version, views
 from pa_dbhealth.core import account_holders, page_access, page_flow
 from pa_dbhealth.core.findings import Finding
 from pa_dbhealth.core.health import DatabaseHealth, Report
@@ -68,6 +68,7 @@ class DjangoSite:
         return connections[name].connection is not None
 
     def findings(self, result: DatabaseHealth, ask: bool) -> list[Finding]:
+        ask = ask or server_version.refused_in(result.detail)  # E031 needs the version
         found = audit.audit_alias(result.alias, offline=not ask).findings
         return [*audit.site_findings(), *found]
 

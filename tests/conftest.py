@@ -174,6 +174,23 @@ def admin(server: sandbox.SandboxInfo) -> Iterator[Any]:
 
 
 @pytest.fixture
+def admin_factory(server: sandbox.SandboxInfo) -> Iterator[Callable[[], Any]]:
+    """``admin_factory()``: another raw admin cursor (for a thread of its own); all are
+    closed after the test."""
+    opened: list[Any] = []
+
+    def open_() -> Any:
+        conn = server.connect(admin=True)
+        conn.autocommit(True)
+        opened.append(conn)
+        return conn.cursor()
+
+    yield open_
+    for conn in opened:
+        conn.close()
+
+
+@pytest.fixture
 def raw_connections(server: sandbox.SandboxInfo) -> Iterator[Callable[[int], list[Any]]]:
     """Open N raw connections of the capped account; all are closed after the test."""
     opened: list[Any] = []

@@ -5,6 +5,8 @@
         proxy.stall(after_handshake=True)  # new links log in, then go silent
         proxy.delay(0.2)                   # every byte arrives 200 ms late
         proxy.cut()                        # every open link is reset (RST)
+        proxy.pretend_version("10.4.34-MariaDB")  # the server says it is this old
+
 
 One thread moves the bytes of every link with ``selectors``. The controls act on the links
 open at the time and on the ones accepted later, and return once the I/O thread has applied
@@ -13,6 +15,10 @@ them. A stalled link keeps both of its sockets open and swallows whatever either
 client went quiet. ``after_handshake`` understands MySQL's framing (unencrypted, as the
 sandbox serves it): a link passes the greeting and the login, and stalls at the client's first
 command (the first packet with sequence number 0).
+
+``pretend_version`` rewrites what the server sends: its version string, in the greeting
+and in ``SELECT VERSION()``'s answer alike, is replaced by one of the same length (padded),
+so every length in MySQL's framing still holds.
 """
 
 from __future__ import annotations
@@ -89,6 +95,7 @@ class Proxy:
         self._links: list[_Link] = []
         self._mode = "forward"  # or "stall", or "handshake": what a new link does
         self._delay = 0.0
+        self._rewrite: tuple[bytes, bytes] | None = None  # server's bytes -> what clients see
         self._orders: deque[tuple[Callable[[], None], threading.Event]] = deque()
         self._lock = threading.Lock()
         self._running = True
@@ -111,6 +118,27 @@ class Proxy:
     def delay(self, seconds: float) -> None:
         """Every byte received from now on is passed on ``seconds`` later (0: at once)."""
         self._order(lambda: setattr(self, "_delay", float(seconds)))
+
+    def pretend_version(self, version: str, real: str | None = None) -> str:
+        """From now on the server's version string ``real`` (default: asked of the server
+        through the proxy) reaches clients as ``version``, padded with ``-x...`` to the same
+        length. Returns what clients see."""
+        if real is None:
+            real = self._real_version()
+        fake = version if len(version) >= len(real) else f"{version}-".ljust(len(real), "x")
+        if len(fake) != len(real):
+            raise ValueError(f"{version!r} is longer than the server's {real!r}")
+        rewrite = (real.encode(), fake.encode())
+        self._order(lambda: setattr(self, "_rewrite", rewrite))
+        return fake
+
+    def _real_version(self) -> str:
+        with socket.create_connection(self.target, timeout=5) as sock:
+            header = sock.recv(4)
+            payload = b""
+            while len(payload) < int.from_bytes(header[:3], "little"):
+                payload += sock.recv(CHUNK)
+        return payload[1:].split(b"\0", 1)[0].decode().removeprefix("5.5.5-")
 
     def heal(self) -> None:
         """New links forward normally again, without delay (stalled links stay silent)."""
@@ -233,6 +261,8 @@ class Proxy:
                 self._send(link)
                 self._stall(link)
                 return
+        if side is link.server and self._rewrite is not None:
+            data = data.replace(*self._rewrite)
         self._queue(link.other(side), data)
 
     def _queue(self, side: _Side, data: bytes) -> None:

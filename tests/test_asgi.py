@@ -6,20 +6,21 @@ from __future__ import annotations
 import http.client
 import json
 import os
-import re
+import shutil
 import subprocess
 import sys
-import threading
+import tempfile
 import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import pytest
+import traffic_run
+import unixhttp
 from asgiref.sync import async_to_sync
-from conftest import account_connection_ids, account_ids_once, run_command
+from conftest import account_ids_once, run_command
 from django.conf import settings
 from django.core.checks import WARNING, CheckMessage
 from django.core.checks.registry import registry
@@ -38,15 +39,23 @@ class Uvicorn:
     """uvicorn serving ``asgisite`` in a process of its own on a free loopback port."""
 
     def __init__(
-        self, server: sandbox.SandboxInfo, tmp_path: Path, *, middleware: bool, gc: bool = True
+        self,
+        server: sandbox.SandboxInfo,
+        tmp_path: Path,
+        *,
+        middleware: bool,
+        gc: bool = True,
+        uds: Path | None = None,
+        engine: str = "django.db.backends.mysql",
     ) -> None:
         self.port = sandbox.free_port()
+        self.uds = uds
         self.log = tmp_path / "uvicorn.log"
         env = {
             **os.environ,
             "PYTHONPATH": os.pathsep.join(filter(None, [str(TESTS), os.environ.get("PYTHONPATH")])),
             "DJANGO_SETTINGS_MODULE": "asgisite.settings",
-            "ASGISITE_DATABASE": json.dumps(server.database_settings()),
+            "ASGISITE_DATABASE": json.dumps(server.database_settings(engine=engine)),
             "ASGISITE_MIDDLEWARE": "1" if middleware else "0",
             "ASGISITE_GC": "1" if gc else "0",
         }
@@ -55,10 +64,7 @@ class Uvicorn:
             "-m",
             "uvicorn",
             "asgisite.asgi:application",
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(self.port),
+            *(["--uds", str(uds)] if uds else ["--host", "127.0.0.1", "--port", str(self.port)]),
             "--no-access-log",
             "--log-level",
             "warning",
@@ -81,13 +87,9 @@ class Uvicorn:
         return True
 
     def get(self, path: str) -> tuple[int, bytes]:
-        conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=30)
-        try:
-            conn.request("GET", path)
-            response = conn.getresponse()
-            return response.status, response.read()
-        finally:
-            conn.close()
+        if self.uds is not None:
+            return unixhttp.get(self.uds, path)
+        return unixhttp.answer(http.client.HTTPConnection("127.0.0.1", self.port, timeout=30), path)
 
     def output(self) -> str:
         return self.log.read_text(errors="replace")
@@ -115,12 +117,12 @@ def plain_site(server: sandbox.SandboxInfo, admin: Any, tmp_path: Path) -> Itera
 
 
 def _serve(
-    server: sandbox.SandboxInfo, admin: Any, tmp_path: Path, *, middleware: bool, gc: bool = True
+    server: sandbox.SandboxInfo, admin: Any, tmp_path: Path, **options: Any
 ) -> Iterator[Uvicorn]:
     for connection in connections.all(initialized_only=True):
         connection.close()  # this process's own (a test database's): the count is uvicorn's
     assert account_ids_once(admin, lambda ids: not ids) == [], "connections are left over"
-    running = Uvicorn(server, tmp_path, middleware=middleware, gc=gc)
+    running = Uvicorn(server, tmp_path, **options)
     try:
         yield running
     finally:
@@ -128,88 +130,22 @@ def _serve(
     account_ids_once(admin, lambda ids: not ids)
 
 
-@dataclass
-class Traffic:
-    """What a run of requests saw: statuses, cap errors in the server's log, the most
-    connections the account held at once and after each round with no request in flight."""
-
-    statuses: dict[int, int] = field(default_factory=dict)
-    most_held: int = 0
-    most_in_flight: int = 0
-    left_after_rounds: list[int] = field(default_factory=list)
-    cap_errors: int = 0
-
-    @property
-    def requests(self) -> int:
-        return sum(self.statuses.values())
-
-
-# 200 requests: a round is one request or CONCURRENCY at once, over sync and async views,
-# a view without the database and a streaming body that queries.
-CAP_ERROR = re.compile(r"^django\.db\.utils\.OperationalError: \((?:1226|1040)\b", re.M)
+# 200 requests over sync and async views, a view without the database and a streaming body
+# that queries.
 PATHS = ["/select-one/", "/async-connection-id/", "/no-database/", "/streaming/"]
 
 
 def drive(
-    site: Uvicorn, admin_factory: Callable[[], Any], admin: Any, *, settle: float = 0.5
-) -> Traffic:
-    traffic = Traffic()
-    in_flight = 0
-    lock = threading.Lock()
-    done = threading.Event()
-
-    def sample() -> None:  # the account's connections, as often as the server answers
-        watcher = admin_factory()
-        while not done.is_set():
-            held = len(account_connection_ids(watcher))
-            with lock:
-                traffic.most_held = max(traffic.most_held, held)
-
-    def one(path: str) -> None:
-        nonlocal in_flight
-        with lock:
-            in_flight += 1
-            traffic.most_in_flight = max(traffic.most_in_flight, in_flight)
-        status, _ = site.get(path)
-        with lock:
-            in_flight -= 1
-            traffic.statuses[status] = traffic.statuses.get(status, 0) + 1
-
-    sampler = threading.Thread(target=sample)
-    sampler.start()
-    try:
-        with ThreadPoolExecutor(CONCURRENCY) as pool:
-            sent = 0
-            for round_ in range(100):
-                size = CONCURRENCY if round_ % 2 else 1
-                paths = [PATHS[(sent + i) % len(PATHS)] for i in range(size)]
-                list(pool.map(one, paths))
-                sent += size
-                # No request in flight: the account should hold nothing once closes land.
-                left = account_ids_once(admin, lambda ids: not ids, timeout=settle)
-                traffic.left_after_rounds.append(len(left))
-                if sent >= 200:
-                    break
-    finally:
-        done.set()
-        sampler.join()
-    traffic.cap_errors = len(CAP_ERROR.findall(site.output()))
-    return traffic
-
-
-@pytest.fixture
-def admin_factory(server: sandbox.SandboxInfo) -> Iterator[Callable[[], Any]]:
-    opened: list[Any] = []
-
-    def open_() -> Any:
-        conn = server.connect(admin=True)
-        conn.autocommit(True)
-        opened.append(conn)
-        return conn.cursor()
-
-    yield open_
-    for conn in opened:
-        conn.close()
+    site: Uvicorn,
+    admin_factory: Callable[[], Any],
+    admin: Any,
+    *,
+    settle: float = 0.5,
+    concurrency: int = CONCURRENCY,
+) -> traffic_run.Traffic:
+    return traffic_run.drive(
+        site, PATHS, admin_factory, admin, settle=settle, concurrency=concurrency
+    )
 
 
 def test_200_requests_under_uvicorn_leave_no_connection_behind(
@@ -222,6 +158,32 @@ def test_200_requests_under_uvicorn_leave_no_connection_behind(
     assert traffic.cap_errors == 0 and "1226" not in site.output()
     assert traffic.most_in_flight == CONCURRENCY
     assert traffic.most_held <= traffic.most_in_flight
+    assert set(traffic.left_after_rounds) == {0}
+
+
+@pytest.fixture
+def uds_site(server: sandbox.SandboxInfo, admin: Any, tmp_path: Path) -> Iterator[Uvicorn]:
+    """uvicorn as PythonAnywhere runs an ASGI site (``--uds ${DOMAIN_SOCKET}``), with the
+    middleware and the retrying backend."""
+    engine = "pa_dbhealth.backends.mysql"
+    short = Path(tempfile.mkdtemp(prefix="pa-uds-"))  # a socket's path has at most 107 bytes
+    try:
+        uds = short / "site.sock"
+        yield from _serve(server, admin, tmp_path, middleware=True, uds=uds, engine=engine)
+    finally:
+        shutil.rmtree(short, ignore_errors=True)
+
+
+def test_200_requests_4_at_a_time_on_a_unix_socket_leave_no_connection_behind(
+    uds_site: Uvicorn, admin: Any, admin_factory: Callable[[], Any]
+) -> None:
+    traffic = drive(uds_site, admin_factory, admin, concurrency=4)
+    print(f"uvicorn --uds, the middleware and the backend: {traffic}")
+    assert traffic.requests == 200
+    assert traffic.statuses == {200: 200}, uds_site.output()
+    assert traffic.cap_errors == 0 and "1226" not in uds_site.output()
+    assert traffic.most_in_flight == 4  # one more than the cap: it waits in the line
+    assert traffic.most_held <= 3
     assert set(traffic.left_after_rounds) == {0}
 
 

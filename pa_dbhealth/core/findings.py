@@ -301,3 +301,30 @@ def connects_locally(subject: str, defaults: str, fix: str) -> Finding:
         "machine.",
         fix,
     )
+
+
+# --- the server's version against the Django that talks to it ------------------------------
+
+
+def server_too_old(
+    who: str, django: str, flavour: str, version: str, minimum: str, fix: str
+) -> Finding:
+    return Finding(
+        "pa_dbhealth.E031",
+        Level.ERROR,
+        f"The server of {who} is {flavour} {version}, but {django} requires {flavour} "
+        f"{minimum} or later: every connection fails with NotSupportedError.",
+        fix,
+    )
+
+
+def server_too_old_next(
+    who: str, django: str, flavour: str, version: str, minimum: str, fix: str
+) -> Finding:
+    return Finding(
+        "pa_dbhealth.I033",
+        Level.INFO,
+        f"The server of {who} is {flavour} {version}; {django} will require {flavour} "
+        f"{minimum} or later and refuse to connect to it.",
+        fix,
+    )
