@@ -385,3 +385,13 @@ def test_the_demo_page(server: Any, admin: Any) -> None:
                 os.environ[key] = value
         sys.path.remove(str(ROOT))
     wait_until_settled(admin)
+
+
+def test_dbhealth_twice_on_one_app(make_app: Callable[..., Flask]) -> None:
+    app = make_app(FITTED)
+    extension = app.extensions["pa_dbhealth"]
+    extension.init_app(app)  # the same extension again: ignored
+    assert app.extensions["pa_dbhealth"] is extension
+    assert invoke(app, "dbcheck").exit_code in (0, 1)  # still one set of commands that work
+    with pytest.raises(RuntimeError, match="already set up on this app by another DbHealth"):
+        DbHealth(app, db=extension.db)

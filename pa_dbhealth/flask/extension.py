@@ -52,6 +52,16 @@ class DbHealth:
             self.init_app(app)
 
     def init_app(self, app: Flask) -> None:
+        """Set pa_dbhealth up on ``app``; once per app: a second call with this extension is
+        ignored, one with another ``DbHealth`` is an error."""
+        found = app.extensions.get("pa_dbhealth")
+        if found is self:
+            return
+        if found is not None:
+            raise RuntimeError(
+                "pa_dbhealth is already set up on this app by another DbHealth: create one "
+                "DbHealth per app (DbHealth(app, db=db), or DbHealth(db=db).init_app(app))."
+            )
         if self.db is not None and "sqlalchemy" not in app.extensions:
             raise RuntimeError(
                 "DbHealth(db=db) needs Flask-SQLAlchemy set up on this app first: call "
