@@ -44,6 +44,17 @@ DJ_DB_CONN_POOL_DEFAULTS = {"POOL_SIZE": 10, "MAX_OVERFLOW": 10, "RECYCLE": 15 *
 PSYCOPG_POOL_DEFAULTS = {"min_size": 4, "max_lifetime": 3600.0}
 
 
+def _waits_in_line(db: dict[str, Any], options: Any) -> bool:
+    """Connections held only while a request uses them, and a refused connect waits in the
+    account's line (the retrying backend, LINE, CONNECT_RETRY, CONN_MAX_AGE = 0)."""
+    return (
+        db.get("ENGINE") == RETRYING_ENGINE
+        and bool(options.LINE)
+        and options.CONNECT_RETRY > 0
+        and db.get("CONN_MAX_AGE", 0) == 0
+    )
+
+
 def site_findings() -> list[Finding]:
     """Findings about the site as a whole, not one alias."""
     if MIDDLEWARE_PATH not in getattr(settings, "MIDDLEWARE", []):
@@ -209,6 +220,7 @@ def audit_alias(alias: str, *, offline: bool = False) -> Audit:
             options.TASK_CONNECTIONS,
             vendor,
             terms,
+            waits=_waits_in_line(db, options),
         )
     )
     if facts is not None and snapshot is not None:

@@ -138,6 +138,18 @@ def test_connection_budget_against_the_real_cap(
 
 
 @mysql
+def test_the_retrying_backend_over_the_cap_queues_rather_than_fails(make_alias: Any) -> None:
+    alias = make_alias(ENGINE="pa_dbhealth.backends.mysql")
+    with override_settings(PA_DBHEALTH={"WORKERS": 6}):
+        out, _, _ = dbcheck("--database", alias)
+    assert "pa_dbhealth.W022" in out and "pa_dbhealth.E007" not in out
+    assert "waits in pa_dbhealth's line instead of failing" in out
+    with override_settings(PA_DBHEALTH={"WORKERS": 6, "LINE": False}):
+        out, _, _ = dbcheck("--database", alias)
+    assert "pa_dbhealth.E007" in out  # without the line, nothing makes it wait its turn
+
+
+@mysql
 def test_a_second_alias_on_the_same_account_counts_twice(make_alias: Any) -> None:
     make_alias(TEST={})  # not a test mirror: a real second alias
     with override_settings(PA_DBHEALTH={"WORKERS": 2}):

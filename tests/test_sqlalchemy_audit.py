@@ -178,6 +178,22 @@ def test_null_pool_is_judged_for_what_it_is(make_engine: Callable[..., Any]) -> 
     assert "poolclass=NullPool" in e007.hint and "install(engine)" in e007.hint
 
 
+def test_an_installed_null_pool_over_the_cap_queues_rather_than_fails(
+    make_engine: Callable[..., Any],
+) -> None:
+    """What engine_options() writes with install(): the excess waits in the line (W022)."""
+    engine = install(make_engine(poolclass=NullPool), {"CONNECT_RETRY": 5.0})
+    found = ids(engine, workers=8)
+    assert "pa_dbhealth.E007" not in found
+    w022 = finding(engine, "pa_dbhealth.W022", workers=8)
+    assert "can open 8 connections at once" in w022.message
+    assert "about 1.7 times as long as a request holds one" in w022.message
+    assert "run at most 3 concurrent web worker(s)" in w022.hint
+    # Without waiting (CONNECT_RETRY 0) the excess fails: E007 as before.
+    still = install(make_engine(poolclass=NullPool), {"CONNECT_RETRY": 0})
+    assert "pa_dbhealth.E007" in ids(still, workers=8, options={"CONNECT_RETRY": 0})
+
+
 @pytest.mark.parametrize("poolclass", [StaticPool, AssertionPool])
 def test_single_connection_pools(make_engine: Callable[..., Any], poolclass: Any) -> None:
     engine = make_engine(poolclass=poolclass)

@@ -122,11 +122,15 @@ def budget(
     tasks: int,
     vendor: str,
     terms: Terms,
+    *,
+    waits: bool = False,
 ) -> list[Finding]:
-    """E007/W008/I019: connections the site can open at once against the account's cap.
+    """E007/W008/W022/I019: connections the site can open at once against the account's cap.
 
     Each of ``workers`` may hold ``per_worker`` connections (``per_worker_text`` says why,
-    e.g. "2 alias(es)"); ``tasks`` more are held by scheduled and always-on tasks.
+    e.g. "2 alias(es)"); ``tasks`` more are held by scheduled and always-on tasks. ``waits``:
+    connections are held only while used and a refused connect waits in the line, so more
+    than the cap is queueing (W022), not failing (E007).
     """
     if cap is None:
         return []
@@ -141,8 +145,10 @@ def budget(
     if tasks:
         breakdown += f" + {tasks} task connection(s)"
     wait = f" {terms.wait_at_cap}" if terms.wait_at_cap else ""
+    allowed = max((cap - tasks) // per_worker, 0)
+    if need > cap and waits:
+        return [findings.budget_queues(who, need, breakdown, cap, queue_fix(allowed, terms))]
     if need > cap:
-        allowed = max((cap - tasks) // per_worker, 0)
         fix = (
             f"Run at most {allowed} concurrent web worker(s) (processes x threads), or fewer "
             f"connections per worker or {terms.option('TASK_CONNECTIONS')} on this account; set "
@@ -156,6 +162,16 @@ def budget(
         )
         return [findings.budget_at_cap(who, need, breakdown, cap, fix, vendor)]
     return []
+
+
+def queue_fix(allowed: int, terms: Terms) -> str:
+    """The fix of W022, in the face's words."""
+    return (
+        "Fine for bursts. For load that lasts, run at most "
+        f"{allowed} concurrent web worker(s) (processes x threads), or keep "
+        f"{terms.option('CONNECT_RETRY')} below your web server's request timeout so a "
+        "request that waits too long gets its 503 first."
+    )
 
 
 def server_findings(

@@ -139,6 +139,21 @@ def budget_over_cap(
     )
 
 
+def budget_queues(who: str, need: int, breakdown: str, cap: int, fix: str) -> Finding:
+    # The excess waits in line: with ``need`` requests each holding a connection for a
+    # while, ``cap`` are served at a time, so the queue's mean wait is (need - cap) / cap holds.
+    return Finding(
+        "pa_dbhealth.W022",
+        Level.WARNING,
+        f"The site can open {need} connections at once ({breakdown}) on the {cap} the "
+        f"account behind {who} may hold. They are held only while used and the excess waits "
+        f"in pa_dbhealth's line instead of failing: at full load a request waits for its "
+        f"connection about {(need - cap) / cap:.1f} times as long as a request holds one, and "
+        "gets a 503 only past CONNECT_RETRY.",
+        fix,
+    )
+
+
 def budget_at_cap(who: str, need: int, breakdown: str, cap: int, fix: str, vendor: str) -> Finding:
     return Finding(
         "pa_dbhealth.W008",

@@ -19,7 +19,7 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.pool import NullPool
 
 from pa_dbhealth.core import findings, vendors
-from pa_dbhealth.core.audit import Audit, Limits, judge_limits, server_findings
+from pa_dbhealth.core.audit import Audit, Limits, judge_limits, queue_fix, server_findings
 from pa_dbhealth.core.errors import server_address
 from pa_dbhealth.core.findings import Finding
 from pa_dbhealth.core.options import Options, effective
@@ -94,8 +94,9 @@ def report(
     )
     is_installed = installed(engine) is not None
     result.findings += _pool_findings(who, pool, limits, vendor, wording, fitting, is_installed)
+    queues = bool(opts.LINE) and opts.CONNECT_RETRY > 0
     result.findings += _budget(
-        who, cap, pool, how, opts.TASK_CONNECTIONS, vendor, wording, fitting, is_installed
+        who, cap, pool, how, opts.TASK_CONNECTIONS, vendor, wording, fitting, is_installed, queues
     )
     if facts is not None and snapshot is not None:
         kill_flag = f"--bind {wording.bind} " if wording.bind is not None else ""
@@ -169,8 +170,10 @@ def _budget(
     wording: Wording,
     fitting: dict[str, Any],
     is_installed: bool,
+    queues: bool = False,
 ) -> list[Finding]:
-    """E007/W008/I019: the connections every process's pool may open against the cap."""
+    """E007/W008/W022/I019: the connections every process's pool may open against the cap
+    (``queues``: a refused connect waits in the account's line, LINE and CONNECT_RETRY)."""
     if cap is None:
         return []
     terms = wording.terms
@@ -204,6 +207,10 @@ def _budget(
             f"Set {wording.write(fitting)}: {how.processes} process(es) x {fit} connection(s) "
             f"stay within the cap of {cap}.{wait}"
         )
+    waits = is_installed and pool.kind == "NullPool" and queues
+    if need > cap and waits:
+        allowed = max(cap - tasks, 0) // max(how.threads or 1, 1)
+        return [findings.budget_queues(who, need, breakdown, cap, queue_fix(allowed, terms))]
     if need > cap:
         return [findings.budget_over_cap(who, need, breakdown, cap, fix, vendor)]
     if need == cap:
