@@ -10,8 +10,11 @@ uncapped admin connection samples the account's connections every few millisecon
 configurations run again with one of the account's connections held by another process
 all along. Then it measures pa_dbhealth's cost on a view without database use: HTTP
 throughput beside its noise floor, and instructions per request where valgrind is
-installed. Each row is judged against the targets of issue #14. Everything it starts is
-stopped on the way out, also on Ctrl-C. The parts are in ``bench/loadbench/``.
+installed. Each row is judged against the targets of issue #14. Last, the outsiders row
+(issue #20): the whole cap held by plain MySQLdb connections of another process while 1, 4
+and 8 clients wait, counting the connects the server refuses (``--only outsiders`` runs it
+alone). Everything it starts is stopped on the way out, also on Ctrl-C. The parts are in
+``bench/loadbench/``.
 """
 
 from __future__ import annotations
@@ -26,11 +29,13 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from loadbench import configs, machine, overhead, report
+from loadbench.outsiders import OutsiderResult, run_outsiders
 from loadbench.scenarios import LIMIT, Result, run_config
 
 from pa_dbhealth import sandbox
 
 ALL_CLIENTS = [8, 16, 32]
+OUTSIDERS = "outsiders"
 
 
 def client_counts(text: str) -> list[int]:
@@ -41,6 +46,18 @@ def client_counts(text: str) -> list[int]:
     if not counts or min(counts) < 1:
         raise argparse.ArgumentTypeError(f"--clients: not a list of counts: {text!r}")
     return counts
+
+
+def part(text: str) -> int | str:
+    """A part of the run for ``--only``: a configuration's number, or ``outsiders``."""
+    if text == OUTSIDERS:
+        return text
+    if text.isdigit() and int(text) < len(configs.CONFIGS):
+        return int(text)
+    raise argparse.ArgumentTypeError(
+        f"--only: {text!r} is neither {OUTSIDERS} nor a configuration number from 0 to "
+        f"{len(configs.CONFIGS) - 1}"
+    )
 
 
 def parser() -> argparse.ArgumentParser:
@@ -65,14 +82,23 @@ def parser() -> argparse.ArgumentParser:
     )
     p.add_argument(
         "--only",
-        type=int,
+        type=part,
         nargs="+",
-        choices=range(len(configs.CONFIGS)),
+        metavar="N|outsiders",
         help="configurations by number: "
         + ", ".join(f"{i} {c.name}" for i, c in enumerate(configs.CONFIGS))
-        + f" (default: {' '.join(map(str, configs.DEFAULT))})",
+        + f" (default: {' '.join(map(str, configs.DEFAULT))}); and/or {OUTSIDERS}: the "
+        "outsiders row (alone: nothing else, not even the no-database view)",
     )
     p.add_argument("--no-held-elsewhere", action="store_true", help="skip that scenario")
+    p.add_argument("--no-outsiders", action="store_true", help="skip the outsiders row")
+    p.add_argument("--outsiders-duration", type=float, default=6, help="seconds per outsiders row")
+    p.add_argument(
+        "--outsiders-retry",
+        type=float,
+        default=2,
+        help="CONNECT_RETRY of the outsiders row's sites, seconds",
+    )
     p.add_argument("--no-overhead", action="store_true", help="skip the no-database view")
     p.add_argument(
         "--instructions",
@@ -96,13 +122,22 @@ def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
     args.warmup = 1
     args.nodb_clients = min(args.clients or ALL_CLIENTS)
+    numbers = [n for n in args.only or () if isinstance(n, int)]
+    if args.only and not numbers:  # --only outsiders
+        args.no_overhead = True
     if args.quick:
         args.duration, args.rounds, args.overhead_seconds, args.warmup = 2, 1, 1, 0
+        args.outsiders_duration, args.outsiders_retry = 3, 1
     if args.instructions is None:
         args.instructions = not (args.quick or args.no_overhead or args.registry_ab)
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # run the finally blocks
     started_at, load_before = time.monotonic(), machine.load_average()
-    chosen = [configs.CONFIGS[i] for i in args.only or _default(args)]
+    chosen = [configs.CONFIGS[i] for i in (numbers if args.only else _default(args))]
+    outsiders = (
+        [configs.CONFIGS[i] for i in configs.OUTSIDERS]
+        if OUTSIDERS in (args.only or [OUTSIDERS]) and not (args.no_outsiders or args.registry_ab)
+        else []
+    )
     held = [] if args.no_held_elsewhere or args.registry_ab else configs.HELD_ELSEWHERE
     names = ("registry off", "registry on") if args.registry_ab else ("plain Django", "pa_dbhealth")
 
@@ -127,19 +162,34 @@ def main(argv: list[str] | None = None) -> int:
             print(f"running the no-database view, {args.rounds} rounds ...", flush=True)
             base = configs.PA_NO_REGISTRY if args.registry_ab else configs.PLAIN_0
             cost = overhead.overhead(info, args, work, base, configs.PA)
+        outside: list[OutsiderResult] = []
+        for n, config in enumerate(outsiders):
+            print(f"running {config.name}, the cap held outside ...", flush=True)
+            outside += run_outsiders(config, info, args, work / f"uwsgi-outsiders-{n}.log")
     if args.instructions:
         print("counting instructions under callgrind ...", flush=True)
         per = overhead.instructions(args.instruction_requests)
 
     hold = args.hold_ms / 1000
-    print()
-    print(
-        f"uWSGI {args.processes} processes x {args.threads} threads, account capped at "
-        f"{LIMIT}, each request holds its connection {args.hold_ms:g} ms, "
-        f"{args.duration:g} s per row"
-    )
-    print(report.table(results, hold))
-    print(report.TARGETS)
+    if results:
+        print()
+        print(
+            f"uWSGI {args.processes} processes x {args.threads} threads, account capped at "
+            f"{LIMIT}, each request holds its connection {args.hold_ms:g} ms, "
+            f"{args.duration:g} s per row"
+        )
+        print(report.table(results, hold))
+        print(report.TARGETS)
+    if outside:
+        print()
+        print(
+            f"refused connects at a cap held outside: uWSGI {args.processes} processes x "
+            f"{args.threads} threads, the account's {LIMIT} connections held by plain MySQLdb "
+            f"connections of another process, CONNECT_RETRY {args.outsiders_retry:g} s, "
+            f"{args.outsiders_duration:g} s per row"
+        )
+        print(report.outsider_table(outside, args.outsiders_retry))
+        print(report.OUTSIDER_TARGETS)
     if not args.no_overhead:
         print()
         print("\n".join(report.overhead_lines(cost, args.rounds, names)))

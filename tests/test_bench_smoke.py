@@ -1,4 +1,5 @@
-"""The load benchmark runs end to end (``--quick``) and reports its table.
+"""The load benchmark runs end to end (``--quick``) and reports its table; its outsiders
+row runs alone (``--only outsiders``).
 
 Its numbers are not asserted here: they depend on the machine. bench/load.py starts its
 own capped server and uWSGI, and stops both.
@@ -14,25 +15,32 @@ from pathlib import Path
 import pytest
 from processes import run
 
-pytestmark = pytest.mark.matrix_once  # the same on every Django version
-
 ROOT = Path(__file__).resolve().parent.parent
 LOAD = ROOT / "bench" / "load.py"
 
 uwsgi = shutil.which("uwsgi", path=str(Path(sys.executable).parent)) or shutil.which("uwsgi")
 wrk = shutil.which("wrk")
 
+pytestmark = [
+    pytest.mark.matrix_once,  # the same on every Django version
+    pytest.mark.skipif(not LOAD.exists(), reason="bench/ is not part of an installed package"),
+    pytest.mark.skipif(uwsgi is None, reason="uwsgi is not installed (pip install uwsgi)"),
+    pytest.mark.skipif(wrk is None, reason="wrk is not installed (apt-get install wrk)"),
+]
 
-@pytest.mark.skipif(not LOAD.exists(), reason="bench/ is not part of an installed package")
-@pytest.mark.skipif(uwsgi is None, reason="uwsgi is not installed (pip install uwsgi)")
-@pytest.mark.skipif(wrk is None, reason="wrk is not installed (apt-get install wrk)")
-def test_benchmark_smoke_run() -> None:
-    result = run([sys.executable, str(LOAD), "--quick"], timeout=300, cwd=ROOT)
+
+def quick_run(*flags: str) -> tuple[str, list[dict[str, str]]]:
+    """``load.py --quick`` with ``flags``: its output, and the rows of the one table it
+    prints, by column."""
+    result = run([sys.executable, str(LOAD), "--quick", *flags], timeout=300, cwd=ROOT)
     assert result.returncode == 0, result.out + result.err
-    out = result.out
-    header, *rows = [line for line in out.splitlines() if line.startswith("| ")]
+    header, *rows = [line for line in result.out.splitlines() if line.startswith("| ")]
     columns = header.strip("| ").split(" | ")
-    table = [dict(zip(columns, row.strip("| ").split(" | "), strict=True)) for row in rows]
+    return result.out, [dict(zip(columns, r.strip("| ").split(" | "), strict=True)) for r in rows]
+
+
+def test_benchmark_smoke_run() -> None:
+    out, table = quick_run("--no-outsiders")
     pa = "pa_dbhealth backend + middleware"
     runs = [(row["configuration"], row["clients"], row["held elsewhere"]) for row in table]
     assert runs == [
@@ -61,4 +69,28 @@ def test_benchmark_smoke_run() -> None:
     assert re.search(r"^  noise floor, .*: \d\.\d{3} ", out, re.MULTILINE)
     assert re.search(r"^  CPU ratio .*: \d\.\d{3} ", out, re.MULTILINE)
     assert re.search(r"^load average at the end: ", out, re.MULTILINE)
+    assert re.search(r"^total time: \d+ s$", out, re.MULTILINE)
+
+
+def test_outsiders_row_alone() -> None:
+    """``--only outsiders``: the cap held outside all along; pa_dbhealth's sites answer each
+    request with a 503 and Retry-After after CONNECT_RETRY (1 s with --quick), plain Django
+    with a 500 at once; the server counted the connects it refused."""
+    out, table = quick_run("--only", "outsiders")
+    assert "throughput ratio" not in out  # nothing else ran
+    assert "CONNECT_RETRY 1 s, 3 s per row" in out
+    pa, flask = "pa_dbhealth backend + middleware", "Flask, pa_dbhealth (engine_options + DbHealth)"
+    plain = "plain, CONN_MAX_AGE=0"
+    runs = [(row["configuration"], row["clients"]) for row in table]
+    assert runs == [(name, c) for name in (pa, flask, plain) for c in ("1", "4", "8")]
+    for row in table:
+        answered = int(row["answered"])
+        assert row["held outside"] == "3" and answered >= 1
+        assert int(row["refused connects"]) >= answered  # each answer followed a refusal
+        assert re.fullmatch(r"pass|fail: [A-Za-z0-9, -]+", row["target"])
+        if row["configuration"] == plain:
+            assert row["statuses"] == f"{answered} x 500" and row["Retry-After"] == "0"
+        else:
+            assert row["statuses"] == f"{answered} x 503" and row["Retry-After"] == str(answered)
+            assert 900 <= float(row["p50 ms"]) <= float(row["max ms"])  # waited CONNECT_RETRY
     assert re.search(r"^total time: \d+ s$", out, re.MULTILINE)

@@ -1,13 +1,30 @@
 """The Flask demo (``flask_demo``) as ``bench/load.py`` serves it under uWSGI, plus the
 benchmark's two views; ``FLASK_DEMO_ENGINE`` and ``FLASK_DEMO_DBHEALTH`` choose the
-configuration, ``BENCH_HOLD`` how long the db view holds its connection."""
+configuration, ``BENCH_HOLD`` how long the db view holds its connection,
+``BENCH_CONNECT_RETRY`` (when set) the demo's ``CONNECT_RETRY``."""
 
 import logging
 import os
+from typing import Any
 
 from benchsite.logs import OneLine
-from flask import Response
+from flask import Config, Flask, Response
 from sqlalchemy import text
+
+
+class BenchConfig(Config):
+    """``app.config`` that adds ``BENCH_CONNECT_RETRY`` to the ``PA_DBHEALTH`` the demo
+    sets: the demo builds its app and its engine at import, with options of its own."""
+
+    def __setitem__(self, key: str, value: Any) -> None:
+        retry = os.environ.get("BENCH_CONNECT_RETRY")
+        if key == "PA_DBHEALTH" and retry:
+            value = {**value, "CONNECT_RETRY": float(retry)}
+        super().__setitem__(key, value)
+
+
+Flask.config_class = BenchConfig  # before the demo makes its app
+
 
 # One line per failed request (the driver's error, no traceback) and per retry / give-up /
 # handoff, so load.py can count them in the uWSGI log.

@@ -64,6 +64,8 @@ DEFAULT = (0, 1, 2, 8, 4, 5, 6)
 REGISTRY_AB = (7, 2)
 # Also run with one of the account's connections held by another process all along.
 HELD_ELSEWHERE = (0, 2, 8, 4, 6)
+# Run at a cap held outside: pa_dbhealth's Django and Flask sites, plain Django to compare.
+OUTSIDERS = (2, 6, 0)
 
 
 def is_pa(config: Config) -> bool:

@@ -3,8 +3,10 @@ no-database overhead."""
 
 from __future__ import annotations
 
+from loadbench.outsiders import OutsiderResult
 from loadbench.overhead import Overhead
-from loadbench.scenarios import Result, Scenario
+from loadbench.scenarios import LIMIT, Result, Scenario
+from pa_dbhealth.core.line import PROBE_INTERVAL
 
 TARGETS = """targets (hold h, the site's connections n: 3, or 2 with one held elsewhere):
   8 clients: 0 non-2xx, 2xx/s >= 97 % of 3/h, p99 <= 200 ms
@@ -62,6 +64,58 @@ def table(results: list[Result], hold: float) -> str:
             f"| {fair_p99_ms(s, hold):.0f} | {load.non_2xx + load.socket_errors} "
             f"| {r.errors_1226} | {r.retries} | {r.giveups} | {r.handoffs} | {r.max_held} "
             f"| {r.mean_held:.2f} | {r.held_per_request_ms:.1f} "
+            f"| {'fail: ' + ', '.join(missed) if missed else 'pass'} |"
+        )
+    return "\n".join(rows)
+
+
+PROBES = round(1 / PROBE_INTERVAL)  # the head of the line's probes a second
+OUTSIDER_TARGETS = f"""targets (issue #20; the whole cap held outside, CONNECT_RETRY r):
+  every answer a 503 with Retry-After, the slowest within r + 1 s
+  refused connects at most {PROBES} x seconds + 2 x clients x (seconds / r + 1): the head of
+  the line probes {PROBES} times a second whatever the clients, and each request a client can
+  send while waiting r may try once on arriving and once at its deadline (the bound of
+  tests/test_cap_held_outside.py), however many requests a site answers
+  plain Django does not wait but refuses at once: it is there to compare"""
+
+
+def outsider_bound(result: OutsiderResult, retry: float) -> float:
+    """The refused connects the row may have: the head's probes, and two for each request
+    the clients can send in the row when each waits ``retry``."""
+    requests = result.clients * (result.seconds / retry + 1)
+    return PROBES * result.seconds + 2 * requests
+
+
+def outsider_misses(result: OutsiderResult, retry: float) -> list[str]:
+    """The targets of the outsiders row ``result`` misses (none: it passes)."""
+    load = result.load
+    missed = []
+    if load.socket_errors or set(load.statuses) != {503}:
+        missed.append("not 503")
+    if load.retry_after < load.requests:
+        missed.append("Retry-After")
+    if load.max_ms > 1000 * (retry + 1):
+        missed.append("slow")
+    if result.refused > outsider_bound(result, retry):
+        missed.append("refused")
+    return missed
+
+
+def outsider_table(results: list[OutsiderResult], retry: float) -> str:
+    rows = [
+        "| configuration | clients | held outside | answered | statuses | Retry-After "
+        "| p50 ms | max ms | refused connects | bound | seconds | refused/s | target |",
+        "|---|---:|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|---|",
+    ]
+    for r in results:
+        load, missed = r.load, outsider_misses(r, retry)
+        statuses = ", ".join(f"{n} x {code}" for code, n in sorted(load.statuses.items()))
+        if load.socket_errors:
+            statuses += f", {load.socket_errors} socket errors"
+        rows.append(
+            f"| {r.config.name} | {r.clients} | {LIMIT} | {load.requests} | {statuses or '-'} "
+            f"| {load.retry_after} | {load.p50_ms:.0f} | {load.max_ms:.0f} | {r.refused} "
+            f"| {outsider_bound(r, retry):.0f} | {r.seconds:.1f} | {r.refused_per_second:.1f} "
             f"| {'fail: ' + ', '.join(missed) if missed else 'pass'} |"
         )
     return "\n".join(rows)

@@ -10,6 +10,7 @@ import subprocess
 import sys
 import time
 import urllib.request
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -27,15 +28,24 @@ def uwsgi_binary() -> str:
 
 
 class Server:
-    """``args`` gives ``processes``, ``threads`` and ``hold_ms``; the log goes to ``log``."""
+    """``args`` gives ``processes``, ``threads`` and ``hold_ms``; the log goes to ``log``;
+    ``settings``: more of the site's settings (``BENCH_CONNECT_RETRY``)."""
 
-    def __init__(self, config: Config, info: sandbox.SandboxInfo, args: Any, log: Path) -> None:
+    def __init__(
+        self,
+        config: Config,
+        info: sandbox.SandboxInfo,
+        args: Any,
+        log: Path,
+        settings: Mapping[str, str] | None = None,
+    ) -> None:
         self.port = sandbox.free_port()
         self.log = log
         env = {
             **os.environ,
             **info.env(),
             **config.env,
+            **(settings or {}),
             "DJANGO_SETTINGS_MODULE": "benchsite.settings",
             "BENCH_HOLD": str(args.hold_ms / 1000),
             # The bench's own registry of holders, not the user's.

@@ -5,10 +5,12 @@ from __future__ import annotations
 import re
 import shutil
 import subprocess
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 REPORT_LUA = Path(__file__).resolve().parent.parent / "report.lua"
+# report.lua's line and the answers counted by status (slower: each answer goes through Lua).
+STATUSES_LUA = REPORT_LUA.with_name("statuses.lua")
 
 
 @dataclass(frozen=True)
@@ -21,6 +23,8 @@ class WrkResult:
     p99_ms: float
     p999_ms: float
     max_ms: float
+    statuses: dict[int, int] = field(default_factory=dict)  # with STATUSES_LUA only
+    retry_after: int = 0  # answers with a Retry-After header (STATUSES_LUA only)
 
     @property
     def ok_per_second(self) -> float:
@@ -34,14 +38,17 @@ def wrk_binary() -> str:
     return found
 
 
-def wrk(url: str, seconds: float, clients: int) -> WrkResult:
+def wrk(url: str, seconds: float, clients: int, script: Path = REPORT_LUA) -> WrkResult:
     cmd = [wrk_binary(), "-t", str(min(2, clients)), "-c", str(clients)]
-    cmd += ["-d", f"{max(1, round(seconds))}s", "--timeout", "30s", "-s", str(REPORT_LUA), url]
+    cmd += ["-d", f"{max(1, round(seconds))}s", "--timeout", "30s", "-s", str(script), url]
     out = subprocess.run(cmd, capture_output=True, text=True, timeout=seconds + 90, check=True)
     match = re.search(r"^BENCH (.*)$", out.stdout, re.MULTILINE)
     if not match:
         raise SystemExit(f"unexpected wrk output:\n{out.stdout}{out.stderr}")
-    got = {k: int(v) for k, v in (pair.split("=") for pair in match.group(1).split())}
+    got = _pairs(match.group(1))
+    counted = re.search(r"^STATUSES (.*)$", out.stdout, re.MULTILINE)
+    statuses = _pairs(counted.group(1) if counted else "")
+    retry_after = statuses.pop("retry_after", 0)
     return WrkResult(
         requests=got["requests"],
         seconds=got["duration"] / 1e6,
@@ -51,4 +58,11 @@ def wrk(url: str, seconds: float, clients: int) -> WrkResult:
         p99_ms=got["p99"] / 1000,
         p999_ms=got["p999"] / 1000,
         max_ms=got["max"] / 1000,
+        statuses={int(status): count for status, count in statuses.items()},
+        retry_after=retry_after,
     )
+
+
+def _pairs(text: str) -> dict[str, int]:
+    """``name=number ...`` as a dict."""
+    return {k: int(v) for k, v in (pair.split("=") for pair in text.split())}
