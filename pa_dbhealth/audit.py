@@ -34,6 +34,7 @@ TERMS = Terms(
     address="HOST and PORT in DATABASES",
     credentials="USER and PASSWORD in DATABASES",
     database_name="NAME in DATABASES",
+    paging="QuerySet slicing, .iterator(chunk_size=...)",
 )
 RETRYING_ENGINE = "pa_dbhealth.backends.mysql"
 T = TypeVar("T")

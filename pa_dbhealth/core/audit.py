@@ -30,6 +30,9 @@ class Terms:
     database_name: str  # "NAME in DATABASES"
     offline_flag: str = "--offline"
     wait_at_cap: str = ""  # a sentence: how this face makes a burst wait instead of failing
+    # How this face's code fetches a large result a piece at a time (I012's fix).
+    paging: str = "LIMIT/OFFSET or keyset pagination, cursor.fetchmany(n)"
+    workers_also: str = ""  # another way this face is told the workers (I019's fix)
 
     def option(self, key: str) -> str:
         return f"{self.options}[{key!r}]"
@@ -135,11 +138,7 @@ def budget(
     if cap is None:
         return []
     if workers.number is None:
-        fix = (
-            f"Set {terms.option('WORKERS')} to processes x threads of your web server (it is "
-            "detected automatically under uWSGI)."
-        )
-        return [findings.workers_unknown(who, cap, fix)]
+        return [findings.workers_unknown(who, cap, workers_fix(terms))]
     need = workers.number * per_worker + tasks
     breakdown = f"{workers.number} worker(s) from {workers.source} x {per_worker_text}"
     if tasks:
@@ -164,6 +163,14 @@ def budget(
     return []
 
 
+def workers_fix(terms: Terms) -> str:
+    """I019's fix, in the face's words."""
+    return (
+        f"Set {terms.option('WORKERS')} to the requests your web server serves at once "
+        f"(processes x threads; detected under uWSGI){terms.workers_also}."
+    )
+
+
 def queue_fix(allowed: int, terms: Terms) -> str:
     """The fix of W022, in the face's words."""
     return (
@@ -186,7 +193,7 @@ def server_findings(
     found = []
     if facts.net_read_timeout is not None:
         fix = (
-            "Fetch large results in pages (QuerySet slicing, .iterator(chunk_size=...), "
+            f"Fetch large results in pages ({terms.paging}), "
             "yield_per) and limit what a query returns."
         )
         found.append(findings.net_read_timeout(who, facts.net_read_timeout, fix))

@@ -19,7 +19,14 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.pool import NullPool
 
 from pa_dbhealth.core import findings, vendors
-from pa_dbhealth.core.audit import Audit, Limits, judge_limits, queue_fix, server_findings
+from pa_dbhealth.core.audit import (
+    Audit,
+    Limits,
+    judge_limits,
+    queue_fix,
+    server_findings,
+    workers_fix,
+)
 from pa_dbhealth.core.errors import server_address
 from pa_dbhealth.core.findings import Finding
 from pa_dbhealth.core.options import Options, effective
@@ -178,11 +185,7 @@ def _budget(
         return []
     terms = wording.terms
     if how.processes is None:
-        fix = (
-            f"Set {terms.option('WORKERS')} to the number of web worker processes (detected "
-            "under uWSGI), or pass workers= to the audit."
-        )
-        return [findings.workers_unknown(who, cap, fix)]
+        return [findings.workers_unknown(who, cap, workers_fix(terms))]
     per = per_process(pool, how.threads)
     need = how.processes * per + tasks
     why = pool.describe if pool.capacity is not None else f"{pool.kind}, one per thread"

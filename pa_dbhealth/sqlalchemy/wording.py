@@ -57,6 +57,8 @@ PLAIN_TERMS = Terms(
     address="the host and port in the engine's URL",
     credentials="the user and password in the engine's URL",
     database_name="the database name in the engine's URL",
+    paging="select(...).limit(n), .execution_options(yield_per=n), Result.partitions()",
+    workers_also=", or pass workers= to the audit",
 )
 PLAIN = Wording(PLAIN_TERMS, install="pa_dbhealth.sqlalchemy.install(engine)")
 
@@ -66,6 +68,7 @@ FLASK_TERMS = Terms(
     address="the host and port in SQLALCHEMY_DATABASE_URI",
     credentials="the user and password in SQLALCHEMY_DATABASE_URI",
     database_name="the database name in SQLALCHEMY_DATABASE_URI",
+    paging="db.paginate(...), select(...).limit(n), .execution_options(yield_per=n)",
 )
 
 
