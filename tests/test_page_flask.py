@@ -154,3 +154,26 @@ def test_at_a_full_cap_the_page_shows_the_registry_at_once(app: Flask, holders: 
         assert f'data-id="{conn_id}"' in page
     freeing = text(post(client, action="preview", database="default", min_idle="0"))
     assert "the page could not open a connection to free others" in freeing
+
+
+def test_under_a_url_prefix_the_forms_and_the_cookie_stay_inside_the_app(app: Flask) -> None:
+    """Mounted at /app (DispatcherMiddleware, SCRIPT_NAME): sign-in works, and every form,
+    redirect and cookie names the page's path under the prefix."""
+    from werkzeug.middleware.dispatcher import DispatcherMiddleware
+    from werkzeug.test import Client
+    from werkzeug.wrappers import Response as Plain
+
+    mounted = DispatcherMiddleware(Plain("the site's root", 404), {"/app": app.wsgi_app})
+    client = Client(mounted)
+    page = client.get("/app" + PAGE)
+    body = page.get_data(as_text=True)
+    assert f'action="/app{PAGE}"' in body
+    csrf = re.search(r'name="csrf_token" value="([^"]+)"', body)
+    assert csrf is not None
+    signed = client.post(
+        "/app" + PAGE, data={"csrf_token": csrf.group(1), "action": "login", "token": TOKEN}
+    )
+    assert signed.status_code == HTTPStatus.SEE_OTHER
+    assert signed.headers["Location"].endswith(f"/app{PAGE}")
+    assert f"Path=/app{PAGE}" in signed.headers["Set-Cookie"]
+    assert 'id="db-default"' in client.get("/app" + PAGE).get_data(as_text=True)

@@ -122,7 +122,7 @@ def page_view() -> Response:
         if not kept or not hmac.compare_digest(given.encode(), csrf.encode()):
             text = "Forbidden: the CSRF token is missing or wrong. Reload the page and try again."
             return _secured(Response(text, HTTPStatus.FORBIDDEN, mimetype="text/plain"))
-    url = request.path
+    url = request.script_root + request.path  # the app may be mounted under a prefix
     visitor = page_flow.Visitor(form=form, signed_in=page_access.granted(grant, token))
     hints = HINTS if signer is not None else UNSIGNED_HINTS
     answer = page_flow.respond(site, visitor, token, url, (CSRF_FIELD, csrf), hints)
