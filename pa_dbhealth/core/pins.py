@@ -1,0 +1,259 @@
+"""What in a statement pins a connection to one client behind a multiplexer.
+
+A multiplexer (ProxySQL, MySQL Router's connection sharing, MaxScale's session pooling,
+PgBouncer in transaction mode) lends a few server connections to many clients, between
+statements or transactions. A statement that leaves state on the server's session (a user
+lock, a user variable, a session variable it does not track, a temporary table, a prepared
+statement, a ``LISTEN``, a cursor that outlives its transaction) either pins the server
+connection to that client for good (ProxySQL, MySQL Router, MaxScale) or is simply not
+supported (PgBouncer in transaction mode: the next transaction may run on another server
+connection). :func:`classify` names the rule a statement breaks, or None.
+
+:func:`suspect` is the cheap test every query pays; only a suspect statement is parsed.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+PROXYSQL = "proxysql"
+MYSQL_ROUTER = "mysql-router"
+MAXSCALE = "maxscale"
+PGBOUNCER = "pgbouncer"
+MULTIPLEXERS = (PROXYSQL, MYSQL_ROUTER, MAXSCALE, PGBOUNCER)
+NAMES = {
+    PROXYSQL: "ProxySQL",
+    MYSQL_ROUTER: "MySQL Router",
+    MAXSCALE: "MaxScale",
+    PGBOUNCER: "PgBouncer (transaction mode)",
+}
+_MYSQL_ALL = frozenset({PROXYSQL, MYSQL_ROUTER, MAXSCALE})
+
+
+@dataclass(frozen=True)
+class Rule:
+    """One way to pin: its name, the multiplexers it breaks and the fix."""
+
+    name: str
+    breaks: frozenset[str]
+    fix: str
+
+
+GET_LOCK = Rule(
+    "GET_LOCK",
+    _MYSQL_ALL,
+    "use a transaction-scoped lock instead: SELECT ... FOR UPDATE on a lock row inside "
+    "transaction.atomic() (SQLAlchemy: with_for_update() inside a transaction)",
+)
+USER_VARIABLE = Rule(
+    "@ user variable",
+    frozenset({PROXYSQL, MYSQL_ROUTER}),
+    "compute the value in Python or inside one statement (a subquery or window function) "
+    "instead of keeping it in an @variable between statements",
+)
+UNTRACKED_SET = Rule(
+    "SET",
+    frozenset({PROXYSQL, PGBOUNCER}),
+    "set it for the account or database on the server (ALTER USER/ALTER ROLE ... SET, or "
+    "the proxy's own variables), or use SET LOCAL inside a transaction (PostgreSQL)",
+)
+TEMPORARY_TABLE = Rule(
+    "CREATE TEMPORARY TABLE",
+    _MYSQL_ALL | {PGBOUNCER},
+    "use a subquery, a CTE or a real table keyed by a job id; on PostgreSQL, create it "
+    "inside a transaction with ON COMMIT DROP",
+)
+FOUND_ROWS = Rule(
+    "SQL_CALC_FOUND_ROWS",
+    frozenset({PROXYSQL, MYSQL_ROUTER}),
+    "run a separate SELECT COUNT(*) (Django's Paginator and QuerySet.count() do)",
+)
+LOCK_TABLES = Rule(
+    "LOCK TABLES",
+    _MYSQL_ALL,
+    "use SELECT ... FOR UPDATE inside a transaction: the lock ends with it",
+)
+PREPARE = Rule(
+    "PREPARE",
+    _MYSQL_ALL | {PGBOUNCER},
+    "let the driver bind parameters (cursor.execute(sql, params)) instead of SQL "
+    "PREPARE/EXECUTE/DEALLOCATE",
+)
+LISTEN = Rule(
+    "LISTEN",
+    frozenset({PGBOUNCER}),
+    "listen on a direct connection to the server (a separate DATABASES alias or engine that "
+    "bypasses the pooler), not through PgBouncer",
+)
+ADVISORY_LOCK = Rule(
+    "session advisory lock",
+    frozenset({PGBOUNCER}),
+    "use pg_advisory_xact_lock() (or pg_try_advisory_xact_lock()) inside a transaction: "
+    "the lock ends with it",
+)
+WITH_HOLD = Rule(
+    "WITH HOLD cursor",
+    frozenset({PGBOUNCER}),
+    "read the rows inside one transaction (a cursor without WITH HOLD), or page with "
+    "LIMIT/keyset queries",
+)
+
+RULES = (
+    GET_LOCK,
+    USER_VARIABLE,
+    UNTRACKED_SET,
+    TEMPORARY_TABLE,
+    FOUND_ROWS,
+    LOCK_TABLES,
+    PREPARE,
+    LISTEN,
+    ADVISORY_LOCK,
+    WITH_HOLD,
+)
+# Which multiplexers serve which vendor's servers.
+FAMILIES = {"mysql": _MYSQL_ALL, "postgresql": frozenset({PGBOUNCER})}
+
+# Session state the multiplexers track and restore (Django's own SETs among them).
+_MYSQL_TRACKED = frozenset(
+    {
+        "sql_mode",
+        "time_zone",
+        "sql_auto_is_null",
+        "autocommit",
+        "names",
+        "character set",
+        "charset",
+        "character_set_client",
+        "character_set_connection",
+        "character_set_results",
+        "collation_connection",
+        "transaction",
+        "tx_isolation",
+        "transaction_isolation",
+        "tx_read_only",
+        "transaction_read_only",
+    }
+)
+_PG_TRACKED = frozenset(
+    {
+        "time zone",
+        "timezone",
+        "client_encoding",
+        "names",
+        "datestyle",
+        "standard_conforming_strings",
+        "application_name",
+        "transaction",  # SET TRANSACTION: this transaction only
+        "constraints",  # SET CONSTRAINTS: this transaction only
+    }
+)
+
+_STARTS = frozenset(("set", "res", "loc", "pre", "dea", "lis", "cre", "dec"))
+_STRING = re.compile(r"'(?:[^'\\]|\\.|'')*'|\"(?:[^\"\\]|\\.)*\"", re.DOTALL)
+_COMMENT = {
+    "mysql": re.compile(r"/\*.*?\*/|--[^\n]*|#[^\n]*", re.DOTALL),
+    "postgresql": re.compile(r"/\*.*?\*/|--[^\n]*", re.DOTALL),
+}
+_USER_VARIABLE = re.compile(r"(?<![@\w])@(?:\w|`|'|\")")
+_SET_NAME = re.compile(
+    r"\s*(?:(global|session|local|persist|persist_only)\s+|@@(?:(global|session|local)\.)?)?"
+    r"(@?[\w.`\"]+(?:\s+(?:set|zone))?)",
+    re.IGNORECASE,
+)
+
+
+def suspect(sql: str) -> bool:
+    """Whether the statement might pin (then :func:`classify` says): a few C-level string
+    tests that an ordinary ``SELECT``/``INSERT``/``UPDATE``/``DELETE`` fails in about a
+    microsecond. The words inside a statement are looked for in lower or upper case."""
+    head = sql[:3] if sql[:1].isalpha() else sql.lstrip()[:3]
+    return (
+        head.lower() in _STARTS
+        or "@" in sql
+        # GET_LOCK, pg_advisory_lock, SQL_CALC_FOUND_ROWS
+        or "lock" in sql
+        or "LOCK" in sql
+        or "calc" in sql
+        or "CALC" in sql
+    )
+
+
+def classify(sql: str, vendor: str) -> tuple[Rule, str] | None:
+    """The rule ``sql`` breaks on a ``vendor`` ("mysql" or "postgresql") server and what
+    in it does (``"SET foreign_key_checks"``), or None."""
+    if vendor not in ("mysql", "postgresql"):
+        return None
+    text = _STRING.sub("''", _COMMENT[vendor].sub(" ", sql))
+    judge = _classify_mysql if vendor == "mysql" else _classify_postgresql
+    for statement in text.split(";"):
+        lowered = " ".join(statement.lower().split())
+        found = judge(lowered, lowered.split(" ", 1)[0])
+        if found is not None:
+            return found
+    return None
+
+
+def _classify_mysql(sql: str, first: str) -> tuple[Rule, str] | None:
+    if first == "set":
+        return _untracked_set(sql[4:], _MYSQL_TRACKED, mysql=True)
+    if first == "lock" and re.match(r"lock tables? ", sql):
+        return LOCK_TABLES, "LOCK TABLES"
+    if first in ("prepare", "deallocate"):
+        return PREPARE, first.upper()
+    if re.match(r"create (?:or replace )?temporary table", sql):
+        return TEMPORARY_TABLE, "CREATE TEMPORARY TABLE"
+    if re.search(r"\bget_lock\s*\(", sql):
+        return GET_LOCK, "GET_LOCK"
+    if "sql_calc_found_rows" in sql:
+        return FOUND_ROWS, "SQL_CALC_FOUND_ROWS"
+    if _USER_VARIABLE.search(sql):
+        return USER_VARIABLE, "@ user variable"
+    return None
+
+
+def _classify_postgresql(sql: str, first: str) -> tuple[Rule, str] | None:
+    if first == "set":
+        return _untracked_set(sql[4:], _PG_TRACKED, mysql=False)
+    if first == "reset":
+        name = sql[6:].strip().rstrip(";")
+        return None if name in _PG_TRACKED else (UNTRACKED_SET, f"RESET {name}")
+    if first in ("prepare", "deallocate"):
+        return PREPARE, first.upper()
+    if first == "listen":
+        return LISTEN, "LISTEN"
+    if re.match(r"create (?:(?:global|local) )?temp(?:orary)? table", sql):
+        if re.search(r"on commit drop", sql):
+            return None
+        return TEMPORARY_TABLE, "CREATE TEMPORARY TABLE"
+    if first == "declare" and re.search(r"\bwith hold\b", sql):
+        return WITH_HOLD, "DECLARE ... WITH HOLD"
+    if re.search(r"\bpg_(?:try_)?advisory_lock(?:_shared)?\s*\(", sql):
+        return ADVISORY_LOCK, "pg_advisory_lock"
+    return None
+
+
+def _untracked_set(rest: str, tracked: frozenset[str], *, mysql: bool) -> tuple[Rule, str] | None:
+    """The first session variable a ``SET`` (``rest``: after the word) changes that the
+    multiplexers do not track, or None."""
+    for part in _assignments(rest, mysql=mysql):
+        match = _SET_NAME.match(part)
+        if match is None:
+            continue
+        scope = (match.group(1) or match.group(2) or "").lower()
+        name = match.group(3).strip('`"').lower()
+        if scope == "global" or (scope == "local" and not mysql):
+            continue  # not this session's state (SET LOCAL: this transaction's)
+        if mysql and name.startswith("@"):
+            return USER_VARIABLE, "SET @"
+        if name.split(" ")[0] in ("transaction", "character") or name in tracked:
+            continue
+        return UNTRACKED_SET, f"SET {name}"
+    return None
+
+
+def _assignments(rest: str, *, mysql: bool) -> list[str]:
+    """A MySQL ``SET a = 1, b = 2`` as its assignments (PostgreSQL sets one at a time)."""
+    if not mysql:
+        return [rest]
+    return re.split(r",(?![^(]*\))", rest)
