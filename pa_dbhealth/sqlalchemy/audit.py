@@ -25,6 +25,7 @@ from pa_dbhealth.core.findings import Finding
 from pa_dbhealth.core.options import Options, effective
 from pa_dbhealth.core.server_look import ask_server
 from pa_dbhealth.core.vendors import AccountSnapshot, ServerFacts
+from pa_dbhealth.sqlalchemy import behind
 from pa_dbhealth.sqlalchemy.events import installed
 from pa_dbhealth.sqlalchemy.look import (
     database_errors,
@@ -94,9 +95,16 @@ def report(
     )
     is_installed = installed(engine) is not None
     result.findings += _pool_findings(who, pool, limits, vendor, wording, fitting, is_installed)
-    result.findings += _budget(
-        who, cap, pool, how, opts.TASK_CONNECTIONS, vendor, wording, fitting, is_installed
-    )
+    pooler = None
+    if facts is not None:
+        pooler, found_behind = behind.findings_for(engine, who, opts)
+        result.findings += found_behind
+        if pooler is not None:
+            result.server["pooler"] = pooler.as_dict()
+    if pooler is None:  # behind a multiplexer the processes' connections are its clients
+        result.findings += _budget(
+            who, cap, pool, how, opts.TASK_CONNECTIONS, vendor, wording, fitting, is_installed
+        )
     if facts is not None and snapshot is not None:
         kill_flag = f"--bind {wording.bind} " if wording.bind is not None else ""
         result.findings += server_findings(who, facts, snapshot, limits.timeout, terms, kill_flag)
