@@ -43,3 +43,17 @@ def rank_rows(engine: Any) -> None:
         conn.execute(text("CREATE TEMPORARY TABLE tmp_ids (id INT)"))  # pin: CREATE TEMPORARY
         conn.execute(text("DROP TEMPORARY TABLE tmp_ids"))
         conn.execute(text("SELECT :n"), {"n": 1})
+
+
+def pg_session_state(alias: str) -> None:
+    """What PgBouncer's transaction mode does not support, and what it does."""
+    from django.db import connections, transaction
+
+    with connections[alias].cursor() as cursor:
+        cursor.execute("SELECT pg_advisory_lock(%s)", [4242])  # pin: pg_advisory_lock
+        cursor.execute("SET statement_timeout = 5000")  # pin: SET statement_timeout
+        cursor.execute("LISTEN pa_dbhealth_jobs")  # pin: LISTEN
+        cursor.execute("DECLARE held CURSOR WITH HOLD FOR SELECT 1")  # pin: WITH HOLD
+    with transaction.atomic(using=alias), connections[alias].cursor() as cursor:
+        cursor.execute("SELECT pg_advisory_xact_lock(%s)", [4243])
+        cursor.execute("SET LOCAL statement_timeout = 5000")
