@@ -5,8 +5,6 @@ says there, and the audit of what pins."""
 from __future__ import annotations
 
 import json
-import os
-import sys
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
@@ -17,10 +15,8 @@ import pytest
 from conftest import AddAlias, run_command
 from django.conf import settings
 from django.db import connections
-from processes import TESTS, Processes, Site, uwsgi_binary
+from processes import Processes
 from test_pin_audit import _pins
-
-from pa_dbhealth.sandbox import free_port
 
 CLIENTS = 8
 REQUESTS = 25  # per client
@@ -84,20 +80,12 @@ def test_django_under_uwsgi_with_8_clients_through_a_pool_of_3(
 def test_sqlalchemy_under_uwsgi_with_8_clients_through_a_pool_of_3(
     bouncer: pgbouncer.PgBouncer, processes: Processes
 ) -> None:
-    binary = uwsgi_binary()
-    if binary is None:
-        pytest.skip("uWSGI is not installed (pip install uwsgi)")
-    port = free_port()
-    argv = [
-        binary,
-        *("--master", "--need-app", "--strict", f"--http-socket=127.0.0.1:{port}"),
-        *("--processes=2", "--threads=4", f"--home={sys.prefix}", f"--pythonpath={TESTS}"),
-        "--module=pgbouncer_flask_app:app",
-    ]
-    env = {**os.environ, "PYTHONPATH": str(TESTS), "PGBOUNCER_URL": bouncer.url()}
-    site = Site("uwsgi-flask", argv, processes.folder, port, env=env, cwd=processes.folder)
-    processes.started.append(site)
-    site.wait_ready(2, 60)
+    site = processes.uwsgi(
+        processes=2,
+        threads=4,
+        env={"PGBOUNCER_URL": bouncer.url()},
+        module="pgbouncer_flask_app:app",
+    )
     assert hammer(site.get, "/rows/") == []
 
 
