@@ -150,6 +150,7 @@ _PG_TRACKED = frozenset(
 )
 
 _STARTS = frozenset(("set", "res", "loc", "pre", "dea", "lis", "cre", "dec"))
+_ORDINARY = ("SELECT", "INSERT", "UPDATE", "DELETE", "select", "insert", "update", "delete")
 _STRING = re.compile(r"'(?:[^'\\]|\\.|'')*'|\"(?:[^\"\\]|\\.)*\"", re.DOTALL)
 _COMMENT = {
     "mysql": re.compile(r"/\*.*?\*/|--[^\n]*|#[^\n]*", re.DOTALL),
@@ -164,18 +165,16 @@ _SET_NAME = re.compile(
 
 
 def suspect(sql: str) -> bool:
-    """Whether the statement might pin (then :func:`classify` says): a few C-level string
-    tests that an ordinary ``SELECT``/``INSERT``/``UPDATE``/``DELETE`` fails in about a
-    microsecond. The words inside a statement are looked for in lower or upper case."""
-    head = sql[:3] if sql[:1].isalpha() else sql.lstrip()[:3]
+    """Whether the statement might pin (then :func:`classify` says): C-level string tests,
+    about 2 200 machine instructions for an ordinary 250-character ``SELECT`` (a query
+    through Django costs some 135 000). The words inside a statement are looked for in lower
+    or upper case, and only where a rarer letter they contain (``k``, ``q``) is present."""
     return (
-        head.lower() in _STARTS
+        (not sql.startswith(_ORDINARY) and sql.lstrip()[:3].lower() in _STARTS)
         or "@" in sql
-        # GET_LOCK, pg_advisory_lock, SQL_CALC_FOUND_ROWS
-        or "lock" in sql
-        or "LOCK" in sql
-        or "calc" in sql
-        or "CALC" in sql
+        # GET_LOCK, pg_advisory_lock; SQL_CALC_FOUND_ROWS
+        or (("k" in sql or "K" in sql) and ("lock" in sql or "LOCK" in sql))
+        or (("q" in sql or "Q" in sql) and ("calc" in sql or "CALC" in sql))
     )
 
 
