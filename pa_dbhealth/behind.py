@@ -32,7 +32,7 @@ def between(alias: str) -> tuple[Between | None, bool]:
     except (DatabaseError, LookTimedOut):
         return None, False
     port = behind.configured_port(vendor, db.get("HOST"), db.get("PORT"))
-    console = _pgbouncer(connection) if vendor == "postgresql" else None
+    console = (lambda: _pgbouncer(connection)) if vendor == "postgresql" else None
     return behind.notice(vendor, port, place, console), prepares
 
 

@@ -51,7 +51,7 @@ def _pgbouncer(version: str, mode: str = "transaction", prepared: int = 0) -> Pg
 def test_prepared_statements_depend_on_pgbouncers_version_and_mode(
     facts: PgBouncerFacts, error: bool
 ) -> None:
-    between = behind.notice("postgresql", 6432, ServerPlace(5432, "10.0.0.2"), facts)
+    between = behind.notice("postgresql", 6432, ServerPlace(5432, "10.0.0.2"), lambda: facts)
     assert between is not None and between.name == f"PgBouncer {facts.version}"
     found = behind.judge(
         "'x'", between, kept="CONN_MAX_AGE", server_side_cursors=None, prepares="fix"
@@ -60,10 +60,17 @@ def test_prepared_statements_depend_on_pgbouncers_version_and_mode(
 
 
 def test_nothing_in_between_when_the_ports_agree_or_a_socket_is_used() -> None:
-    assert behind.notice("mysql", 3306, ServerPlace(3306, "db"), None) is None
+    def never() -> None:
+        raise AssertionError("PgBouncer's console asked with nothing in between")
+
+    assert behind.notice("postgresql", 5432, ServerPlace(5432, "db"), never) is None
     port = behind.configured_port("mysql", "/var/run/mysqld/mysqld.sock", "")
     assert behind.notice("mysql", port, ServerPlace(3306, "db"), None) is None
     assert behind.configured_port("postgresql", "db", "") == 5432
+    assert behind.configured_port("postgresql", "", "5432") is None  # libpq: the socket
+    assert behind.configured_port("mysql", "localhost", "3306") is None  # mysqlclient: too
+    through_socket = behind.notice("postgresql", 6432, ServerPlace(None, None), lambda: None)
+    assert through_socket is not None and "sees a Unix-socket connection" in through_socket.evidence
 
 
 def test_sites_are_bounded_and_a_pin_without_a_site_is_not_counted(tmp_path: Path) -> None:

@@ -8,6 +8,7 @@ in between, :func:`judge` what follows, :func:`pin_findings` what the app's code
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -43,8 +44,10 @@ class Between:
 
 
 def configured_port(vendor: str, host: Any, port: Any) -> int | None:
-    """The port the app connects to (None: a Unix socket, or not a number)."""
-    if str(host or "").startswith("/"):
+    """The port the app connects to (None: a Unix socket, or not a number). An empty host
+    is the Unix socket for both drivers, and so is ``localhost`` for the MySQL ones."""
+    name = str(host or "").strip().lower()
+    if not name or name.startswith("/") or (vendor == "mysql" and name == "localhost"):
         return None
     text = str(port or "").strip()
     if not text:
@@ -53,22 +56,25 @@ def configured_port(vendor: str, host: Any, port: Any) -> int | None:
 
 
 def notice(
-    vendor: str, port: int | None, place: ServerPlace | None, pgbouncer: PgBouncerFacts | None
+    vendor: str,
+    port: int | None,
+    place: ServerPlace | None,
+    ask_pgbouncer: Callable[[], PgBouncerFacts | None] | None = None,
 ) -> Between | None:
-    """Something in between: PgBouncer's console answered, or the server listens on another
-    port than the one the app connects to."""
-    differs = place is not None and None not in (port, place.port) and port != place.port
-    evidence = (
-        f"the server listens on port {place.port}; the app connects to port {port}"
-        if differs and place is not None
-        else ""
-    )
+    """Something in between: the server listens on another port than the one the app
+    connects to (or the app connects over TCP and the server sees a Unix socket). Only
+    then is ``ask_pgbouncer`` called (a PostgreSQL face's look at PgBouncer's console), so a
+    direct connection costs no extra login."""
+    if place is None or port is None or port == place.port:
+        return None
+    if place.port is None:
+        evidence = f"the app connects to port {port}; the server sees a Unix-socket connection"
+    else:
+        evidence = f"the server listens on port {place.port}; the app connects to port {port}"
+    pgbouncer = ask_pgbouncer() if ask_pgbouncer is not None else None
     if pgbouncer is not None:
-        evidence = evidence or "its admin console answers"
         return Between(f"PgBouncer {pgbouncer.version}", evidence, pgbouncer)
-    if differs:
-        return Between(_MYSQL_POOLERS if vendor == "mysql" else _PG_POOLERS, evidence)
-    return None
+    return Between(_MYSQL_POOLERS if vendor == "mysql" else _PG_POOLERS, evidence)
 
 
 def _version(text: str) -> tuple[int, ...]:

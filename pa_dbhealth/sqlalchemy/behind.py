@@ -34,13 +34,14 @@ def findings_for(
         return None, []
     url = engine.url
     port = behind.configured_port(vendor, url.query.get("unix_socket") or url.host, url.port)
-    console = None
-    if vendor == "postgresql":
+
+    def console() -> pooler.PgBouncerFacts | None:
         address = {"host": url.host, "port": url.port, "user": url.username}
         address["password"] = url.password
         seconds = options.HEALTH_CONNECT_TIMEOUT
-        console = pooler.ask_pgbouncer(engine.dialect.loaded_dbapi, address, seconds)
-    found = behind.notice(vendor, port, place, console)
+        return pooler.ask_pgbouncer(engine.dialect.loaded_dbapi, address, seconds)
+
+    found = behind.notice(vendor, port, place, console if vendor == "postgresql" else None)
     if found is None:
         return None, []
     prepared = None
