@@ -122,6 +122,37 @@ def test_the_health_views_detail_lists_the_pins(client: Any) -> None:
     assert pinned_app.line_of("GET_LOCK") in pin["message"]
 
 
+@mysql
+def test_the_flask_health_views_detail_lists_the_pins(server: Any) -> None:
+    from flask import Flask
+    from flask_sqlalchemy import SQLAlchemy
+
+    from pa_dbhealth.flask import DbHealth
+
+    token = "a-health-token-for-the-pins"
+    app = Flask("pinned")
+    app.config["SQLALCHEMY_DATABASE_URI"] = sqlalchemy_url(server)
+    app.config["PA_DBHEALTH"] = {"HEALTH_TOKEN": token}
+    db = SQLAlchemy()
+    db.init_app(app)
+    DbHealth(app, db=db)
+    try:
+        with app.app_context():
+            pinned_app.rank_rows(db.engine)
+        client = app.test_client()
+        anonymous = client.get("/dbhealth/").get_json()
+        body = client.get("/dbhealth/", headers={"Authorization": f"Bearer {token}"}).get_json()
+    finally:
+        with app.app_context():
+            for engine in db.engines.values():
+                engine.dispose()
+    assert set(anonymous) == {"status"}
+    assert set(_pins(body["pins"])) == {
+        pinned_app.line_of("SET @"),
+        pinned_app.line_of("CREATE TEMPORARY"),
+    }
+
+
 def test_a_pin_in_pa_dbhealths_own_code_is_not_counted() -> None:
     pin_log.note("SELECT GET_LOCK('x', 1)", "mysql", None, None)
     assert pin_log.sites() == []
