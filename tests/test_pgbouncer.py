@@ -145,4 +145,4 @@ def test_the_pins_audit_catches_what_transaction_mode_does_not_support(
     for message in pins.values():
         assert "would pin PgBouncer (transaction mode) connections" in message
     lock = pins[pinned_app.line_of("pg_advisory_lock")]
-    assert "Fix: use pg_advisory_xact_lock()" in lock
+    assert "Use pg_advisory_xact_lock()" in lock

@@ -58,7 +58,7 @@ def test_django_pins_are_counted_at_their_lines_and_dbcheck_names_them(
     lock = pins[pinned_app.line_of("GET_LOCK")]
     assert "would pin ProxySQL, MySQL Router and MaxScale connections" in lock
     assert "(GET_LOCK, 3 time(s) since its processes started)" in lock
-    assert "Fix: use a transaction-scoped lock instead" in lock
+    assert "Use a transaction-scoped lock instead" in lock
     assert "ProxySQL connections" in pins[pinned_app.line_of("SET foreign_key_checks")]
     # Only the rules of the multiplexers PIN_RULES names; none at all when it is empty.
     settings = {"PA_DBHEALTH": {"PIN_RULES": ["maxscale"]}}

@@ -111,8 +111,9 @@ def judge(
     found = [findings.behind_multiplexer(who, between.name, between.evidence, pool, kept)]
     in_transactions = between.transaction_mode is not False
     if server_side_cursors and in_transactions and between.name != _MYSQL_POOLERS:
+        mode = "in transaction mode" if facts is not None else "(if it pools per transaction)"
         found.append(
-            findings.server_side_cursors_behind_pooler(who, between.name, server_side_cursors)
+            findings.server_side_cursors_behind_pooler(who, between.name, mode, server_side_cursors)
         )
     if prepares and facts is not None and facts.pool_mode != "session":
         shared = (

@@ -305,7 +305,7 @@ def pins_connections(site: str, what: str, count: int, breaks: str, fix: str) ->
         f"This app would pin {breaks} connections at {site} ({what}, {count} time(s) since "
         "its processes started): behind it, a server connection stays with one client "
         "(or, in PgBouncer's transaction mode, the next transaction runs on another).",
-        f"Fix: {fix}.",
+        f"{fix[:1].upper()}{fix[1:]}.",
     )
 
 
@@ -320,12 +320,12 @@ def behind_multiplexer(who: str, pooler: str, evidence: str, pool: str, kept: st
     )
 
 
-def server_side_cursors_behind_pooler(who: str, pooler: str, fix: str) -> Finding:
+def server_side_cursors_behind_pooler(who: str, pooler: str, mode: str, fix: str) -> Finding:
     return Finding(
         "pa_dbhealth.W037",
         Level.WARNING,
         f"{who} uses server-side cursors (QuerySet.iterator()) but connects through {pooler} "
-        "in transaction mode: a cursor declared in one transaction is gone in the next "
+        f"{mode}: a cursor declared in one transaction is gone in the next "
         "('cursor ... does not exist').",
         fix,
     )
