@@ -17,6 +17,16 @@ def line_of(marker: str) -> str:
     return f"{Path(__file__).resolve()}:{number}"
 
 
+def w035_sites(findings: list[dict[str, Any]]) -> dict[str, str]:
+    """W035's messages by the ``file:line`` they name."""
+    found = {}
+    for finding in findings:
+        if finding["id"] == "pa_dbhealth.W035":
+            site = finding["message"].split(" at ", 1)[1].split(" in ", 1)[0]
+            found[site] = finding["message"] + " " + finding["hint"]
+    return found
+
+
 def lock_reports() -> None:
     with connection.cursor() as cursor:
         cursor.execute("SELECT GET_LOCK(%s, 1)", ["reports"])  # pin: GET_LOCK

@@ -16,7 +16,6 @@ from conftest import AddAlias, run_command
 from django.conf import settings
 from django.db import connections
 from processes import Processes
-from test_pin_audit import _pins
 
 CLIENTS = 8
 REQUESTS = 25  # per client
@@ -139,7 +138,7 @@ def test_the_pins_audit_catches_what_transaction_mode_does_not_support(
     alias = pgb(DISABLE_SERVER_SIDE_CURSORS=True)
     pinned_app.pg_session_state(alias)
     out, _, _ = run_command("dbcheck", "--database", alias, "--format", "json")
-    pins = _pins(json.loads(out)["databases"][alias]["findings"])
+    pins = pinned_app.w035_sites(json.loads(out)["databases"][alias]["findings"])
     expected = ("pg_advisory_lock", "SET statement_timeout", "LISTEN", "WITH HOLD")
     assert set(pins) == {pinned_app.line_of(marker) for marker in expected}
     for message in pins.values():

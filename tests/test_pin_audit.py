@@ -18,16 +18,6 @@ from pa_dbhealth.core import pin_log
 mysql = pytest.mark.django_db(transaction=True)
 
 
-def _pins(findings: list[dict[str, Any]]) -> dict[str, str]:
-    """W035's messages by the ``file:line`` they name."""
-    found = {}
-    for finding in findings:
-        if finding["id"] == "pa_dbhealth.W035":
-            site = finding["message"].split(" at ", 1)[1].split(" in ", 1)[0]
-            found[site] = finding["message"] + " " + finding["hint"]
-    return found
-
-
 @mysql
 def test_django_pins_are_counted_at_their_lines_and_dbcheck_names_them(
     processes: Processes,
@@ -48,7 +38,7 @@ def test_django_pins_are_counted_at_their_lines_and_dbcheck_names_them(
     assert code == 0, err  # W035 is a warning: dbcheck fails at errors by default
 
     findings = json.loads(out)["databases"]["default"]["findings"]
-    pins = _pins(findings)
+    pins = pinned_app.w035_sites(findings)
     assert set(pins) == {
         pinned_app.line_of("GET_LOCK"),
         pinned_app.line_of("SET foreign_key_checks"),
@@ -63,12 +53,12 @@ def test_django_pins_are_counted_at_their_lines_and_dbcheck_names_them(
     # Only the rules of the multiplexers PIN_RULES names; none at all when it is empty.
     settings = {"PA_DBHEALTH": {"PIN_RULES": ["maxscale"]}}
     out, _, _ = processes.manage("dbcheck", "--format", "json", settings=settings)
-    only = _pins(json.loads(out)["databases"]["default"]["findings"])
+    only = pinned_app.w035_sites(json.loads(out)["databases"]["default"]["findings"])
     assert set(only) == {pinned_app.line_of("GET_LOCK")}
     assert "would pin MaxScale connections" in only[pinned_app.line_of("GET_LOCK")]
     settings = {"PA_DBHEALTH": {"PIN_RULES": []}}
     out, _, _ = processes.manage("dbcheck", "--format", "json", settings=settings)
-    assert _pins(json.loads(out)["databases"]["default"]["findings"]) == {}
+    assert pinned_app.w035_sites(json.loads(out)["databases"]["default"]["findings"]) == {}
 
 
 @mysql
@@ -103,7 +93,7 @@ def test_sqlalchemy_pins_of_another_process_are_in_flask_dbcheck(
         with app.app_context():
             for engine in db.engines.values():
                 engine.dispose()
-    pins = _pins(json.loads(result.stdout)["databases"]["default"]["findings"])
+    pins = pinned_app.w035_sites(json.loads(result.stdout)["databases"]["default"]["findings"])
     assert set(pins) == {pinned_app.line_of("SET @"), pinned_app.line_of("CREATE TEMPORARY")}
     assert "(SET @, 2 time(s)" in pins[pinned_app.line_of("SET @")]
     assert "ProxySQL and MySQL Router" in pins[pinned_app.line_of("SET @")]
@@ -147,7 +137,7 @@ def test_the_flask_health_views_detail_lists_the_pins(server: Any) -> None:
             for engine in db.engines.values():
                 engine.dispose()
     assert set(anonymous) == {"status"}
-    assert set(_pins(body["pins"])) == {
+    assert set(pinned_app.w035_sites(body["pins"])) == {
         pinned_app.line_of("SET @"),
         pinned_app.line_of("CREATE TEMPORARY"),
     }

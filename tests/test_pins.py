@@ -7,6 +7,8 @@ import pytest
 
 from pa_dbhealth.core import pins
 
+pytestmark = pytest.mark.matrix_once  # no framework: the same on every Django version
+
 MYSQL_PINS = [
     ("SELECT GET_LOCK('reports', 10)", "GET_LOCK", "GET_LOCK"),
     ("select get_lock(%s, 0)", "GET_LOCK", "GET_LOCK"),
