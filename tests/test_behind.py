@@ -12,7 +12,8 @@ import pytest
 from conftest import AddAlias, run_command
 from proxy import Proxy, settings_through
 
-from pa_dbhealth.core import behind, pin_log, private_files
+from pa_dbhealth.core import behind, pin_log, pins, private_files
+from pa_dbhealth.core.options import effective, problems
 from pa_dbhealth.core.vendors.pooler import PgBouncerFacts, ServerPlace
 
 
@@ -103,3 +104,17 @@ def test_other_processes_files_are_summed_and_bad_ones_left_out(tmp_path: Path) 
     pin_log.note("SELECT GET_LOCK('a', 1)", "mysql", "a.py:1 in f", None)
     (site,) = pin_log.read_all(directory)
     assert (site.site, site.count) == ("a.py:1 in f", 9)
+
+
+@pytest.mark.parametrize("value", [["pgbouncr"], "nope", 3, [None]])
+def test_a_bad_pin_rules_names_the_key_and_the_names(value: Any) -> None:
+    (problem,) = problems({"PIN_RULES": value})
+    assert problem.key == "PIN_RULES"
+    assert "proxysql, mysql-router, maxscale, pgbouncer" in problem.message
+    assert effective({"PIN_RULES": value}).pin_rules() == pins.MULTIPLEXERS
+
+
+def test_pin_rules_chooses_the_multiplexers_one_name_or_none() -> None:
+    assert problems({"PIN_RULES": []}) == problems({"PIN_RULES": "pgbouncer"}) == []
+    assert effective({"PIN_RULES": "pgbouncer"}).pin_rules() == ("pgbouncer",)
+    assert effective({"PIN_RULES": []}).pin_rules() == ()
