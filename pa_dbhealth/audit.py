@@ -172,6 +172,7 @@ def audit_alias(alias: str, *, offline: bool = False) -> Audit:
         report.findings.extend(found_behind)
         if pooler is not None:
             report.server["pooler"] = pooler.as_dict()
+            report.findings = behind.kept_behind(alias, pooler, report.findings)
     aliases = _same_account_aliases(alias)
     wait = (
         f"ENGINE {RETRYING_ENGINE!r} makes short bursts wait instead of failing."

@@ -15,7 +15,7 @@ from pa_dbhealth.core.look import LookTimedOut
 from pa_dbhealth.core.vendors import pooler
 from pa_dbhealth.look import look
 
-__all__ = ["between", "findings_for", "pin_findings"]
+__all__ = ["between", "findings_for", "kept_behind", "pin_findings"]
 
 
 def between(alias: str) -> tuple[Between | None, bool]:
@@ -62,6 +62,16 @@ def findings_for(alias: str) -> tuple[Between | None, list[Finding]]:
     return found, behind.judge(
         who, found, kept="CONN_MAX_AGE", server_side_cursors=cursors, prepares=prepared
     )
+
+
+def kept_behind(alias: str, pooler: Between, found: list[Finding]) -> list[Finding]:
+    """W006's fix behind a pooler: Django's check with a round trip, since the middleware's
+    socket check sees only the link to the pooler."""
+    fix = (
+        f"Set DATABASES[{alias!r}]['CONN_HEALTH_CHECKS'] = True: behind {pooler.name} the "
+        "middleware's socket check sees only the link to it, not the server's idle kill."
+    )
+    return behind.socket_check_blind(found, fix)
 
 
 def pin_findings() -> list[Finding]:

@@ -107,10 +107,14 @@ def test_dbcheck_names_pgbouncer_and_its_pool_and_wants_server_side_cursors_off(
     assert not {"pa_dbhealth.E007", "pa_dbhealth.W008"} & set(found)
     assert "pa_dbhealth.E034" not in found  # Django turns psycopg's prepared statements off
 
-    alias = pgb("pgb_fitted", DISABLE_SERVER_SIDE_CURSORS=True)
+    alias = pgb("pgb_fitted", DISABLE_SERVER_SIDE_CURSORS=True, CONN_MAX_AGE=60)
     out, _, _ = run_command("dbcheck", "--database", alias, "--format", "json")
-    ids = [f["id"] for f in json.loads(out)["databases"][alias]["findings"]]
-    assert "pa_dbhealth.I036" in ids and "pa_dbhealth.W037" not in ids
+    found = {f["id"]: f for f in json.loads(out)["databases"][alias]["findings"]}
+    assert "pa_dbhealth.I036" in found and "pa_dbhealth.W037" not in found
+    # Kept connections: the middleware's socket check sees only the link to PgBouncer.
+    kept = found["pa_dbhealth.W006"]["hint"]
+    assert kept.startswith("Set DATABASES['pgb_fitted']['CONN_HEALTH_CHECKS'] = True: behind")
+    assert "ConnectionHygieneMiddleware" not in kept
 
 
 def test_the_direct_connection_is_not_taken_for_a_pooler(pg: str) -> None:

@@ -9,7 +9,7 @@ in between, :func:`judge` what follows, :func:`pin_findings` what the app's code
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from pa_dbhealth.core import findings, pin_log, pins
@@ -122,6 +122,13 @@ def judge(
         if not shared:
             found.append(findings.prepared_statements_unsupported(who, between.name, prepares))
     return found
+
+
+def socket_check_blind(found: list[Finding], fix: str) -> list[Finding]:
+    """Behind a pooler the socket check (the middleware's, ``install()``'s) sees only the
+    link to the pooler, never the server's idle kill: W006's fix is then the check with a
+    round trip (``fix``)."""
+    return [replace(f, hint=fix) if f.id == "pa_dbhealth.W006" else f for f in found]
 
 
 def pin_findings(found: list[pin_log.PinSite], multiplexers: tuple[str, ...]) -> list[Finding]:

@@ -95,13 +95,9 @@ def report(
     )
     is_installed = installed(engine) is not None
     result.findings += _pool_findings(who, pool, limits, vendor, wording, fitting, is_installed)
-    pooler = None
-    if facts is not None:
-        pooler, found_behind = behind.findings_for(engine, who, opts)
-        result.findings += found_behind
-        if pooler is not None:
-            result.server["pooler"] = pooler.as_dict()
-    if pooler is None:  # behind a multiplexer the processes' connections are its clients
+    # Behind a multiplexer the processes' connections are its clients: no budget.
+    pooled = facts is not None and behind.judge_behind(engine, who, opts, result, wording)
+    if not pooled:
         result.findings += _budget(
             who, cap, pool, how, opts.TASK_CONNECTIONS, vendor, wording, fitting, is_installed
         )

@@ -8,14 +8,16 @@ from typing import Any
 from sqlalchemy.engine import Engine
 
 from pa_dbhealth.core import behind, pin_log, registry
+from pa_dbhealth.core.audit import Audit
 from pa_dbhealth.core.behind import Between
 from pa_dbhealth.core.findings import Finding
 from pa_dbhealth.core.look import LookTimedOut
 from pa_dbhealth.core.options import Options
 from pa_dbhealth.core.vendors import pooler
 from pa_dbhealth.sqlalchemy.look import database_errors, engine_vendor, look
+from pa_dbhealth.sqlalchemy.wording import Wording
 
-__all__ = ["findings_for", "pin_findings"]
+__all__ = ["findings_for", "judge_behind", "pin_findings"]
 
 
 def findings_for(
@@ -54,6 +56,25 @@ def findings_for(
     return found, behind.judge(
         who, found, kept="pool_recycle", server_side_cursors=None, prepares=prepared
     )
+
+
+def judge_behind(
+    engine: Engine, who: str, options: Options, result: Audit, wording: Wording
+) -> bool:
+    """Add what matters behind a multiplexer to ``result`` (W006's fix becomes the check
+    with a round trip: the socket check sees only the link to the pooler); whether one is
+    in between."""
+    pooler, found = findings_for(engine, who, options)
+    result.findings += found
+    if pooler is None:
+        return False
+    result.server["pooler"] = pooler.as_dict()
+    fix = (
+        f"Set {wording.set_one('pool_pre_ping', True)}: behind {pooler.name} the socket check "
+        "sees only the link to it, not the server's idle kill."
+    )
+    result.findings = behind.socket_check_blind(result.findings, fix)
+    return True
 
 
 def pin_findings(options: Options) -> list[Finding]:
