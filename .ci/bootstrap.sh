@@ -41,11 +41,12 @@ sys.exit(not os.path.exists(os.path.join(sysconfig.get_paths()["include"], "Pyth
     # The local capped server (pa_dbhealth.sandbox) runs mariadb-server's binaries.
     _pa_have mariadbd || _pa_have mysqld || pkgs+=(mariadb-server)
     if [ "$1" = tests ]; then
-        # A throwaway PostgreSQL (tests/pgserver.py), the load benchmark's client and its
-        # instruction count (valgrind), the browser tests' Chromium and its driver, the
-        # job-runner tests' Redis.
+        # A throwaway PostgreSQL (tests/pgserver.py) and a PgBouncer in front of it
+        # (tests/pgbouncer.py), the load benchmark's client and its instruction count
+        # (valgrind), the browser tests' Chromium and its driver, the job-runner tests' Redis.
         _pa_have initdb || compgen -G '/usr/lib/postgresql/*/bin/initdb' >/dev/null \
             || pkgs+=(postgresql)
+        _pa_have pgbouncer || pkgs+=(pgbouncer)
         _pa_have wrk || pkgs+=(wrk)
         _pa_have valgrind || pkgs+=(valgrind)
         _pa_have chromium || _pa_have chromium-browser || pkgs+=(chromium)

@@ -15,7 +15,7 @@ from typing import Any, TypeVar
 from django.conf import settings
 from django.db import DatabaseError, NotSupportedError, connections
 
-from pa_dbhealth import conf, server_version
+from pa_dbhealth import behind, conf, server_version
 from pa_dbhealth.core import findings, vendors
 from pa_dbhealth.core.audit import Audit, Terms, budget, judge_limits, server_findings
 from pa_dbhealth.core.errors import server_address
@@ -204,6 +204,13 @@ def audit_alias(alias: str, *, offline: bool = False) -> Audit:
     report.findings.extend(
         _pool_findings(alias, db, limits.cap, limits.timeout, limits.idle_limit, vendor)
     )
+    pooler = None
+    if facts is not None:
+        pooler, found_behind = behind.findings_for(alias)
+        report.findings.extend(found_behind)
+        if pooler is not None:
+            report.server["pooler"] = pooler.as_dict()
+            report.findings = behind.kept_behind(alias, pooler, report.findings)
     aliases = _same_account_aliases(alias)
     wait = (
         f"ENGINE {RETRYING_ENGINE!r} makes short bursts wait instead of failing."
@@ -211,8 +218,11 @@ def audit_alias(alias: str, *, offline: bool = False) -> Audit:
         else ""
     )
     terms = replace(TERMS, wait_at_cap=wait)
+    # Behind a multiplexer the workers' connections are the pooler's clients, not the cap's.
     report.findings.extend(
-        budget(
+        []
+        if pooler is not None
+        else budget(
             who,
             limits.cap,
             concurrent_workers(options.WORKERS),

@@ -19,7 +19,7 @@ from django.views.decorators.cache import never_cache
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_safe
 
-from pa_dbhealth import conf
+from pa_dbhealth import behind, conf
 from pa_dbhealth.core import prometheus
 from pa_dbhealth.health import Status, check, holders_of, process_figures
 
@@ -86,6 +86,7 @@ def health(request: HttpRequest, databases: Sequence[str] | None = None) -> Http
             body["databases"] = {
                 db.alias: db.as_dict(process, holders_of(db)) for db in report.databases
             }
+            body["pins"] = [finding.as_dict() for finding in behind.pin_findings()]
         critical = report.status is Status.CRITICAL
         status = HTTPStatus.SERVICE_UNAVAILABLE if critical else HTTPStatus.OK
         response = JsonResponse(body, status=status)

@@ -152,6 +152,18 @@ def unblocked_db(django_db_blocker: Any) -> Iterator[None]:
 
 
 @pytest.fixture(autouse=True)
+def no_pins_yet() -> None:
+    """Each test starts with no statement counted by the audit of what pins (a test's own
+    SET would otherwise show up in a later test's dbcheck), in this process or any other."""
+    from pa_dbhealth.core import pin_log, registry
+
+    pin_log.forget()
+    directory = pin_log.pins_directory(registry.directory(None))
+    if directory is not None:
+        shutil.rmtree(directory, ignore_errors=True)
+
+
+@pytest.fixture(autouse=True)
 def previous_connections_gone(server: sandbox.SandboxInfo) -> None:
     """Each test starts once the server has let go of what earlier tests closed: a close
     only sends COM_QUIT, and a connection still listed counts against the cap of 3."""

@@ -293,9 +293,11 @@ class Processes:
         env: Mapping[str, str] | None = None,
         options: Sequence[str] = (),
         timeout: float = 60,
+        module: str = "testsite.wsgi:application",
     ) -> Site:
         """The test site under uWSGI (``processes`` x ``threads``, HTTP on a free loopback
-        port), once every worker is up. Skips the test when uWSGI is not installed."""
+        port), once every worker is up; ``module`` is the WSGI app (another app: a module in
+        tests/). Skips the test when uWSGI is not installed."""
         import pytest
 
         from pa_dbhealth.sandbox import free_port
@@ -314,7 +316,7 @@ class Processes:
             f"--threads={threads}",
             f"--home={sys.prefix}",
             f"--pythonpath={TESTS}",
-            "--module=testsite.wsgi:application",
+            f"--module={module}",
             *options,
         ]
         site = Site(

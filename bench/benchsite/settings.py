@@ -37,6 +37,9 @@ DATABASES = {
         "OPTIONS": {"charset": "utf8mb4"},
     }
 }
+if "postgresql" in DATABASES["default"]["ENGINE"]:  # bench/pgbouncer.py
+    DATABASES["default"]["OPTIONS"] = {}
+    DATABASES["default"]["DISABLE_SERVER_SIDE_CURSORS"] = True
 if PA:
     PA_DBHEALTH = {"CONNECT_RETRY": float(os.environ.get("BENCH_CONNECT_RETRY", "5"))}
     if os.environ.get("BENCH_REGISTRY", "1") == "0":

@@ -8,9 +8,11 @@ def _ok() -> HttpResponse:
 
 
 def db(request: HttpRequest) -> HttpResponse:
-    """Holds a database connection for BENCH_HOLD seconds: one ``SELECT SLEEP()``."""
+    """Holds a database connection for BENCH_HOLD seconds: one ``SELECT SLEEP()`` (on
+    PostgreSQL ``pg_sleep()``)."""
+    sleep = "pg_sleep" if connection.vendor == "postgresql" else "SLEEP"
     with connection.cursor() as cursor:
-        cursor.execute("SELECT SLEEP(%s)", [settings.BENCH_HOLD])
+        cursor.execute(f"SELECT {sleep}(%s)", [settings.BENCH_HOLD])
         cursor.fetchone()
     return _ok()
 

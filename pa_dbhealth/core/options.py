@@ -106,6 +106,15 @@ def _registry_dir(value: Any) -> str | None:
     return None
 
 
+def _multiplexers(value: Any) -> str | None:
+    from pa_dbhealth.core.pins import MULTIPLEXERS
+
+    names = (value,) if isinstance(value, str) else value
+    if not isinstance(names, list | tuple) or any(n not in MULTIPLEXERS for n in names):
+        return f"must be a list of names from {', '.join(MULTIPLEXERS)} (empty: no audit)"
+    return None
+
+
 def option(default: Any, validate: Validator, help: str) -> Any:
     """One option: its default, its validator and the help its error messages quote."""
     return field(default=default, metadata={"validate": validate, "help": help})
@@ -182,6 +191,17 @@ class Options:
         "Directory of the registry of holders (which process holds each connection): None "
         "for $PA_DBHEALTH_REGISTRY_DIR or ~/.cache/pa_dbhealth/holders, False to turn it off.",
     )
+    PIN_RULES: tuple[str, ...] = option(
+        ("proxysql", "mysql-router", "maxscale", "pgbouncer"),
+        _multiplexers,
+        "The multiplexers whose rules the audit of what pins a connection applies "
+        "(proxysql, mysql-router, maxscale, pgbouncer); an empty list turns it off.",
+    )
+
+    def pin_rules(self) -> tuple[str, ...]:
+        """PIN_RULES as a tuple (one name may be given as a string)."""
+        rules = self.PIN_RULES
+        return (rules,) if isinstance(rules, str) else tuple(rules)
 
     def tracks_origins(self, debug: bool) -> bool:
         """Whether to record opening stacks: the option, or ``debug`` when it is None."""

@@ -11,7 +11,7 @@ from flask.cli import with_appcontext
 
 from pa_dbhealth.core import commands, connections, findings
 from pa_dbhealth.core.errors import server_address
-from pa_dbhealth.sqlalchemy import holding
+from pa_dbhealth.sqlalchemy import behind, holding
 from pa_dbhealth.sqlalchemy.audit import report
 from pa_dbhealth.sqlalchemy.look import database_errors, engine_vendor, look
 from pa_dbhealth.sqlalchemy.wording import flask_wording
@@ -104,6 +104,7 @@ def dbcheck(bind: str | None, fmt: str, fail_level: str, offline: bool) -> None:
     extension = _extension(app)
     site = findings.settings_findings(extension.problems(app))
     options = extension.options(app)
+    site += behind.pin_findings(options)  # what the app's processes ran that pins a multiplexer
     reports = [
         report(
             engine,

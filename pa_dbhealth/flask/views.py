@@ -19,7 +19,7 @@ from flask import Blueprint, Response, current_app, request
 from pa_dbhealth.core import prometheus
 from pa_dbhealth.core.health import Status
 from pa_dbhealth.flask.page import page_view
-from pa_dbhealth.sqlalchemy import events, health, tracker
+from pa_dbhealth.sqlalchemy import behind, events, health, tracker
 
 FORMATS = ("json", "prometheus")
 
@@ -75,6 +75,7 @@ def health_view() -> Response:
     body: dict[str, Any] = {"status": report.status.value}
     if full:
         body["databases"] = {db.alias: db.as_dict(process) for db in report.databases}
+        body["pins"] = [finding.as_dict() for finding in behind.pin_findings(options)]
     critical = report.status is Status.CRITICAL
     return _no_store(_json(body, HTTPStatus.SERVICE_UNAVAILABLE if critical else HTTPStatus.OK))
 

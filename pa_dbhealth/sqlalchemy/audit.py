@@ -32,6 +32,7 @@ from pa_dbhealth.core.findings import Finding
 from pa_dbhealth.core.options import Options, effective
 from pa_dbhealth.core.server_look import ask_server
 from pa_dbhealth.core.vendors import AccountSnapshot, ServerFacts
+from pa_dbhealth.sqlalchemy import behind
 from pa_dbhealth.sqlalchemy.events import installed
 from pa_dbhealth.sqlalchemy.look import (
     database_errors,
@@ -102,9 +103,21 @@ def report(
     is_installed = installed(engine) is not None
     result.findings += _pool_findings(who, pool, limits, vendor, wording, fitting, is_installed)
     queues = bool(opts.LINE) and opts.CONNECT_RETRY > 0
-    result.findings += _budget(
-        who, cap, pool, how, opts.TASK_CONNECTIONS, vendor, wording, fitting, is_installed, queues
-    )
+    # Behind a multiplexer the processes' connections are its clients: no budget.
+    pooled = facts is not None and behind.judge_behind(engine, who, opts, result, wording)
+    if not pooled:
+        result.findings += _budget(
+            who,
+            cap,
+            pool,
+            how,
+            opts.TASK_CONNECTIONS,
+            vendor,
+            wording,
+            fitting,
+            is_installed,
+            queues,
+        )
     if facts is not None and snapshot is not None:
         kill_flag = f"--bind {wording.bind} " if wording.bind is not None else ""
         result.findings += server_findings(who, facts, snapshot, limits.timeout, terms, kill_flag)

@@ -8,6 +8,8 @@
 - **first connect**: the server's idle timeout is learned once per engine (one query).
 - **checkout / checkin**: each checkout is tracked and probable leaks are logged with the
   line of user code that checked the connection out (``tracker``).
+- **before cursor execute**: a statement that would pin a multiplexer's connection is
+  counted at the line that ran it (``pins``).
 """
 
 from __future__ import annotations
@@ -27,7 +29,7 @@ from sqlalchemy.exc import DisconnectionError
 from pa_dbhealth.core import handoff, liveness, staleness
 from pa_dbhealth.core.options import Options, effective
 from pa_dbhealth.core.timeouts import Learned
-from pa_dbhealth.sqlalchemy import connect, holding, tracker
+from pa_dbhealth.sqlalchemy import connect, holding, pins, tracker
 from pa_dbhealth.sqlalchemy.look import engine_account, engine_key, engine_vendor
 
 __all__ = ["LEAK_AFTER", "LEARNED", "install", "installed"]
@@ -109,6 +111,7 @@ def install(
     event.listen(engine, "close", _on_close)
     event.listen(engine, "close_detached", _on_close_detached)
     event.listen(engine, "handle_error", _on_error)
+    pins.listen(engine, state.vendor, opts)
     return engine
 
 

@@ -18,8 +18,8 @@ from typing import Any
 from django.db.backends.base.base import BaseDatabaseWrapper
 
 from pa_dbhealth import holders
-from pa_dbhealth.core import registry, vendors
-from pa_dbhealth.tracker import ledger
+from pa_dbhealth.core import pins, registry, vendors
+from pa_dbhealth.tracker import ledger, pinning
 from pa_dbhealth.tracker.threads import forget_wrapper
 from pa_dbhealth.tracker.usage import note_use
 
@@ -62,7 +62,10 @@ def is_published(connection: BaseDatabaseWrapper) -> bool:
 
 
 def touch(execute: Any, sql: Any, params: Any, many: bool, context: Any) -> Any:
-    """An execute wrapper: note the end of each query, and refresh the registry when due."""
+    """An execute wrapper: note the end of each query, and refresh the registry when due;
+    count a statement that would pin a multiplexer's connection (:mod:`.pinning`)."""
+    if type(sql) is str and pins.suspect(sql):
+        pinning.note(sql, context["connection"])
     try:
         return execute(sql, params, many, context)
     finally:

@@ -28,8 +28,18 @@ def connection(request: HttpRequest) -> HttpResponse:
         return HttpResponse(f"{os.getpid()} {cursor.fetchone()[0]}")
 
 
+def rows(request: HttpRequest, alias: str) -> HttpResponse:
+    """A short transaction on ``alias`` (PostgreSQL): a request's everyday work."""
+    from django.db import connections, transaction
+
+    with transaction.atomic(using=alias), connections[alias].cursor() as cursor:
+        cursor.execute("SELECT count(*), pg_sleep(0.005) FROM pg_class WHERE relname <> %s", ["x"])
+        return HttpResponse(str(cursor.fetchone()[0]))
+
+
 urlpatterns = [
     path("connection/", connection),
+    path("rows/<str:alias>/", rows),
     path("dbhealth/", include("pa_dbhealth.urls")),
     path("health/<str:alias>/", one_database),
     path("workers/", workers),

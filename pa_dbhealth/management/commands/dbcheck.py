@@ -7,7 +7,7 @@ from typing import Any
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.db import connections
 
-from pa_dbhealth import conf
+from pa_dbhealth import behind, conf
 from pa_dbhealth.audit import audit_alias, site_findings
 from pa_dbhealth.checks import asgi_findings, settings_findings
 from pa_dbhealth.core import commands
@@ -56,6 +56,7 @@ class Command(BaseCommand):
         aliases = [database] if database else list(connections)
         # PA_DBHEALTH's own mistakes come first: the audit would otherwise judge by defaults.
         site = settings_findings(conf.problems()) + site_findings() + asgi_findings()
+        site += behind.pin_findings()  # what the site's processes ran that pins a multiplexer
         reports = [audit_alias(alias, offline=offline) for alias in aliases]
         try:
             commands.check(reports, site, format, fail_level, self._write, name="dbcheck")
