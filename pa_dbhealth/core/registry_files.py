@@ -15,7 +15,8 @@ One JSON object per process::
 that got the same pid. A reader takes nothing on
 trust: every field must have its type and stay within its length, numbers must be finite,
 and text loses control characters (a terminal or a log shows it as written); a file that
-breaks any rule is skipped whole.
+breaks any rule is skipped whole. A program's secrets are hidden again as it is read
+(:mod:`pa_dbhealth.core.redact`): a file written by an older version, or by hand, shows none.
 """
 
 from __future__ import annotations
@@ -25,6 +26,8 @@ import math
 import re
 from dataclasses import asdict, dataclass
 from typing import Any
+
+from pa_dbhealth.core import redact
 
 FORMAT = 1
 SHORT = 200  # characters of a host, server, account, vendor, name, thread, leak kind
@@ -192,7 +195,7 @@ def parse(data: bytes, name: str) -> ProcessEntry | None:
             host=_text(raw, "host", SHORT),
             pid=_whole(raw, "pid", 1, 2**31),
             started=_whole(raw, "started", 0, 2**63, optional=True),
-            program=_text(raw, "program", LONG),
+            program=redact.command_line(_text(raw, "program", LONG)),
             written_at=_time(raw, "written_at"),
             connections=tuple(_held(item) for item in connections),
         )
