@@ -6,7 +6,6 @@ needs no secret; the figures need ``Authorization: Bearer <HEALTH_TOKEN>`` or a 
 
 from __future__ import annotations
 
-import hmac
 from collections.abc import Sequence
 from http import HTTPStatus
 from typing import Any
@@ -20,7 +19,7 @@ from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_safe
 
 from pa_dbhealth import conf
-from pa_dbhealth.core import prometheus
+from pa_dbhealth.core import page_access, prometheus
 from pa_dbhealth.health import Status, check, holders_of, process_figures
 
 FORMATS = ("json", "prometheus")
@@ -29,9 +28,7 @@ FORMATS = ("json", "prometheus")
 def _token_matches(request: HttpRequest) -> bool:
     token = conf.get_settings().HEALTH_TOKEN
     scheme, _, given = request.headers.get("Authorization", "").partition(" ")
-    if not token or scheme.lower() != "bearer":
-        return False
-    return hmac.compare_digest(given.strip().encode(), token.encode())
+    return scheme.lower() == "bearer" and page_access.token_matches(given, token)
 
 
 def is_staff(request: HttpRequest) -> bool:

@@ -402,6 +402,7 @@ def test_the_readmes_pythonanywhere_settings_pass_their_own_audit(
         ({"WORKER": 2}, "pa_dbhealth.E002"),
         ({"WORKERS": -1}, "pa_dbhealth.E003"),
         ({"HEALTH_CONNECT_TIMEOUT": float("nan")}, "pa_dbhealth.E003"),
+        pytest.param({"HEALTH_CONNECT_TIMEOUT": 10**5000}, "pa_dbhealth.E003", id="10**5000"),
         (["WORKERS", 2], "pa_dbhealth.E001"),
     ],
 )
@@ -412,3 +413,12 @@ def test_pa_dbhealth_mistakes_fail_dbcheck(settings: Any, setting: Any, found: s
     assert code == 1, out + err
     assert f"ERROR   {found}: PA_DBHEALTH" in out
     assert out.splitlines()[-1] == "dbcheck: 1 error, 1 info (1 at or above error)."
+
+
+@pytest.mark.usefixtures("unblocked_db")
+def test_a_short_token_is_a_warning_that_never_shows_it(settings: Any) -> None:
+    settings.PA_DBHEALTH = {"HEALTH_TOKEN": " " * 15 + "tiny-secret"}
+    out, err, code = dbcheck("--database", "sqlite")
+    assert code == 0, out + err
+    assert "WARNING pa_dbhealth.W029: PA_DBHEALTH['HEALTH_TOKEN'] = '...' has 11 characters" in out
+    assert "tiny-secret" not in out + err

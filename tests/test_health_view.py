@@ -305,6 +305,13 @@ def test_right_token_gets_the_full_body(client: Client, token: str) -> None:
 
 
 @mysql
+def test_a_token_set_with_a_newline_is_the_token_without_it(client: Client, settings: Any) -> None:
+    settings.PA_DBHEALTH = {"HEALTH_TOKEN": f"{TOKEN}\n"}  # read from a file
+    assert "databases" in get(client, bearer=TOKEN).json()
+    assert get(client, bearer=f"{TOKEN}x").json() == {"status": "ok"}
+
+
+@mysql
 def test_staff_user_gets_the_full_body(client: Client, token: str) -> None:
     user = User.objects.create_user("someone", password="x")
     client.force_login(user)

@@ -157,6 +157,14 @@ def test_a_wrong_token_is_refused_and_sets_no_cookie(token: str) -> None:
 
 
 @mysql
+def test_a_token_set_with_a_newline_signs_in_as_typed(settings: Any) -> None:
+    settings.PA_DBHEALTH = {"HEALTH_TOKEN": f"  {TOKEN}\n"}  # read from a file
+    assert sign_in(Client(enforce_csrf_checks=True)).status_code == HTTPStatus.SEE_OTHER
+    refused = sign_in(Client(enforce_csrf_checks=True), given=f"  {TOKEN}\n"[:-2])
+    assert refused.status_code == HTTPStatus.FORBIDDEN
+
+
+@mysql
 def test_a_tampered_or_outdated_cookie_is_anonymous(token: str, settings: Any) -> None:
     client = signed_in_client()
     assert 'id="db-default"' in text(client.get(PAGE))

@@ -78,16 +78,22 @@ def settings_bad_value(message: str, hint: str) -> Finding:
     return Finding("pa_dbhealth.E003", Level.ERROR, message, hint)
 
 
+def settings_weak_value(message: str, hint: str) -> Finding:
+    """A value that works but should not be kept: a HEALTH_TOKEN anyone could guess."""
+    return Finding("pa_dbhealth.W029", Level.WARNING, message, hint)
+
+
 _SETTINGS_FINDINGS = {
     "type": settings_not_a_mapping,
     "unknown": settings_unknown_key,
     "value": settings_bad_value,
+    "weak": settings_weak_value,
 }
 
 
 def settings_findings(problems: Iterable[Problem]) -> list[Finding]:
-    """E001 (not a dict), E002 (an unknown key), E003 (a bad value): one per problem of
-    ``core.options.problems``."""
+    """E001 (not a dict), E002 (an unknown key), E003 (a bad value), W029 (a weak value):
+    one per problem of ``core.options.problems``."""
     return [_SETTINGS_FINDINGS[p.kind](p.message, p.hint) for p in problems]
 
 

@@ -13,6 +13,8 @@ import hashlib
 import hmac
 import secrets
 
+from pa_dbhealth.core.options import token_text
+
 COOKIE = "pa_dbhealth_page"
 SALT = "pa_dbhealth.page"  # the signature's namespace: no other signed value passes for it
 MAX_AGE = 8 * 3600  # seconds a sign-in lasts
@@ -32,10 +34,12 @@ HEADERS = {
 
 
 def token_matches(given: str | None, token: str | None) -> bool:
-    """Whether ``given`` is the configured ``token`` (none configured: nothing is)."""
+    """Whether ``given`` (typed into the form, or a ``Bearer`` header) is the configured
+    ``token`` (none configured: nothing is), both without surrounding spaces and newlines
+    (``options.token_text``), compared in constant time."""
     if not token or not given:
         return False
-    return hmac.compare_digest(given.strip().encode(), token.encode())
+    return hmac.compare_digest(token_text(given).encode(), token_text(token).encode())
 
 
 def grant(token: str) -> str:

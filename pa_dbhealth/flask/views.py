@@ -9,14 +9,13 @@ and ``Accept``; only GET and HEAD are allowed.
 
 from __future__ import annotations
 
-import hmac
 import json
 from http import HTTPStatus
 from typing import Any
 
 from flask import Blueprint, Response, current_app, request
 
-from pa_dbhealth.core import prometheus
+from pa_dbhealth.core import page_access, prometheus
 from pa_dbhealth.core.health import Status
 from pa_dbhealth.flask.page import page_view
 from pa_dbhealth.sqlalchemy import events, health, tracker
@@ -26,9 +25,7 @@ FORMATS = ("json", "prometheus")
 
 def _token_matches(token: str | None) -> bool:
     scheme, _, given = request.headers.get("Authorization", "").partition(" ")
-    if not token or scheme.lower() != "bearer":
-        return False
-    return hmac.compare_digest(given.strip().encode(), token.encode())
+    return scheme.lower() == "bearer" and page_access.token_matches(given, token)
 
 
 def _wants_prometheus() -> bool:
