@@ -316,3 +316,19 @@ def test_at_the_cap_it_prints_the_registrys_view_then_waits(
     assert sorted(item["id"] for item in view["connections"]) == sorted([first, second])
     assert {item["holder"]["thread"] for item in view["connections"]} == {"worker-a", "worker-b"}
     assert "cannot know" in view["cannot_know"]
+
+
+@mysql
+def test_a_planted_registry_neither_hides_a_holder_nor_slows_the_listing(
+    held: Holders, tmp_path: Path
+) -> None:
+    from test_registry_reader import JUNK, LARGE, plant
+
+    plant(tmp_path / "holders")  # JUNK malformed a*.json and LARGE valid 250 KB entries
+    mine = held.named("poller")
+    started = time.monotonic()
+    result = run_json()
+    took = time.monotonic() - started
+    assert took < 1.0, f"dbconnections took {took:.2f} s with {JUNK} junk files and {LARGE} entries"
+    rows = {row["id"]: row for row in result["connections"]}
+    assert rows[mine]["holder"]["thread"] == "poller"

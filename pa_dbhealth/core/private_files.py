@@ -121,20 +121,7 @@ def read_private(dir_fd: int, name: str, limit: int) -> bytes | None:
         os.close(fd)
 
 
-def modified_at(dir_fd: int, name: str) -> float | None:
-    """The file's modification time (``time.time()``), without following a symlink."""
-    try:
-        return os.stat(name, dir_fd=dir_fd, follow_symlinks=False).st_mtime
-    except OSError:
-        return None
-
-
 def remove(dir_fd: int, name: str) -> None:
     """Remove ``name`` (a symlink itself, never its target); gone already is fine."""
     with contextlib.suppress(FileNotFoundError):
         os.unlink(name, dir_fd=dir_fd)
-
-
-def names(dir_fd: int) -> list[str]:
-    """The names in the directory, sorted."""
-    return sorted(os.listdir(dir_fd))

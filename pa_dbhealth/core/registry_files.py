@@ -100,12 +100,13 @@ class ProcessEntry:
     connections: tuple[HeldConnection, ...]
 
 
-def _safe_host(host: str) -> str:
+def safe_host(host: str) -> str:
+    """The host as a file name holds it."""
     return re.sub(r"[^A-Za-z0-9._-]", "_", host)[:64] or "unknown"
 
 
 def file_name(host: str, pid: int) -> str:
-    return f"{_safe_host(host)}-{pid}.json"
+    return f"{safe_host(host)}-{pid}.json"
 
 
 class Malformed(ValueError):
@@ -114,6 +115,8 @@ class Malformed(ValueError):
 
 def clean(text: str, *, lines: bool = False) -> str:
     """``text`` without control characters (``lines``: newlines kept)."""
+    if (text.replace("\n", "") if lines else text).isprintable():
+        return text  # the usual case, at C speed: a stack is 16 000 characters
     return "".join(c if c.isprintable() or (lines and c == "\n") else "?" for c in text)
 
 
