@@ -14,7 +14,7 @@ from typing import Any
 from django.conf import settings
 from django.db import DatabaseError, connections
 
-from pa_dbhealth import conf
+from pa_dbhealth import conf, holders
 from pa_dbhealth.core import findings, vendors
 from pa_dbhealth.core.audit import Audit, Terms, budget, judge_limits, server_findings
 from pa_dbhealth.core.errors import server_address
@@ -42,10 +42,11 @@ PSYCOPG_POOL_DEFAULTS = {"min_size": 4, "max_lifetime": 3600.0}
 
 
 def site_findings() -> list[Finding]:
-    """Findings about the site as a whole, not one alias."""
+    """Findings about the site as a whole, not one alias: the middleware, the registry."""
+    found = holders.refused()
     if MIDDLEWARE_PATH not in getattr(settings, "MIDDLEWARE", []):
-        return [findings.middleware_missing(MIDDLEWARE_PATH)]
-    return []
+        found.append(findings.middleware_missing(MIDDLEWARE_PATH))
+    return found
 
 
 def _same_account_aliases(alias: str) -> int:

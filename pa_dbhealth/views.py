@@ -18,7 +18,7 @@ from django.views.decorators.cache import never_cache
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_safe
 
-from pa_dbhealth import conf
+from pa_dbhealth import conf, holders
 from pa_dbhealth.core import page_access, prometheus
 from pa_dbhealth.health import Status, check, holders_of, process_figures
 
@@ -83,6 +83,7 @@ def health(request: HttpRequest, databases: Sequence[str] | None = None) -> Http
             body["databases"] = {
                 db.alias: db.as_dict(process, holders_of(db)) for db in report.databases
             }
+            body["findings"] = [finding.as_dict() for finding in holders.refused()]
         critical = report.status is Status.CRITICAL
         status = HTTPStatus.SERVICE_UNAVAILABLE if critical else HTTPStatus.OK
         response = JsonResponse(body, status=status)

@@ -156,6 +156,21 @@ def test_a_bad_setting_is_reported_and_never_breaks_a_request(
     assert "databases" in response.get_json()
 
 
+def test_a_refused_registry_is_e028_in_dbcheck_dbconnections_and_the_full_body(
+    make_app: Callable[..., Flask],
+) -> None:
+    app = make_app(FITTED, {"HEALTH_TOKEN": TOKEN, "REGISTRY_DIR": "/tmp"})
+    checked = invoke(app, "dbcheck")
+    listed = invoke(app, "dbconnections")
+    (finding,) = get(app, TOKEN).get_json()["findings"]
+    for out in (checked.stdout, listed.stdout, finding["message"]):
+        assert "The registry of holders is off: /tmp is open to other users" in out
+    assert checked.exit_code == 1 and listed.exit_code == 0, listed.stdout + listed.stderr
+    fix = "Remove app.config['PA_DBHEALTH']['REGISTRY_DIR'] to use the default"
+    assert fix in checked.stdout
+    assert "chmod" not in checked.stdout + listed.stdout + finding["hint"]
+
+
 def test_dbcheck_misuse_exits_2(make_app: Callable[..., Flask]) -> None:
     app = make_app(FITTED)
     assert invoke(app, "dbcheck", "--bind", "nope").exit_code == 2

@@ -294,7 +294,8 @@ def test_no_token_configured_means_no_token_works(client: Client, settings: Any)
 @mysql
 def test_right_token_gets_the_full_body(client: Client, token: str) -> None:
     body = get(client, bearer=token).json()
-    assert set(body) == {"status", "databases"}
+    assert set(body) == {"status", "databases", "findings"}
+    assert body["findings"] == []
     assert set(body["databases"]["default"]) >= {
         "status",
         "vendor",
@@ -309,6 +310,18 @@ def test_a_token_set_with_a_newline_is_the_token_without_it(client: Client, sett
     settings.PA_DBHEALTH = {"HEALTH_TOKEN": f"{TOKEN}\n"}  # read from a file
     assert "databases" in get(client, bearer=TOKEN).json()
     assert get(client, bearer=f"{TOKEN}x").json() == {"status": "ok"}
+
+
+@mysql
+def test_a_refused_registry_is_a_finding_of_the_full_body(client: Client, settings: Any) -> None:
+    settings.PA_DBHEALTH = {"HEALTH_TOKEN": TOKEN, "REGISTRY_DIR": "/tmp"}
+    assert get(client).json() == {"status": "ok"}  # an anonymous caller learns nothing of it
+    (finding,) = get(client, bearer=TOKEN).json()["findings"]
+    assert (
+        finding["id"] == "pa_dbhealth.E028"
+        and "/tmp is open to other users" in (finding["message"])
+    )
+    assert "chmod" not in finding["hint"]
 
 
 @mysql

@@ -165,6 +165,16 @@ def test_a_token_set_with_a_newline_signs_in_as_typed(settings: Any) -> None:
 
 
 @mysql
+def test_a_refused_registry_is_explained_with_a_safe_fix(settings: Any) -> None:
+    settings.PA_DBHEALTH = {"HEALTH_TOKEN": TOKEN, "REGISTRY_DIR": "/tmp"}
+    assert "/tmp" not in text(Client().get(PAGE))  # anonymous: the status alone
+    page = text(signed_in_client().get(PAGE))
+    assert "/tmp is open to other users (mode 1777): not used" in page
+    assert "pa_dbhealth.E028" in page and "Remove PA_DBHEALTH['REGISTRY_DIR']" in page
+    assert "chmod" not in page
+
+
+@mysql
 def test_a_tampered_or_outdated_cookie_is_anonymous(token: str, settings: Any) -> None:
     client = signed_in_client()
     assert 'id="db-default"' in text(client.get(PAGE))

@@ -113,25 +113,31 @@ def connections(
     *,
     watch: float | None = None,
     say: Callable[[str], None] = print,
+    findings: Sequence[Finding] = (),
 ) -> None:
     """Print ``look(name)`` of each database once, or every ``watch`` seconds until Ctrl-C
-    (then a failed look is said and watching goes on)."""
+    (then a failed look is said and watching goes on), then ``findings`` about the listing
+    itself (E028: the registry of holders cannot be used)."""
     if watch is None:
-        _connections(names, look, fmt, write)
+        _connections(names, look, fmt, write, findings)
         return
     with contextlib.suppress(KeyboardInterrupt):
         while True:
             if fmt == "text":
                 write(f"-- {datetime.now():%Y-%m-%d %H:%M:%S}", None)
             try:
-                _connections(names, look, fmt, write)
+                _connections(names, look, fmt, write, findings)
             except CommandFailed as exc:  # keep watching: the cap may free up
                 say(str(exc))
             time.sleep(watch)
 
 
 def _connections(
-    names: Sequence[str], look: Callable[[str], dict[str, Any]], fmt: str, write: Write
+    names: Sequence[str],
+    look: Callable[[str], dict[str, Any]],
+    fmt: str,
+    write: Write,
+    findings: Sequence[Finding],
 ) -> None:
     results: dict[str, dict[str, Any]] = {}
     gave_up: CapFull | None = None
@@ -142,7 +148,8 @@ def _connections(
             results[name] = exc.view
             gave_up = gave_up or exc
     if fmt == "json":
-        write(json.dumps({"databases": results}, indent=2), None)
+        about = [finding.as_dict() for finding in findings]
+        write(json.dumps({"databases": results, "findings": about}, indent=2), None)
     else:
         for name, result in results.items():
             if result.get("source") == "registry":
@@ -153,5 +160,7 @@ def _connections(
                 continue
             for text, style in render.listing_lines(name, result):
                 write(text, style)
+        for text, style in (line for finding in findings for line in render.finding_lines(finding)):
+            write(text, style)
     if gave_up is not None:
         raise gave_up

@@ -288,3 +288,27 @@ def kept_under_asgi(setting: str, value: str, evidence: str, fix: str) -> Findin
         "soon refuses new ones (Django ticket #33497).",
         fix,
     )
+
+
+# --- the registry of holders -----------------------------------------------------------------
+
+
+def registry_refused(where: str, why: str, setting: str, default: str | None) -> Finding:
+    """The registry's directory ``where`` cannot be used (``why``). ``default``: the default
+    place to suggest, None when ``where`` is it. Never advises changing a directory's mode:
+    the refused one may be shared (/tmp)."""
+    if default:
+        fix = (
+            f"Remove {setting} to use the default, {default}, or set it to another new "
+            f"directory only this account uses"
+        )
+    else:
+        fix = f"Set {setting} to a new directory only this account uses"
+    return Finding(
+        "pa_dbhealth.E028",
+        Level.ERROR,
+        f"The registry of holders is off: {why}. Every connection shows as not tracked, and "
+        f"at a full cap nothing can say which process holds one.",
+        f"{fix} (pa_dbhealth creates it, private, on first use). Leave the mode of {where} "
+        f"as it is: other users or programs may need it.",
+    )

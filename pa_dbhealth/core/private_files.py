@@ -69,8 +69,7 @@ def private_directory(path: Path, *, create: bool) -> Iterator[int]:
             )
         if info.st_mode & 0o077:
             raise NotPrivate(
-                f"{path} is open to other users (mode {stat.S_IMODE(info.st_mode):o}): not "
-                f"used; `chmod 700 {path}` or choose another directory"
+                f"{path} is open to other users (mode {stat.S_IMODE(info.st_mode):o}): not used"
             )
         yield fd
     finally:

@@ -96,6 +96,7 @@ __all__ = [
     "prune_absent",
     "publisher",
     "read",
+    "refusal",
     "server_key",
 ]
 
@@ -215,6 +216,21 @@ def read(where: Path | None, *, prune: bool = True) -> Found:
         logger.debug("pa_dbhealth: registry %s not read: %s", where, exc)
         return Found(where, problem=f"the registry at {where} cannot be read: {exc}")
     return Found(where, tuple(done.entries), left_out=done.left_out)
+
+
+def refusal(where: Path | None) -> str | None:
+    """Why the registry at ``where`` cannot be used (a directory that is not private, not
+    this user's, not readable), or None: usable, not there yet (the first writer creates
+    it), or turned off."""
+    if where is None:
+        return None
+    try:
+        with private_files.private_directory(where, create=False):
+            return None
+    except FileNotFoundError:
+        return None
+    except OSError as exc:
+        return str(exc)
 
 
 def join(

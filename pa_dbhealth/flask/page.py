@@ -77,7 +77,8 @@ class FlaskSite:
             None if name == "default" else name, recycle_note(self.app, name, engine)
         )
         audit = report(engine, name=name, options=self.options, offline=not ask, wording=wording)
-        return [*settings_findings(self.extension.problems(self.app)), *audit.findings]
+        site = settings_findings(self.extension.problems(self.app))
+        return [*site, *self.extension.registry_findings(self.app), *audit.findings]
 
     def look(self, name: str, question: Callable[[Any], T]) -> T:
         return look(self.engines[name], question, timeout=self.options.HEALTH_CONNECT_TIMEOUT)

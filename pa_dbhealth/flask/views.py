@@ -72,6 +72,7 @@ def health_view() -> Response:
     body: dict[str, Any] = {"status": report.status.value}
     if full:
         body["databases"] = {db.alias: db.as_dict(process) for db in report.databases}
+        body["findings"] = [f.as_dict() for f in extension.registry_findings(current_app)]
     critical = report.status is Status.CRITICAL
     return _no_store(_json(body, HTTPStatus.SERVICE_UNAVAILABLE if critical else HTTPStatus.OK))
 
