@@ -20,15 +20,26 @@ from django.views.decorators.http import require_safe
 
 from pa_dbhealth import conf, holders
 from pa_dbhealth.core import page_access, prometheus
-from pa_dbhealth.health import Status, check, holders_of, process_figures
+from pa_dbhealth.core.sign_in_limit import SignInAttempts
+from pa_dbhealth.health import Status, check, holders_of, process_figures, shared_status
 
 FORMATS = ("json", "prometheus")
 
 
-def _token_matches(request: HttpRequest) -> bool:
+def client_address(request: HttpRequest) -> str:
+    """The client's address as the server saw it (``REMOTE_ADDR``): what wrong tokens are
+    counted by."""
+    return str(request.META.get("REMOTE_ADDR") or "")
+
+
+def _bearer_access(request: HttpRequest) -> tuple[bool, int | None]:
+    """``(granted, wait)`` of the request's ``Bearer`` token (``page_access.attempt``)."""
+    given = page_access.bearer(request.headers.get("Authorization", ""))
+    if given is None:
+        return False, None
+    attempts = SignInAttempts(holders.directory())
     token = conf.get_settings().HEALTH_TOKEN
-    scheme, _, given = request.headers.get("Authorization", "").partition(" ")
-    return scheme.lower() == "bearer" and page_access.token_matches(given, token)
+    return page_access.attempt(given, token, attempts, client_address(request))
 
 
 def is_staff(request: HttpRequest) -> bool:
@@ -67,11 +78,21 @@ def health(request: HttpRequest, databases: Sequence[str] | None = None) -> Http
             {"error": f"format must be one of {', '.join(FORMATS)}"},
             status=HTTPStatus.BAD_REQUEST,
         )
-    report = check(databases)
-    # The token first, so a monitor with it never touches the session. A staff user is looked
-    # up in the database: not when a database just failed, so a request cannot wait on a
-    # server the probe found unreachable.
-    full = _token_matches(request) or (all(db.up for db in report.databases) and is_staff(request))
+    # The token first, so a monitor with it never touches the session. Without it, the
+    # status anonymous views share (no connection of its own). A staff user is looked up in
+    # the database: not when a database just failed, so a request cannot wait on a server
+    # the probe found unreachable; then the figures are looked up afresh.
+    full, wait = _bearer_access(request)
+    if wait is not None:
+        refused = JsonResponse(
+            {"error": f"too many wrong tokens: try again in {wait} s"},
+            status=HTTPStatus.TOO_MANY_REQUESTS,
+        )
+        refused["Retry-After"] = str(wait)
+        return refused
+    report = check(databases) if full else shared_status(databases)
+    if not full and all(db.up for db in report.databases) and is_staff(request):
+        full, report = True, check(databases)
     process = process_figures() if full else None
     response: HttpResponse
     if _wants_prometheus(request):

@@ -152,6 +152,16 @@ def unblocked_db(django_db_blocker: Any) -> Iterator[None]:
 
 
 @pytest.fixture(autouse=True)
+def fresh_status_and_sign_ins() -> None:
+    """Each test starts with no shared anonymous status (``core.status_cache``) and no wrong
+    tokens counted (``core.sign_in_limit``): all of them come from 127.0.0.1."""
+    from pa_dbhealth.core import registry, sign_in_limit, status_cache
+
+    status_cache.shared.clear()
+    sign_in_limit.SignInAttempts(registry.directory(None)).forget()
+
+
+@pytest.fixture(autouse=True)
 def previous_connections_gone(server: sandbox.SandboxInfo) -> None:
     """Each test starts once the server has let go of what earlier tests closed: a close
     only sends COM_QUIT, and a connection still listed counts against the cap of 3."""

@@ -22,6 +22,7 @@ from holders import Holders
 from proxy import Proxy, settings_through
 
 from pa_dbhealth import health, sandbox, views
+from pa_dbhealth.core import status_cache
 from pa_dbhealth.core.health import judge
 from pa_dbhealth.core.vendors import AccountConnection, AccountSnapshot
 
@@ -156,6 +157,21 @@ def test_the_retrying_backend_does_not_make_the_check_wait(
 
 
 @pytest.mark.usefixtures("unblocked_db")
+def test_anonymous_callers_share_one_look_a_second(
+    client: Client, settings: Any, raw_connections: Any, retrying_alias: str
+) -> None:
+    settings.PA_DBHEALTH = {"HEALTH_TOKEN": TOKEN}
+    raw_connections(3)
+    before = health.process_figures()["probes_refused"]
+    for bearer in (None, None, "a-wrong-token-of-some-length", None):
+        assert get(client, retrying_alias, bearer=bearer).json() == {"status": "critical"}
+    assert health.process_figures()["probes_refused"] == before + 1
+    time.sleep(status_cache.FRESH_FOR)
+    assert get(client, retrying_alias).status_code == HTTPStatus.SERVICE_UNAVAILABLE
+    assert health.process_figures()["probes_refused"] == before + 2
+
+
+@pytest.mark.usefixtures("unblocked_db")
 def test_a_refused_look_is_not_a_give_up(
     client: Client,
     settings: Any,
@@ -169,8 +185,9 @@ def test_a_refused_look_is_not_a_give_up(
     raw_connections(3)
     before = health.process_figures()
     with caplog.at_level(logging.DEBUG, logger="pa_dbhealth"):
-        for _ in range(5):
-            assert get(client, retrying_alias).status_code == HTTPStatus.SERVICE_UNAVAILABLE
+        for _ in range(5):  # with the token: each looks afresh
+            response = get(client, retrying_alias, bearer=TOKEN)
+            assert response.status_code == HTTPStatus.SERVICE_UNAVAILABLE
     after = health.process_figures()
     assert after["connect_giveups"] == before["connect_giveups"]
     assert after["probes_refused"] == before["probes_refused"] + 5

@@ -15,17 +15,22 @@ from typing import Any
 
 from flask import Blueprint, Response, current_app, request
 
-from pa_dbhealth.core import page_access, prometheus
+from pa_dbhealth.core import page_access, prometheus, registry
 from pa_dbhealth.core.health import Status
-from pa_dbhealth.flask.page import page_view
+from pa_dbhealth.core.sign_in_limit import SignInAttempts
+from pa_dbhealth.flask.page import page_view, shared_status
 from pa_dbhealth.sqlalchemy import events, health, tracker
 
 FORMATS = ("json", "prometheus")
 
 
-def _token_matches(token: str | None) -> bool:
-    scheme, _, given = request.headers.get("Authorization", "").partition(" ")
-    return scheme.lower() == "bearer" and page_access.token_matches(given, token)
+def _bearer_access(options: Any) -> tuple[bool, int | None]:
+    """``(granted, wait)`` of the request's ``Bearer`` token (``page_access.attempt``)."""
+    given = page_access.bearer(request.headers.get("Authorization", ""))
+    if given is None:
+        return False, None
+    attempts = SignInAttempts(registry.directory(options.REGISTRY_DIR))
+    return page_access.attempt(given, options.HEALTH_TOKEN, attempts, request.remote_addr or "")
 
 
 def _wants_prometheus() -> bool:
@@ -59,12 +64,21 @@ def health_view() -> Response:
     extension: Any = current_app.extensions["pa_dbhealth"]
     options = extension.options(current_app)
     engines = extension.engines(current_app)
-    report = health.check(engines, options=options)
+    full, wait = _bearer_access(options)
+    if wait is not None:
+        error = {"error": f"too many wrong tokens: try again in {wait} s"}
+        refused = _no_store(_json(error, HTTPStatus.TOO_MANY_REQUESTS))
+        refused.headers["Retry-After"] = str(wait)
+        return refused
+    if full:
+        report = health.check(engines, options=options)
+    else:  # the status anonymous views share: no connection of its own
+        app = current_app._get_current_object()  # type: ignore[attr-defined]
+        report = shared_status(app, engines, options)
     for engine in engines.values():
         state = events.installed(engine)
         if state is not None:
             state.checkouts.sweep()  # log the probable leaks the figures will count
-    full = _token_matches(options.HEALTH_TOKEN)
     process = tracker.figures() if full else None
     if _wants_prometheus():
         text = prometheus.render(report, full=full, process=process)
