@@ -249,6 +249,12 @@ def account_connection_ids(admin: Any, user: str = "app") -> list[int]:
     return [int(row[0]) for row in admin.fetchall()]
 
 
+def connections_accepted(admin: Any) -> int:
+    """How many connections the server has accepted since it started, every account's."""
+    admin.execute("SHOW GLOBAL STATUS LIKE 'Connections'")
+    return int(admin.fetchone()[1])
+
+
 @pytest.fixture
 def account_ids(admin: Any) -> Callable[[], list[int]]:
     return lambda: account_connection_ids(admin)

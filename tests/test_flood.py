@@ -18,6 +18,7 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
+from conftest import connections_accepted
 from processes import Processes, Site
 
 from pa_dbhealth import sandbox
@@ -102,19 +103,14 @@ def run_for(seconds: float, clients: list[Client]) -> dict[str, Counter[int]]:
     return answers
 
 
-def connections_made(admin: Any) -> int:
-    admin.execute("SHOW GLOBAL STATUS LIKE 'Connections'")
-    return int(admin.fetchone()[1])
-
-
 def phase(site: Site, admin: Any, flood: int) -> tuple[dict[str, Counter[int]], int]:
     """The site's load for SECONDS, beside ``flood`` strangers: answers and connections."""
     own = [("site", lambda: request(site, "/connection/"), 0.0)] * SITE_CLIENTS
     every = flood / FLOOD_RATE if flood else 0.0
     strangers = [(f"flood-{i % 4}", stranger(site, i), every) for i in range(flood)]
-    before = connections_made(admin)
+    before = connections_accepted(admin)
     answers = run_for(SECONDS, own + strangers)
-    return answers, connections_made(admin) - before
+    return answers, connections_accepted(admin) - before
 
 
 @pytest.mark.usefixtures("unblocked_db")

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from conftest import connections_accepted
 from django.test import Client
 from django.urls import path
 from test_page import PAGE, TOKEN, csrf_of, text
@@ -24,12 +25,6 @@ mysql = pytest.mark.django_db(transaction=True)
 urlpatterns = [*page_urls, path("health/", views.health, {"databases": ["default"]})]
 pytestmark = pytest.mark.urls(__name__)
 WRONG = "a-wrong-token-of-some-length"
-
-
-def connections_made(admin: Any) -> int:
-    """How many connections the server has accepted since it started, all accounts."""
-    admin.execute("SHOW GLOBAL STATUS LIKE 'Connections'")
-    return int(admin.fetchone()[1])
 
 
 @pytest.fixture
@@ -52,9 +47,9 @@ def test_wrong_tokens_cost_no_connection_then_wait_with_retry_after(
 ) -> None:
     client = Client(enforce_csrf_checks=True)
     client.get(PAGE)  # the status anonymous views share, looked up once
-    before = connections_made(admin)
+    before = connections_accepted(admin)
     refused = wrong_tokens(client, LIMIT)
-    assert connections_made(admin) == before  # the GET for the form shared the status too
+    assert connections_accepted(admin) == before  # the GET for the form shared the status too
     assert {r.status_code for r in refused} == {HTTPStatus.FORBIDDEN}
     assert all("Wrong token." in text(r) for r in refused)
     (waiting, right) = wrong_tokens(client, 1) + wrong_tokens(client, 1, given=TOKEN)
