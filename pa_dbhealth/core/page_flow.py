@@ -14,14 +14,7 @@ from dataclasses import dataclass, field
 from http import HTTPStatus
 from typing import Any, Protocol, TypeVar
 
-from pa_dbhealth.core import (
-    page_access,
-    page_html,
-    page_kill,
-    page_kill_html,
-    registry,
-    status_cache,
-)
+from pa_dbhealth.core import page_access, page_html, page_kill, page_kill_html, registry
 from pa_dbhealth.core.connections import WAY_OUT
 from pa_dbhealth.core.errors import classify
 from pa_dbhealth.core.findings import Finding
@@ -31,6 +24,7 @@ from pa_dbhealth.core.page import Page, Row, database
 from pa_dbhealth.core.page_html import Csrf, Notice
 from pa_dbhealth.core.registry import Found, Holder
 from pa_dbhealth.core.sign_in_limit import SignInAttempts
+from pa_dbhealth.core.status_cache import FRESH_FOR
 from pa_dbhealth.core.vendors import KillResult
 
 T = TypeVar("T")
@@ -147,7 +141,7 @@ def respond(
 
     if action == "login" and form is not None:
         return sign_in(site, visitor, form.get("token"), token, status_only)
-    report = site.report() if visitor.signed_in else site.status(status_cache.FRESH_FOR)
+    report = site.report() if visitor.signed_in else site.status(FRESH_FOR)
     up = all(db.up for db in report.databases)
     if not (visitor.signed_in or (up and visitor.is_staff())):
         notice = None if form is None else Notice("Sign in first.", error=True)
