@@ -15,7 +15,7 @@ from typing import Any, TypeVar
 from django.conf import settings
 from django.db import DatabaseError, NotSupportedError, connections
 
-from pa_dbhealth import behind, conf, server_version
+from pa_dbhealth import behind, conf, holders, server_version
 from pa_dbhealth.core import findings, vendors
 from pa_dbhealth.core.audit import Audit, Terms, budget, judge_limits, server_findings
 from pa_dbhealth.core.errors import server_address
@@ -57,10 +57,11 @@ def _waits_in_line(db: dict[str, Any], options: Any) -> bool:
 
 
 def site_findings() -> list[Finding]:
-    """Findings about the site as a whole, not one alias."""
+    """Findings about the site as a whole, not one alias: the middleware, the registry."""
+    found = holders.refused()
     if MIDDLEWARE_PATH not in getattr(settings, "MIDDLEWARE", []):
-        return [findings.middleware_missing(MIDDLEWARE_PATH)]
-    return []
+        found.append(findings.middleware_missing(MIDDLEWARE_PATH))
+    return found
 
 
 def _same_account_aliases(alias: str) -> int:

@@ -8,7 +8,7 @@ and ``migrate``, so they never stop a site from serving.
 from __future__ import annotations
 
 import sys
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 from django.conf import settings
@@ -19,18 +19,8 @@ from django.db import connections
 from pa_dbhealth import conf, half_switched
 from pa_dbhealth.core import findings
 from pa_dbhealth.core.findings import Finding
-from pa_dbhealth.core.options import Problem
 
-_SETTINGS_FINDINGS = {
-    "type": findings.settings_not_a_mapping,
-    "unknown": findings.settings_unknown_key,
-    "value": findings.settings_bad_value,
-}
-
-
-def settings_findings(problems: Iterable[Problem]) -> list[Finding]:
-    """E001 (not a dict), E002 (an unknown key), E003 (a bad value): one per problem."""
-    return [_SETTINGS_FINDINGS[p.kind](p.message, p.hint) for p in problems]
+settings_findings = findings.settings_findings  # E001, E002, E003, W029: one per problem
 
 
 def as_check_message(finding: Finding) -> CheckMessage:
@@ -39,7 +29,8 @@ def as_check_message(finding: Finding) -> CheckMessage:
 
 @register()
 def check_settings(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]:
-    """E001: PA_DBHEALTH is not a dict; E002: an unknown key; E003: a bad value."""
+    """E001: PA_DBHEALTH is not a dict; E002: an unknown key; E003: a bad value; W029: a
+    weak one (a short HEALTH_TOKEN)."""
     return [as_check_message(f) for f in settings_findings(conf.problems())]
 
 

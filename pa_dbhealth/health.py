@@ -12,11 +12,12 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
+from django.core.signals import setting_changed
 from django.db import Error as DatabaseError
 from django.db import connections
 
 from pa_dbhealth import conf, holders, tracker
-from pa_dbhealth.core import render_holders, vendors
+from pa_dbhealth.core import render_holders, status_cache, vendors
 from pa_dbhealth.core.errors import Kind, classify
 from pa_dbhealth.core.health import DatabaseHealth, Report, Status, failed, judge, timed_out
 from pa_dbhealth.look import LookTimedOut, look
@@ -29,6 +30,7 @@ __all__ = [
     "holders_of",
     "probe",
     "process_figures",
+    "shared_status",
 ]
 
 
@@ -84,3 +86,22 @@ def check(aliases: Iterable[str] | None = None, *, connect_timeout: float | None
     """Probe each alias (every one in ``DATABASES`` by default), one after the other."""
     chosen = list(connections) if aliases is None else list(aliases)
     return Report([probe(alias, connect_timeout=connect_timeout) for alias in chosen])
+
+
+def shared_status(
+    aliases: Iterable[str] | None = None, fresh_for: float = status_cache.FRESH_FOR
+) -> Report:
+    """:func:`check`'s report as anonymous views share it: looked up at most once every
+    ``fresh_for`` seconds per process (``core.status_cache``)."""
+    chosen = tuple(connections) if aliases is None else tuple(aliases)
+    return status_cache.shared.report(
+        ("django", chosen), lambda: check(chosen), fresh_for=fresh_for
+    )
+
+
+def _forget_status(*, setting: str, **kwargs: Any) -> None:
+    if setting in ("DATABASES", "PA_DBHEALTH"):
+        status_cache.shared.clear()
+
+
+setting_changed.connect(_forget_status, dispatch_uid="pa_dbhealth.health.forget_status")

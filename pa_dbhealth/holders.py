@@ -16,11 +16,12 @@ from django.db import connections
 
 from pa_dbhealth.core import account_holders, registry
 from pa_dbhealth.core.account_holders import AccountHolders
+from pa_dbhealth.core.findings import Finding
 from pa_dbhealth.core.registry import Leak
 from pa_dbhealth.core.server_id import account_key
 from pa_dbhealth.core.vendors import AccountSnapshot
 
-__all__ = ["AliasHolders", "directory", "for_alias", "leak", "server_of"]
+__all__ = ["AliasHolders", "directory", "for_alias", "leak", "refused", "server_of"]
 
 IMPORT_WHY = "it was opened while a module was being imported, so nothing closes it"
 IMPORT_FIX = (
@@ -80,3 +81,9 @@ def for_alias(alias: str, snapshot: AccountSnapshot | None = None) -> AccountHol
     wrapper = connections[alias]
     server, account = server_of(wrapper.settings_dict, wrapper.vendor)
     return account_holders.read(directory(), server, account, snapshot)
+
+
+def refused() -> list[Finding]:
+    """E028 when the registry's directory cannot be used (``dbcheck``, ``dbconnections``,
+    the health view's and the page's details)."""
+    return account_holders.refused(directory(), "PA_DBHEALTH['REGISTRY_DIR']")

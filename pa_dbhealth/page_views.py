@@ -32,7 +32,8 @@ from pa_dbhealth.core.findings import Finding
 from pa_dbhealth.core.health import DatabaseHealth, Report
 from pa_dbhealth.core.registry import Found, Holder
 from pa_dbhealth.core.retry import single_attempt
-from pa_dbhealth.health import check
+from pa_dbhealth.core.sign_in_limit import SignInAttempts
+from pa_dbhealth.health import check, shared_status
 from pa_dbhealth.look import look
 
 T = TypeVar("T")
@@ -57,6 +58,9 @@ class DjangoSite:
 
     def report(self) -> Report:
         return check(self.names)
+
+    def status(self, fresh_for: float) -> Report:
+        return shared_status(self.names, fresh_for)
 
     def holders(self, name: str) -> tuple[Found, list[Holder]]:
         wrapper = connections[name]
@@ -110,11 +114,15 @@ def page(request: HttpRequest, databases: Sequence[str] | None = None) -> HttpRe
         form=request.POST if request.method == "POST" else None,
         signed_in=_signed_in(request, token),
         is_staff=lambda: _is_staff(request),
+        address=views.client_address(request),
+        attempts=SignInAttempts(holders.directory()),
     )
     csrf = (CSRF_FIELD, get_token(request))
     answer = page_flow.respond(DjangoSite(databases), visitor, token, url, csrf, HINTS)
     if isinstance(answer, page_flow.Answer):
         response = HttpResponse(answer.html, status=answer.status, content_type="text/html")
+        if answer.retry_after is not None:
+            response["Retry-After"] = str(answer.retry_after)
         return _secured(response)
     response = _secured(HttpResponseRedirect(url))
     response.status_code = HTTPStatus.SEE_OTHER  # the page again, as a GET

@@ -6,7 +6,6 @@ needs no secret; the figures need ``Authorization: Bearer <HEALTH_TOKEN>`` or a 
 
 from __future__ import annotations
 
-import hmac
 from collections.abc import Sequence
 from http import HTTPStatus
 from typing import Any
@@ -19,19 +18,28 @@ from django.views.decorators.cache import never_cache
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_safe
 
-from pa_dbhealth import behind, conf
-from pa_dbhealth.core import prometheus
-from pa_dbhealth.health import Status, check, holders_of, process_figures
+from pa_dbhealth import behind, conf, holders
+from pa_dbhealth.core import page_access, prometheus
+from pa_dbhealth.core.sign_in_limit import SignInAttempts
+from pa_dbhealth.health import Status, check, holders_of, process_figures, shared_status
 
 FORMATS = ("json", "prometheus")
 
 
-def _token_matches(request: HttpRequest) -> bool:
+def client_address(request: HttpRequest) -> str:
+    """The client's address as the server saw it (``REMOTE_ADDR``): what wrong tokens are
+    counted by."""
+    return str(request.META.get("REMOTE_ADDR") or "")
+
+
+def _bearer_access(request: HttpRequest) -> tuple[bool, int | None]:
+    """``(granted, wait)`` of the request's ``Bearer`` token (``page_access.attempt``)."""
+    given = page_access.bearer(request.headers.get("Authorization", ""))
+    if given is None:
+        return False, None
+    attempts = SignInAttempts(holders.directory())
     token = conf.get_settings().HEALTH_TOKEN
-    scheme, _, given = request.headers.get("Authorization", "").partition(" ")
-    if not token or scheme.lower() != "bearer":
-        return False
-    return hmac.compare_digest(given.strip().encode(), token.encode())
+    return page_access.attempt(given, token, attempts, client_address(request))
 
 
 def is_staff(request: HttpRequest) -> bool:
@@ -70,11 +78,21 @@ def health(request: HttpRequest, databases: Sequence[str] | None = None) -> Http
             {"error": f"format must be one of {', '.join(FORMATS)}"},
             status=HTTPStatus.BAD_REQUEST,
         )
-    report = check(databases)
-    # The token first, so a monitor with it never touches the session. A staff user is looked
-    # up in the database: not when a database just failed, so a request cannot wait on a
-    # server the probe found unreachable.
-    full = _token_matches(request) or (all(db.up for db in report.databases) and is_staff(request))
+    # The token first, so a monitor with it never touches the session. Without it, the
+    # status anonymous views share (no connection of its own). A staff user is looked up in
+    # the database: not when a database just failed, so a request cannot wait on a server
+    # the probe found unreachable; then the figures are looked up afresh.
+    full, wait = _bearer_access(request)
+    if wait is not None:
+        refused = JsonResponse(
+            {"error": f"too many wrong tokens: try again in {wait} s"},
+            status=HTTPStatus.TOO_MANY_REQUESTS,
+        )
+        refused["Retry-After"] = str(wait)
+        return refused
+    report = check(databases) if full else shared_status(databases)
+    if not full and all(db.up for db in report.databases) and is_staff(request):
+        full, report = True, check(databases)
     process = process_figures() if full else None
     response: HttpResponse
     if _wants_prometheus(request):
@@ -87,6 +105,7 @@ def health(request: HttpRequest, databases: Sequence[str] | None = None) -> Http
                 db.alias: db.as_dict(process, holders_of(db)) for db in report.databases
             }
             body["pins"] = [finding.as_dict() for finding in behind.pin_findings()]
+            body["findings"] = [finding.as_dict() for finding in holders.refused()]
         critical = report.status is Status.CRITICAL
         status = HTTPStatus.SERVICE_UNAVAILABLE if critical else HTTPStatus.OK
         response = JsonResponse(body, status=status)

@@ -164,6 +164,16 @@ def no_pins_yet() -> None:
 
 
 @pytest.fixture(autouse=True)
+def fresh_status_and_sign_ins() -> None:
+    """Each test starts with no shared anonymous status (``core.status_cache``) and no wrong
+    tokens counted (``core.sign_in_limit``): all of them come from 127.0.0.1."""
+    from pa_dbhealth.core import registry, sign_in_limit, status_cache
+
+    status_cache.shared.clear()
+    sign_in_limit.SignInAttempts(registry.directory(None)).forget()
+
+
+@pytest.fixture(autouse=True)
 def previous_connections_gone(server: sandbox.SandboxInfo) -> None:
     """Each test starts once the server has let go of what earlier tests closed: a close
     only sends COM_QUIT, and a connection still listed counts against the cap of 3."""
@@ -266,6 +276,12 @@ def account_connection_ids(admin: Any, user: str = "app") -> list[int]:
         "SELECT ID FROM information_schema.PROCESSLIST WHERE USER = %s ORDER BY ID", [user]
     )
     return [int(row[0]) for row in admin.fetchall()]
+
+
+def connections_accepted(admin: Any) -> int:
+    """How many connections the server has accepted since it started, every account's."""
+    admin.execute("SHOW GLOBAL STATUS LIKE 'Connections'")
+    return int(admin.fetchone()[1])
 
 
 @pytest.fixture

@@ -71,7 +71,7 @@ def test_unknown_key_without_match_lists_known_keys() -> None:
         ("WORKERS", "4", 4),
         ("TASK_CONNECTIONS", -1, 1),
         ("HEALTH_TOKEN", "", None),
-        ("HEALTH_TOKEN", "short", "a-long-enough-secret-token"),
+        ("HEALTH_TOKEN", " \n", "a-long-enough-secret-token"),
         ("HEALTH_TOKEN", 1234567890123456789, "x" * 32),
         ("HEALTH_CONNECT_TIMEOUT", 0, 0.5),
         ("CONNECT_RETRY", -0.1, 0),
@@ -93,6 +93,10 @@ def test_unknown_key_without_match_lists_known_keys() -> None:
         pytest.param("SERVER_IDLE_TIMEOUT", 10**400, 31536000, id="SERVER_IDLE_TIMEOUT-10**400"),
         pytest.param("WORKERS", 10**5000, 100000, id="WORKERS-10**5000"),
         ("TIMEOUT_MARGIN", float("-inf"), 20),
+        # Past what a float can hold: an E003 naming the key, never an OverflowError.
+        pytest.param("HEALTH_CONNECT_TIMEOUT", 10**5000, 60, id="HEALTH_CONNECT_TIMEOUT-10**5000"),
+        pytest.param("CONNECT_RETRY", -(10**400), 300, id="CONNECT_RETRY--10**400"),
+        ("CONNECT_RETRY", 1e308, 300),
     ],
 )
 def test_each_key_is_validated(key: str, bad: object, good: object) -> None:
@@ -142,3 +146,25 @@ def test_a_key_in_the_wrong_case_gets_its_right_name() -> None:
     with override_settings(PA_DBHEALTH={"workers": 2}):
         (problem,) = conf.problems()
     assert problem.hint == "Did you mean 'WORKERS'?"
+
+
+TOKEN = "a-long-enough-secret-token"
+
+
+def test_a_token_read_from_a_file_is_used_without_its_newline() -> None:
+    assert _ids({"HEALTH_TOKEN": f"{TOKEN}\n"}) == []
+    with override_settings(PA_DBHEALTH={"HEALTH_TOKEN": f"  {TOKEN}\n"}):
+        assert conf.get_settings().HEALTH_TOKEN == TOKEN  # as typed: typed tokens are stripped
+
+
+@pytest.mark.parametrize("token", ["short", " " * 15 + "a", f"{'x' * 15}\n"])
+def test_a_short_token_is_w029_and_still_used(token: str) -> None:
+    ((finding, message),) = _ids({"HEALTH_TOKEN": token})
+    assert finding == "pa_dbhealth.W029"
+    length = len(token.strip())
+    assert message == (
+        f"PA_DBHEALTH['HEALTH_TOKEN'] = '...' has {length} characters (spaces around it do not "
+        "count): too few to be a secret."
+    )
+    with override_settings(PA_DBHEALTH={"HEALTH_TOKEN": token}):
+        assert token.strip() == conf.get_settings().HEALTH_TOKEN

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ast
 import json
+import os
 import re
 import sys
 import time
@@ -418,6 +419,7 @@ def test_the_readmes_pythonanywhere_settings_pass_their_own_audit(
         ({"WORKER": 2}, "pa_dbhealth.E002"),
         ({"WORKERS": -1}, "pa_dbhealth.E003"),
         ({"HEALTH_CONNECT_TIMEOUT": float("nan")}, "pa_dbhealth.E003"),
+        pytest.param({"HEALTH_CONNECT_TIMEOUT": 10**5000}, "pa_dbhealth.E003", id="10**5000"),
         (["WORKERS", 2], "pa_dbhealth.E001"),
     ],
 )
@@ -460,3 +462,42 @@ def test_an_entry_without_user_is_a_warning_and_still_audited(make_alias: Any) -
         "the MySQL client then uses the login user for USER"
     )
     assert "Set DATABASES['audited']['USER'] (" in found["pa_dbhealth.W026"]["hint"]
+
+
+@pytest.mark.usefixtures("unblocked_db")
+def test_a_short_token_is_a_warning_that_never_shows_it(settings: Any) -> None:
+    settings.PA_DBHEALTH = {"HEALTH_TOKEN": " " * 15 + "tiny-secret"}
+    out, err, code = dbcheck("--database", "sqlite")
+    assert code == 0, out + err
+    assert "WARNING pa_dbhealth.W029: PA_DBHEALTH['HEALTH_TOKEN'] = '...' has 11 characters" in out
+    assert "tiny-secret" not in out + err
+
+
+REFUSED = (
+    "ERROR   pa_dbhealth.E028: The registry of holders is off: /tmp is open to other users "
+    "(mode 1777): not used."
+)
+
+
+@pytest.mark.usefixtures("unblocked_db")
+def test_a_shared_registry_dir_is_e028_with_a_safe_fix(settings: Any) -> None:
+    settings.PA_DBHEALTH = {"REGISTRY_DIR": "/tmp"}
+    out, err, code = dbcheck("--database", "sqlite")
+    assert code == 1, out + err
+    assert out.count("pa_dbhealth.E028") == 1 and REFUSED in out
+    assert (
+        "fix: Remove PA_DBHEALTH['REGISTRY_DIR'] to use the default, "
+        "~/.cache/pa_dbhealth/holders, or set it to another new directory only this account uses"
+    ) in out
+    assert "chmod" not in out and "Leave the mode of /tmp as it is" in out
+    assert oct(os.stat("/tmp").st_mode & 0o7777) == "0o1777"
+
+
+@pytest.mark.usefixtures("unblocked_db")
+def test_a_registry_not_there_yet_or_turned_off_is_no_finding(
+    settings: Any, tmp_path: Path
+) -> None:
+    for setting in (str(tmp_path / "not-yet"), False):
+        settings.PA_DBHEALTH = {"REGISTRY_DIR": setting}
+        out, err, code = dbcheck("--database", "sqlite")
+        assert code == 0 and "E028" not in out, out + err

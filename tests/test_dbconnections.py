@@ -308,3 +308,34 @@ def test_at_the_cap_it_counts_the_registrys_holders_and_the_untracked(
     assert sorted(item["id"] for item in view["connections"]) == sorted([first, second])
     assert {item["holder"]["thread"] for item in view["connections"]} == {"worker-a", "worker-b"}
     assert "cannot know" in view["cannot_know"]
+
+
+@mysql
+def test_a_planted_registry_neither_hides_a_holder_nor_slows_the_listing(
+    held: Holders, tmp_path: Path
+) -> None:
+    from test_registry_reader import JUNK, LARGE, plant
+
+    plant(tmp_path / "holders")  # JUNK malformed a*.json and LARGE valid 250 KB entries
+    mine = held.named("poller")
+    started = time.monotonic()
+    result = run_json()
+    took = time.monotonic() - started
+    assert took < 1.0, f"dbconnections took {took:.2f} s with {JUNK} junk files and {LARGE} entries"
+    rows = {row["id"]: row for row in result["connections"]}
+    assert rows[mine]["holder"]["thread"] == "poller"
+
+
+@mysql
+def test_a_refused_registry_is_said_once_with_a_safe_fix(settings: Any) -> None:
+    settings.PA_DBHEALTH = {"REGISTRY_DIR": "/tmp"}
+    out, err, code = run()
+    assert code == 0, err
+    assert out.count("pa_dbhealth.E028") == 1
+    assert "The registry of holders is off: /tmp is open to other users (mode 1777)" in out
+    assert "chmod" not in out
+    (finding,) = json.loads(run("--format", "json")[0])["findings"]
+    assert (
+        finding["id"] == "pa_dbhealth.E028"
+        and "Remove PA_DBHEALTH['REGISTRY_DIR']" in (finding["hint"])
+    )

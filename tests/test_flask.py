@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import sqlalchemy_url, wait_until_settled
+from conftest import connections_accepted, sqlalchemy_url, wait_until_settled
 from flask import Flask
 from flask_sqlalchemy import SQLAlchemy
 from sqlalchemy import create_engine, text
@@ -156,6 +156,21 @@ def test_a_bad_setting_is_reported_and_never_breaks_a_request(
     assert "databases" in response.get_json()
 
 
+def test_a_refused_registry_is_e028_in_dbcheck_dbconnections_and_the_full_body(
+    make_app: Callable[..., Flask],
+) -> None:
+    app = make_app(FITTED, {"HEALTH_TOKEN": TOKEN, "REGISTRY_DIR": "/tmp"})
+    checked = invoke(app, "dbcheck")
+    listed = invoke(app, "dbconnections")
+    (finding,) = get(app, TOKEN).get_json()["findings"]
+    for out in (checked.stdout, listed.stdout, finding["message"]):
+        assert "The registry of holders is off: /tmp is open to other users" in out
+    assert checked.exit_code == 1 and listed.exit_code == 0, listed.stdout + listed.stderr
+    fix = "Remove app.config['PA_DBHEALTH']['REGISTRY_DIR'] to use the default"
+    assert fix in checked.stdout
+    assert "chmod" not in checked.stdout + listed.stdout + finding["hint"]
+
+
 def test_dbcheck_misuse_exits_2(make_app: Callable[..., Flask]) -> None:
     app = make_app(FITTED)
     assert invoke(app, "dbcheck", "--bind", "nope").exit_code == 2
@@ -283,6 +298,22 @@ def get(
     if bearer:
         sent["Authorization"] = f"Bearer {bearer}"
     return app.test_client().get("/dbhealth/", headers=sent, **kwargs)
+
+
+def test_wrong_tokens_share_the_anonymous_status_then_wait(
+    make_app: Callable[..., Flask], tmp_path: Path, admin: Any
+) -> None:
+    from pa_dbhealth.core.sign_in_limit import LIMIT
+
+    app = make_app(FITTED, {"HEALTH_TOKEN": TOKEN, "REGISTRY_DIR": str(tmp_path / "reg")})
+    assert get(app).get_json() == {"status": "ok"}
+    before = connections_accepted(admin)
+    for _ in range(LIMIT):
+        assert get(app, "wrong-token-of-the-right-length").get_json() == {"status": "ok"}
+    assert connections_accepted(admin) <= before + 1  # the shared look, once a second at most
+    response = get(app, TOKEN)
+    assert response.status_code == HTTPStatus.TOO_MANY_REQUESTS
+    assert 0 < int(response.headers["Retry-After"]) <= 60
 
 
 def test_the_full_body_needs_the_token(make_app: Callable[..., Flask]) -> None:

@@ -22,6 +22,7 @@ from holders import Holders
 from proxy import Proxy, settings_through
 
 from pa_dbhealth import health, sandbox, views
+from pa_dbhealth.core import status_cache
 from pa_dbhealth.core.health import judge
 from pa_dbhealth.core.vendors import AccountConnection, AccountSnapshot
 
@@ -156,6 +157,21 @@ def test_the_retrying_backend_does_not_make_the_check_wait(
 
 
 @pytest.mark.usefixtures("unblocked_db")
+def test_anonymous_callers_share_one_look_a_second(
+    client: Client, settings: Any, raw_connections: Any, retrying_alias: str
+) -> None:
+    settings.PA_DBHEALTH = {"HEALTH_TOKEN": TOKEN}
+    raw_connections(3)
+    before = health.process_figures()["probes_refused"]
+    for bearer in (None, None, "a-wrong-token-of-some-length", None):
+        assert get(client, retrying_alias, bearer=bearer).json() == {"status": "critical"}
+    assert health.process_figures()["probes_refused"] == before + 1
+    time.sleep(status_cache.FRESH_FOR)
+    assert get(client, retrying_alias).status_code == HTTPStatus.SERVICE_UNAVAILABLE
+    assert health.process_figures()["probes_refused"] == before + 2
+
+
+@pytest.mark.usefixtures("unblocked_db")
 def test_a_refused_look_is_not_a_give_up(
     client: Client,
     settings: Any,
@@ -169,8 +185,9 @@ def test_a_refused_look_is_not_a_give_up(
     raw_connections(3)
     before = health.process_figures()
     with caplog.at_level(logging.DEBUG, logger="pa_dbhealth"):
-        for _ in range(5):
-            assert get(client, retrying_alias).status_code == HTTPStatus.SERVICE_UNAVAILABLE
+        for _ in range(5):  # with the token: each looks afresh
+            response = get(client, retrying_alias, bearer=TOKEN)
+            assert response.status_code == HTTPStatus.SERVICE_UNAVAILABLE
     after = health.process_figures()
     assert after["connect_giveups"] == before["connect_giveups"]
     assert after["probes_refused"] == before["probes_refused"] + 5
@@ -294,8 +311,9 @@ def test_no_token_configured_means_no_token_works(client: Client, settings: Any)
 @mysql
 def test_right_token_gets_the_full_body(client: Client, token: str) -> None:
     body = get(client, bearer=token).json()
-    assert set(body) == {"status", "databases", "pins"}
+    assert set(body) == {"status", "databases", "pins", "findings"}
     assert body["pins"] == []  # nothing ran here that pins a multiplexer's connection
+    assert body["findings"] == []
     assert set(body["databases"]["default"]) >= {
         "status",
         "vendor",
@@ -303,6 +321,25 @@ def test_right_token_gets_the_full_body(client: Client, token: str) -> None:
         "wait_timeout",
         "process",
     }
+
+
+@mysql
+def test_a_token_set_with_a_newline_is_the_token_without_it(client: Client, settings: Any) -> None:
+    settings.PA_DBHEALTH = {"HEALTH_TOKEN": f"{TOKEN}\n"}  # read from a file
+    assert "databases" in get(client, bearer=TOKEN).json()
+    assert get(client, bearer=f"{TOKEN}x").json() == {"status": "ok"}
+
+
+@mysql
+def test_a_refused_registry_is_a_finding_of_the_full_body(client: Client, settings: Any) -> None:
+    settings.PA_DBHEALTH = {"HEALTH_TOKEN": TOKEN, "REGISTRY_DIR": "/tmp"}
+    assert get(client).json() == {"status": "ok"}  # an anonymous caller learns nothing of it
+    (finding,) = get(client, bearer=TOKEN).json()["findings"]
+    assert (
+        finding["id"] == "pa_dbhealth.E028"
+        and "/tmp is open to other users" in (finding["message"])
+    )
+    assert "chmod" not in finding["hint"]
 
 
 @mysql

@@ -24,6 +24,7 @@ from faults import frozen
 from holders import Holders
 
 from pa_dbhealth import page_views, sandbox
+from pa_dbhealth.core import status_cache
 
 mysql = pytest.mark.django_db(transaction=True)
 TOKEN = "a-health-token-for-the-page"
@@ -157,6 +158,24 @@ def test_a_wrong_token_is_refused_and_sets_no_cookie(token: str) -> None:
 
 
 @mysql
+def test_a_token_set_with_a_newline_signs_in_as_typed(settings: Any) -> None:
+    settings.PA_DBHEALTH = {"HEALTH_TOKEN": f"  {TOKEN}\n"}  # read from a file
+    assert sign_in(Client(enforce_csrf_checks=True)).status_code == HTTPStatus.SEE_OTHER
+    refused = sign_in(Client(enforce_csrf_checks=True), given=f"  {TOKEN}\n"[:-2])
+    assert refused.status_code == HTTPStatus.FORBIDDEN
+
+
+@mysql
+def test_a_refused_registry_is_explained_with_a_safe_fix(settings: Any) -> None:
+    settings.PA_DBHEALTH = {"HEALTH_TOKEN": TOKEN, "REGISTRY_DIR": "/tmp"}
+    assert "/tmp" not in text(Client().get(PAGE))  # anonymous: the status alone
+    page = text(signed_in_client().get(PAGE))
+    assert "/tmp is open to other users (mode 1777): not used" in page
+    assert "pa_dbhealth.E028" in page and "Remove PA_DBHEALTH['REGISTRY_DIR']" in page
+    assert "chmod" not in page
+
+
+@mysql
 def test_a_tampered_or_outdated_cookie_is_anonymous(token: str, settings: Any) -> None:
     client = signed_in_client()
     assert 'id="db-default"' in text(client.get(PAGE))
@@ -214,6 +233,7 @@ def test_at_a_full_cap_the_page_answers_at_once_from_the_registry(
 ) -> None:
     client = signed_in_client()
     held = [holders.named(name) for name in ("worker-a", "worker-b", "worker-c")]
+    time.sleep(status_cache.FRESH_FOR)  # the sign-in's status, which anonymous views share
     start = time.monotonic()
     anonymous = Client().get(PAGE)
     assert anonymous.status_code == HTTPStatus.SERVICE_UNAVAILABLE

@@ -8,11 +8,12 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from pa_dbhealth.core import registry
+from pa_dbhealth.core import findings, registry
+from pa_dbhealth.core.findings import Finding
 from pa_dbhealth.core.registry import Found, Holder
 from pa_dbhealth.core.vendors import AccountSnapshot
 
-__all__ = ["AccountHolders", "read"]
+__all__ = ["AccountHolders", "read", "refused"]
 
 
 @dataclass
@@ -45,3 +46,14 @@ def read(
         ]
         registry.prune_absent(found, server, account, [row.id for row in rows])
     return result
+
+
+def refused(where: Path | None, setting: str) -> list[Finding]:
+    """E028 when the registry at ``where`` cannot be used, in the words of the face's
+    ``setting`` (``PA_DBHEALTH['REGISTRY_DIR']``); nothing when it can, or is turned off."""
+    why = registry.refusal(where)
+    if why is None or where is None:
+        return []
+    default = registry.DEFAULT_DIRECTORY
+    suggested = None if where == default.expanduser() else str(default)
+    return [findings.registry_refused(str(where), why, setting, suggested)]

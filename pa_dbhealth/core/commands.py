@@ -106,29 +106,36 @@ def connections(
     *,
     watch: float | None = None,
     say: Callable[[str], None] = print,
+    findings: Sequence[Finding] = (),
 ) -> None:
     """Print ``look(name)`` of each database once, or every ``watch`` seconds until Ctrl-C
-    (then a failed look is said and watching goes on)."""
+    (then a failed look is said and watching goes on), then ``findings`` about the listing
+    itself (E028: the registry of holders cannot be used)."""
     if watch is None:
-        _connections(names, look, fmt, write)
+        _connections(names, look, fmt, write, findings)
         return
     with contextlib.suppress(KeyboardInterrupt):
         while True:
             if fmt == "text":
                 write(f"-- {datetime.now():%Y-%m-%d %H:%M:%S}", None)
             try:
-                _connections(names, look, fmt, write)
+                _connections(names, look, fmt, write, findings)
             except CommandFailed as exc:  # keep watching: the cap may free up
                 say(str(exc))
             time.sleep(watch)
 
 
 def _connections(
-    names: Sequence[str], look: Callable[[str], dict[str, Any]], fmt: str, write: Write
+    names: Sequence[str],
+    look: Callable[[str], dict[str, Any]],
+    fmt: str,
+    write: Write,
+    findings: Sequence[Finding],
 ) -> None:
     results = {name: look(name) for name in names}
     if fmt == "json":
-        write(json.dumps({"databases": results}, indent=2), None)
+        about = [finding.as_dict() for finding in findings]
+        write(json.dumps({"databases": results, "findings": about}, indent=2), None)
     else:
         for name, result in results.items():
             if result.get("source") == "registry":  # the server refused the look: at the cap
@@ -137,6 +144,8 @@ def _connections(
                 lines = render.listing_lines(name, result)
             for text, style in lines:
                 write(text, style)
+        for text, style in (line for finding in findings for line in render.finding_lines(finding)):
+            write(text, style)
     not_done = [f"{name}: {r['not_done']}" for name, r in results.items() if r.get("not_done")]
     if not_done:
         raise CommandFailed("; ".join(not_done), CAP_FULL)

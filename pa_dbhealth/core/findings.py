@@ -78,16 +78,22 @@ def settings_bad_value(message: str, hint: str) -> Finding:
     return Finding("pa_dbhealth.E003", Level.ERROR, message, hint)
 
 
+def settings_weak_value(message: str, hint: str) -> Finding:
+    """A value that works but should not be kept: a HEALTH_TOKEN anyone could guess."""
+    return Finding("pa_dbhealth.W029", Level.WARNING, message, hint)
+
+
 _SETTINGS_FINDINGS = {
     "type": settings_not_a_mapping,
     "unknown": settings_unknown_key,
     "value": settings_bad_value,
+    "weak": settings_weak_value,
 }
 
 
 def settings_findings(problems: Iterable[Problem]) -> list[Finding]:
-    """E001 (not a dict), E002 (an unknown key), E003 (a bad value): one per problem of
-    ``core.options.problems``."""
+    """E001 (not a dict), E002 (an unknown key), E003 (a bad value), W029 (a weak value):
+    one per problem of ``core.options.problems``."""
     return [_SETTINGS_FINDINGS[p.kind](p.message, p.hint) for p in problems]
 
 
@@ -389,4 +395,28 @@ def server_side_cursors_behind_pooler(who: str, pooler: str, mode: str, fix: str
         f"{mode}: a cursor declared in one transaction is gone in the next "
         "('cursor ... does not exist').",
         fix,
+    )
+
+
+# --- the registry of holders -----------------------------------------------------------------
+
+
+def registry_refused(where: str, why: str, setting: str, default: str | None) -> Finding:
+    """The registry's directory ``where`` cannot be used (``why``). ``default``: the default
+    place to suggest, None when ``where`` is it. Never advises changing a directory's mode:
+    the refused one may be shared (/tmp)."""
+    if default:
+        fix = (
+            f"Remove {setting} to use the default, {default}, or set it to another new "
+            f"directory only this account uses"
+        )
+    else:
+        fix = f"Set {setting} to a new directory only this account uses"
+    return Finding(
+        "pa_dbhealth.E028",
+        Level.ERROR,
+        f"The registry of holders is off: {why}. Every connection shows as not tracked, and "
+        f"at a full cap nothing can say which process holds one.",
+        f"{fix} (pa_dbhealth creates it, private, on first use). Leave the mode of {where} "
+        f"as it is: other users or programs may need it.",
     )

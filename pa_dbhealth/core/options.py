@@ -9,115 +9,57 @@ rest, so a bad value never breaks a request: the faces report it instead).
 from __future__ import annotations
 
 import difflib
-import math
-import os
-import reprlib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, fields
 from typing import Any
 
+from pa_dbhealth.core.option_values import (
+    SHORT_TOKEN,
+    Validator,
+    boolean,
+    multiplexers,
+    optional,
+    optional_bool,
+    registry_dir,
+    seconds,
+    short_token,
+    shown,
+    token,
+    token_text,
+    whole,
+)
+
+__all__ = [
+    "OPTIONS",
+    "SETTING_NAME",
+    "Option",
+    "Options",
+    "Problem",
+    "effective",
+    "problems",
+    "shown",
+    "token_text",
+]
+
 SETTING_NAME = "PA_DBHEALTH"
 
-Validator = Callable[[Any], "str | None"]
+
+def _as_given(value: Any) -> Any:
+    return value
 
 
-_SHORT = reprlib.Repr()
-_SHORT.maxstring = _SHORT.maxother = 60
-
-
-def shown(value: Any) -> str:
-    """``repr(value)`` that stays short and never raises (an int of 5000 digits, say)."""
-    if isinstance(value, int) and not isinstance(value, bool) and value.bit_length() > 200:
-        digits = int(value.bit_length() * math.log10(2)) + 1
-        return f"{'-' if value < 0 else ''}<an integer of about {digits} digits>"
-    try:
-        return _SHORT.repr(value)
-    except Exception:  # a hostile __repr__
-        return f"<a {type(value).__name__}>"
-
-
-def _whole(low: int, high: int) -> Validator:
-    def check(value: Any) -> str | None:
-        if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
-            return f"must be a whole number from {low} to {high}"
-        return None
-
-    return check
-
-
-def _seconds(low: float, high: float, *, above: bool = False) -> Validator:
-    def check(value: Any) -> str | None:
-        number = isinstance(value, int | float) and not isinstance(value, bool)
-        if (
-            not number
-            or not math.isfinite(value)
-            or value > high
-            or value < low
-            or (above and value == low)
-        ):
-            lower = f"> {low:g}" if above else f">= {low:g}"
-            return f"must be a number of seconds {lower} and <= {high:g}"
-        return None
-
-    return check
-
-
-def _optional(check: Validator) -> Validator:
-    def check_optional(value: Any) -> str | None:
-        problem = None if value is None else check(value)
-        return None if problem is None else f"must be None or {problem.removeprefix('must be ')}"
-
-    return check_optional
-
-
-def _token(value: Any) -> str | None:
-    if value is None:
-        return None
-    if not isinstance(value, str) or not value.strip():
-        return "must be None or a non-empty string"
-    if len(value) < 16:
-        return "is too short to be a secret: use at least 16 characters"
-    return None
-
-
-def _bool(value: Any) -> str | None:
-    return None if isinstance(value, bool) else "must be True or False"
-
-
-def _optional_bool(value: Any) -> str | None:
-    if value is None or isinstance(value, bool):
-        return None
-    return "must be True, False or None (None follows DEBUG)"
-
-
-def _registry_dir(value: Any) -> str | None:
-    if value is None or value is False:
-        return None
-    if isinstance(value, os.PathLike):
-        value = os.fspath(value)
-    if not isinstance(value, str) or not value.strip():
-        return "must be None (the default place), False (off) or a directory's path"
-    if "\0" in value:
-        return "must be a path without NUL characters"
-    if not os.path.isabs(os.path.expanduser(value)):
-        return (
-            "must be an absolute path (or start with ~): each process has its own current directory"
-        )
-    return None
-
-
-def _multiplexers(value: Any) -> str | None:
-    from pa_dbhealth.core.pins import MULTIPLEXERS
-
-    names = (value,) if isinstance(value, str) else value
-    if not isinstance(names, list | tuple) or any(n not in MULTIPLEXERS for n in names):
-        return f"must be a list of names from {', '.join(MULTIPLEXERS)} (empty: no audit)"
-    return None
-
-
-def option(default: Any, validate: Validator, help: str) -> Any:
-    """One option: its default, its validator and the help its error messages quote."""
-    return field(default=default, metadata={"validate": validate, "help": help})
+def option(
+    default: Any,
+    validate: Validator,
+    help: str,
+    *,
+    advise: Validator | None = None,
+    clean: Callable[[Any], Any] = _as_given,
+) -> Any:
+    """One option: its default, its validator, the help its messages quote, what is worth a
+    warning in a valid value (``advise``), and how a valid value is used (``clean``)."""
+    metadata = {"validate": validate, "help": help, "advise": advise, "clean": clean}
+    return field(default=default, metadata=metadata)
 
 
 DAY = 86400
@@ -129,71 +71,78 @@ class Options:
 
     SERVER_IDLE_TIMEOUT: int = option(
         300,
-        _whole(1, 365 * DAY),
+        whole(1, 365 * DAY),
         "Seconds after which the server drops an idle connection, used when the "
         "server cannot be asked (PythonAnywhere: 300).",
     )
     CONNECTION_LIMIT: int = option(
         3,
-        _whole(1, 100_000),
+        whole(1, 100_000),
         "Connections the account may hold at once, used when the server cannot be "
         "asked (PythonAnywhere: 3).",
     )
     TIMEOUT_MARGIN: int = option(
         20,
-        _whole(0, 365 * DAY),
+        whole(0, 365 * DAY),
         "Seconds before the server's idle timeout at which a connection counts as stale.",
     )
     WORKERS: int | None = option(
         None,
-        _optional(_whole(1, 100_000)),
+        optional(whole(1, 100_000)),
         "Concurrent web workers (processes x threads); None detects uWSGI's.",
     )
     TASK_CONNECTIONS: int = option(
         0,
-        _whole(0, 100_000),
+        whole(0, 100_000),
         "Connections held by scheduled and always-on tasks besides the web workers.",
     )
     HEALTH_TOKEN: str | None = option(
-        None, _token, "Bearer token that unlocks the health view's full body."
+        None,
+        token,
+        f"Bearer token that unlocks the health view's full body and the status page: "
+        f"{SHORT_TOKEN} characters or more, random (python -c 'import secrets; "
+        f"print(secrets.token_urlsafe(32))').",
+        advise=short_token,
+        clean=token_text,
     )
     HEALTH_CONNECT_TIMEOUT: float = option(
         3,
-        _seconds(0, 60, above=True),
+        seconds(0, 60, above=True),
         "Seconds the health view waits for a database connection, and as long again for "
         "its answer.",
     )
     CONNECT_RETRY: float = option(
         5.0,
-        _seconds(0, 300),
+        seconds(0, 300),
         "Seconds a connect refused by the connection cap keeps being retried.",
     )
     HANDOFF: bool = option(
         True,
-        _bool,
+        boolean,
         "Hand a connection that is done to a thread of the same process waiting for the cap.",
     )
     LINE: bool = option(
         True,
-        _bool,
+        boolean,
         "Wait at the cap in one first-come, first-served line with the other processes of "
         "this host (a System V semaphore), instead of each waiter polling the server.",
     )
     TRACK_ORIGINS: bool | None = option(
         None,
-        _optional_bool,
+        optional_bool,
         "Record the stack that opened each connection (None: only when DEBUG).",
     )
 
     REGISTRY_DIR: str | bool | None = option(
         None,
-        _registry_dir,
+        registry_dir,
         "Directory of the registry of holders (which process holds each connection): None "
         "for $PA_DBHEALTH_REGISTRY_DIR or ~/.cache/pa_dbhealth/holders, False to turn it off.",
     )
+
     PIN_RULES: tuple[str, ...] = option(
         ("proxysql", "mysql-router", "maxscale", "pgbouncer"),
-        _multiplexers,
+        multiplexers,
         "The multiplexers whose rules the audit of what pins a connection applies "
         "(proxysql, mysql-router, maxscale, pgbouncer); an empty list turns it off.",
     )
@@ -213,18 +162,18 @@ class Option:
     default: Any
     validate: Validator
     help: str
+    advise: Validator | None
+    clean: Callable[[Any], Any]
 
 
-OPTIONS: dict[str, Option] = {
-    f.name: Option(f.default, f.metadata["validate"], f.metadata["help"]) for f in fields(Options)
-}
+OPTIONS: dict[str, Option] = {f.name: Option(f.default, **f.metadata) for f in fields(Options)}
 
 
 @dataclass(frozen=True)
 class Problem:
     """One thing wrong with the options; ``key`` is None when the whole setting is wrong."""
 
-    kind: str  # "type", "unknown" or "value"
+    kind: str  # "type", "unknown", "value" (errors) or "weak" (a warning: the value is used)
     key: str | None
     message: str
     hint: str
@@ -259,17 +208,22 @@ def problems(raw: Any, name: str = SETTING_NAME) -> list[Problem]:
             found.append(Problem("unknown", str(key), message, _did_you_mean(key)))
             continue
         option = OPTIONS[key]
-        problem = option.validate(value)
+        kind, problem = "value", option.validate(value)
+        if not problem and option.advise is not None:
+            kind, problem = "weak", option.advise(value)
         if problem:
+            hint = f"{option.help} Default: {option.default!r}."
             found.append(
-                Problem(
-                    "value",
-                    key,
-                    f"{name}[{key!r}] = {shown(value)} {problem}.",
-                    f"{option.help} Default: {option.default!r}.",
-                )
+                Problem(kind, key, f"{name}[{key!r}] = {_shown(key, value)} {problem}.", hint)
             )
     return found
+
+
+def _shown(key: str, value: Any) -> str:
+    """The value as a message shows it: a token never (it is a secret)."""
+    if key == "HEALTH_TOKEN" and isinstance(value, str) and value.strip():
+        return "'...'"
+    return shown(value)
 
 
 def effective(raw: Any) -> Options:
@@ -278,5 +232,5 @@ def effective(raw: Any) -> Options:
     values = {}
     for key, option in OPTIONS.items():
         value = given.get(key, option.default)
-        values[key] = option.default if option.validate(value) else value
+        values[key] = option.default if option.validate(value) else option.clean(value)
     return Options(**values)

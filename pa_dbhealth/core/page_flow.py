@@ -10,7 +10,7 @@ server that does not answer, and is refused at once at a full cap.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from http import HTTPStatus
 from typing import Any, Protocol, TypeVar
 
@@ -23,10 +23,13 @@ from pa_dbhealth.core.page import Page, Row, database
 from pa_dbhealth.core.page_html import Csrf, Notice
 from pa_dbhealth.core.registry import Found, Holder
 from pa_dbhealth.core.render_holders import WAY_OUT
+from pa_dbhealth.core.sign_in_limit import SignInAttempts
+from pa_dbhealth.core.status_cache import FRESH_FOR
 from pa_dbhealth.core.vendors import KillResult
 
 T = TypeVar("T")
 NOT_ASKED = "pa_dbhealth.I015"  # findings.server_not_asked
+WRONG_TOKEN_STATUS = 60.0  # seconds: how old a status a wrong token's answer may show
 
 SPARED_WHY = {
     "gone": "not (or no longer) a connection of this account",
@@ -55,6 +58,10 @@ class Site(Protocol):
     def report(self) -> Report:
         """One bounded probe of each database."""
 
+    def status(self, fresh_for: float) -> Report:
+        """The report anonymous views of this process share, looked up again when older than
+        ``fresh_for`` seconds (``core.status_cache``)."""
+
     def holders(self, name: str) -> tuple[Found, list[Holder]]:
         """The registry, and its entries for the database's server and account."""
 
@@ -75,6 +82,7 @@ class Answer:
 
     status: int
     html: str
+    retry_after: int | None = None  # seconds, with a 429
 
 
 @dataclass(frozen=True)
@@ -88,12 +96,15 @@ class SeeOther:
 @dataclass(frozen=True)
 class Visitor:
     """What the face found out about the request: its POST body (None for a GET), whether
-    its signed cookie holds a sign-in for the current token, and how to ask whether it is a
-    staff user (called only when the probe found every database answering)."""
+    its signed cookie holds a sign-in for the current token, how to ask whether it is a
+    staff user (called only when the probe found every database answering), its client
+    address and where wrong tokens are counted (``core.sign_in_limit``)."""
 
     form: page_kill.Form | None
     signed_in: bool
     is_staff: Callable[[], bool] = lambda: False
+    address: str = ""
+    attempts: SignInAttempts = field(default_factory=lambda: SignInAttempts(None))
 
 
 @dataclass(frozen=True)
@@ -108,17 +119,17 @@ def respond(
     site: Site, visitor: Visitor, token: str | None, url: str, csrf: Csrf, hints: Hints
 ) -> Answer | SeeOther:
     """The answer to a GET or a (CSRF-checked) POST of the page. Anonymous visitors get the
-    status alone (and the token form when a token is configured); a POST ``action`` is
-    ``login``, ``logout``, or ``preview``/``kill`` (see :func:`act`)."""
+    status alone (and the token form when a token is configured), from the report the
+    process's anonymous views share; a POST ``action`` is ``login`` (see :func:`sign_in`),
+    ``logout``, or ``preview``/``kill`` (see :func:`act`)."""
     form = visitor.form
     action = None if form is None else form.get("action")
     if form is not None and visitor.signed_in and action in ("preview", "kill"):
         return act(site, form, url, csrf)  # no probe first: the kill makes its own look
     if action == "logout":
         return SeeOther(sign_in=False)
-    report = site.report()
 
-    def status_only(notice: Notice | None = None) -> Answer:
+    def status_only(report: Report, notice: Notice | None = None, status: int = 0) -> Answer:
         html = page_html.status_only(
             report.status,
             url,
@@ -126,19 +137,40 @@ def respond(
             hint=hints.sign_in if token else hints.enable,
             notice=notice,
         )
-        status = http_status(report.status) if notice is None else HTTPStatus.FORBIDDEN
-        return Answer(status, html)
+        return Answer(status or http_status(report.status), html)
 
     if action == "login" and form is not None:
-        if page_access.token_matches(form.get("token"), token):
-            return SeeOther(sign_in=True)
-        return status_only(Notice("Wrong token.", error=True))
+        return sign_in(site, visitor, form.get("token"), token, status_only)
+    report = site.report() if visitor.signed_in else site.status(FRESH_FOR)
     up = all(db.up for db in report.databases)
     if not (visitor.signed_in or (up and visitor.is_staff())):
-        return status_only(None if form is None else Notice("Sign in first.", error=True))
+        notice = None if form is None else Notice("Sign in first.", error=True)
+        return status_only(report, notice, HTTPStatus.FORBIDDEN if notice else 0)
     if form is not None:  # a staff user's kill forms
         return act(site, form, url, csrf)
-    return show(site, report, url, csrf)
+    return show(site, report if visitor.signed_in else site.report(), url, csrf)
+
+
+def sign_in(
+    site: Site,
+    visitor: Visitor,
+    given: str | None,
+    token: str | None,
+    status_only: Callable[[Report, Notice, int], Answer],
+) -> Answer | SeeOther:
+    """A POST of the token form. It costs no database connection of its own: a wrong token
+    is answered with the status anonymous views share (up to :data:`WRONG_TOKEN_STATUS`
+    seconds old). An address that sent too many wrong tokens gets a 429 with
+    ``Retry-After``, without its token being compared."""
+    granted, wait = page_access.attempt(given, token, visitor.attempts, visitor.address)
+    if granted:
+        return SeeOther(sign_in=True)
+    report = site.status(WRONG_TOKEN_STATUS)
+    if wait is not None:
+        notice = Notice(f"Too many wrong tokens: try again in {wait} s.", error=True)
+        answer = status_only(report, notice, HTTPStatus.TOO_MANY_REQUESTS)
+        return Answer(answer.status, answer.html, retry_after=wait)
+    return status_only(report, Notice("Wrong token.", error=True), HTTPStatus.FORBIDDEN)
 
 
 def http_status(status: Status) -> int:

@@ -69,8 +69,7 @@ def private_directory(path: Path, *, create: bool) -> Iterator[int]:
             )
         if info.st_mode & 0o077:
             raise NotPrivate(
-                f"{path} is open to other users (mode {stat.S_IMODE(info.st_mode):o}): not "
-                f"used; `chmod 700 {path}` or choose another directory"
+                f"{path} is open to other users (mode {stat.S_IMODE(info.st_mode):o}): not used"
             )
         yield fd
     finally:
@@ -121,18 +120,18 @@ def read_private(dir_fd: int, name: str, limit: int) -> bytes | None:
         os.close(fd)
 
 
+def remove(dir_fd: int, name: str) -> None:
+    """Remove ``name`` (a symlink itself, never its target); gone already is fine."""
+    with contextlib.suppress(FileNotFoundError):
+        os.unlink(name, dir_fd=dir_fd)
+
+
 def modified_at(dir_fd: int, name: str) -> float | None:
     """The file's modification time (``time.time()``), without following a symlink."""
     try:
         return os.stat(name, dir_fd=dir_fd, follow_symlinks=False).st_mtime
     except OSError:
         return None
-
-
-def remove(dir_fd: int, name: str) -> None:
-    """Remove ``name`` (a symlink itself, never its target); gone already is fine."""
-    with contextlib.suppress(FileNotFoundError):
-        os.unlink(name, dir_fd=dir_fd)
 
 
 def names(dir_fd: int) -> list[str]:

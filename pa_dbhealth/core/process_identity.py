@@ -10,11 +10,11 @@ from __future__ import annotations
 
 import functools
 import os
-import re
 import socket
 import sys
 from pathlib import Path
 
+from pa_dbhealth.core import redact
 from pa_dbhealth.core.registry_files import LONG, clean
 
 
@@ -54,12 +54,6 @@ def process_alive(pid: int, started: int | None) -> bool:
     return True
 
 
-_SECRET_ARGUMENT = re.compile(
-    r"(?i)(-[\w-]*(?:password|passwd|secret|token|key)[\w-]*(?:=|\s+))\S+"
-)
-_URL_PASSWORD = re.compile(r"(://[^:/@\s]+:)[^@\s]+@")
-
-
 def _command_line() -> str:
     try:
         raw = Path("/proc/self/cmdline").read_bytes()
@@ -70,8 +64,7 @@ def _command_line() -> str:
         args = list(getattr(sys, "orig_argv", None) or sys.argv)
     if args:
         args[0] = os.path.basename(args[0])
-    text = _SECRET_ARGUMENT.sub(r"\1***", " ".join(args))
-    return _URL_PASSWORD.sub(r"\1***@", text)
+    return " ".join(redact.words(args))
 
 
 def _uwsgi_role() -> str:
@@ -91,8 +84,8 @@ _identity: dict[int, tuple[str, int, int | None, str]] = {}
 
 def this_process() -> tuple[str, int, int | None, str]:
     """``(host, pid, start ticks, program)`` of this process; the program is its command
-    line (the interpreter by its base name, values of ``--password``-like options and
-    passwords in URLs hidden) and, in uWSGI, which worker it is."""
+    line (the interpreter by its base name, its secrets hidden: :mod:`pa_dbhealth.core.redact`)
+    and, in uWSGI, which worker it is."""
     pid = os.getpid()
     found = _identity.get(pid)
     if found is None:

@@ -50,7 +50,8 @@ Reading, from a face's listing::
 Entries are what each process last wrote: a reader cannot know the connections of processes
 without pa_dbhealth (a MySQL console, another app), and an entry may lag behind its process.
 Files are read defensively (:mod:`pa_dbhealth.core.registry_files`): malformed, oversized
-or hostile ones are skipped.
+or hostile ones are skipped, and a read keeps to a budget of time and bytes, this host's
+entries first (:mod:`pa_dbhealth.core.registry_reader`).
 """
 
 from __future__ import annotations
@@ -64,19 +65,21 @@ from pathlib import Path
 from typing import Any
 
 from pa_dbhealth.core import private_files
-from pa_dbhealth.core.process_identity import process_alive, this_host
-from pa_dbhealth.core.registry_files import HeldConnection, Leak, ProcessEntry, parse
+from pa_dbhealth.core.process_identity import this_host
+from pa_dbhealth.core.registry_files import HeldConnection, Leak, ProcessEntry
 from pa_dbhealth.core.registry_publisher import (
     REFRESH_EVERY,
     RETRY_AFTER,
     Publisher,
     publisher,
 )
+from pa_dbhealth.core.registry_reader import MAX_BYTES, read_entries
 from pa_dbhealth.core.vendors import AccountConnection
 
 __all__ = [
     "ENVIRONMENT_VARIABLE",
     "IMPORT",
+    "MAX_BYTES",
     "MODULE_SESSION",
     "PUBLISH_AFTER",
     "REFRESH_EVERY",
@@ -93,6 +96,7 @@ __all__ = [
     "prune_absent",
     "publisher",
     "read",
+    "refusal",
     "server_key",
 ]
 
@@ -102,10 +106,7 @@ ENVIRONMENT_VARIABLE = "PA_DBHEALTH_REGISTRY_DIR"
 DEFAULT_DIRECTORY = Path("~/.cache/pa_dbhealth/holders")
 OFF_WORDS = ("off", "false", "0", "no")
 PUBLISH_AFTER = 5.0  # seconds a face may hold back a connection a request opened
-MAX_FILES = 1000  # files a reader looks at
-MAX_BYTES = 256 * 1024  # a larger file is skipped
 ABSENT_AFTER = 60.0  # seconds: another host's entry absent from the server's list is pruned
-STALE_TEMPORARY = 3600.0  # seconds: a writer's leftover temporary file is removed
 
 # Kinds of probable leak (``Leak.kind``); each face words the fix in its own terms.
 IMPORT = "import"  # opened while a module was being imported
@@ -186,6 +187,7 @@ class Found:
     directory: Path | None
     processes: tuple[ProcessEntry, ...] = ()
     problem: str | None = None  # "turned off", a directory that is not private, ...
+    left_out: int = 0  # entries the read's budget left unread (registry_reader)
 
     def holders(self, server: str, account: str) -> list[Holder]:
         """The connections to ``server`` as ``account``, oldest first."""
@@ -199,44 +201,36 @@ class Found:
 
 
 def read(where: Path | None, *, prune: bool = True) -> Found:
-    """Every process's entry in the registry at ``where``; files of processes of this host
-    that are gone are removed (``prune``). Never raises: a registry that cannot be read is
-    an empty one, with the reason in ``problem``."""
+    """Every process's entry in the registry at ``where``, within a read's budget (this
+    host's first: :mod:`pa_dbhealth.core.registry_reader`); files of processes of this host
+    that are gone, and stale junk, are removed (``prune``). Never raises: a registry that
+    cannot be read is an empty one, with the reason in ``problem``."""
     if where is None:
         return Found(None, problem="the registry is turned off (REGISTRY_DIR = False)")
     try:
         with private_files.private_directory(where, create=False) as dir_fd:
-            processes = _read_all(dir_fd, prune)
+            done = read_entries(dir_fd, prune=prune)
     except FileNotFoundError:
         return Found(where)
     except OSError as exc:
         logger.debug("pa_dbhealth: registry %s not read: %s", where, exc)
         return Found(where, problem=f"the registry at {where} cannot be read: {exc}")
-    return Found(where, tuple(processes))
+    return Found(where, tuple(done.entries), left_out=done.left_out)
 
 
-def _read_all(dir_fd: int, prune: bool) -> list[ProcessEntry]:
-    host = this_host()
-    now = time.time()
-    processes = []
-    for name in private_files.names(dir_fd)[:MAX_FILES]:
-        if name.startswith(".") and name.endswith(".tmp"):
-            modified = private_files.modified_at(dir_fd, name)
-            if prune and modified is not None and now - modified > STALE_TEMPORARY:
-                private_files.remove(dir_fd, name)
-            continue
-        if not name.endswith(".json"):
-            continue
-        data = private_files.read_private(dir_fd, name, MAX_BYTES)
-        entry = None if data is None else parse(data, name)
-        if entry is None:
-            continue  # not ours, not a regular file, malformed, hostile: skipped
-        if entry.host == host and not process_alive(entry.pid, entry.started):
-            if prune:
-                private_files.remove(dir_fd, name)
-            continue
-        processes.append(entry)
-    return processes
+def refusal(where: Path | None) -> str | None:
+    """Why the registry at ``where`` cannot be used (a directory that is not private, not
+    this user's, not readable), or None: usable, not there yet (the first writer creates
+    it), or turned off."""
+    if where is None:
+        return None
+    try:
+        with private_files.private_directory(where, create=False):
+            return None
+    except FileNotFoundError:
+        return None
+    except OSError as exc:
+        return str(exc)
 
 
 def join(

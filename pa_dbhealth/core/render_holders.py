@@ -107,6 +107,7 @@ def registry_view(found: Found, holders: Sequence[Holder], reason: str) -> dict[
         "reason": reason,
         "registry": None if found.directory is None else str(found.directory),
         "registry_problem": found.problem,
+        "registry_left_out": found.left_out,
         "connections": [{"id": h.connection.id, "holder": h.as_dict()} for h in holders],
         "cannot_know": CANNOT_KNOW,
     }
@@ -124,6 +125,9 @@ def registry_lines(alias: str, view: dict[str, Any]) -> list[Line]:
         lines.append((f"  {view['registry_problem']}", "WARNING"))
     elif not view["connections"]:
         lines.append(("  no process with pa_dbhealth says it holds a connection", None))
+    if view.get("registry_left_out"):
+        left = view["registry_left_out"]
+        lines.append((f"  {left} entries not read: more than one read of the registry takes", None))
     host, pid = this_process()[:2]
     for item in view["connections"]:
         holder = item["holder"]

@@ -102,7 +102,7 @@ def recycle_note(app: Flask, name: str, engine: Any) -> str:
 def dbcheck(bind: str | None, fmt: str, fail_level: str, offline: bool) -> None:
     app = current_app._get_current_object()  # type: ignore[attr-defined]
     extension = _extension(app)
-    site = findings.settings_findings(extension.problems(app))
+    site = findings.settings_findings(extension.problems(app)) + extension.registry_findings(app)
     options = extension.options(app)
     site += behind.pin_findings(options)  # what the app's processes ran that pins a multiplexer
     reports = [
@@ -188,7 +188,13 @@ def dbconnections(
 
     try:
         commands.connections(
-            list(engines), look_one, fmt, write, watch=watch, say=lambda t: click.echo(t, err=True)
+            list(engines),
+            look_one,
+            fmt,
+            write,
+            watch=watch,
+            say=lambda t: click.echo(t, err=True),
+            findings=_extension(app).registry_findings(app),
         )
     except commands.CommandFailed as exc:
         raise failed(exc) from None

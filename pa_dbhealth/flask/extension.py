@@ -17,6 +17,8 @@ from flask import Flask, appcontext_popped, has_request_context
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import DBAPIError
 
+from pa_dbhealth.core import account_holders, registry
+from pa_dbhealth.core.findings import Finding
 from pa_dbhealth.core.options import Options, Problem, effective, problems
 from pa_dbhealth.flask import cli, unavailable, views
 from pa_dbhealth.sqlalchemy import events, holding
@@ -87,6 +89,11 @@ class DbHealth:
     def problems(self, app: Flask) -> list[Problem]:
         """Everything wrong with ``app.config["PA_DBHEALTH"]``, one entry per key."""
         return problems(app.config.get(CONFIG_KEY), SETTING)
+
+    def registry_findings(self, app: Flask) -> list[Finding]:
+        """E028 when the registry of holders' directory cannot be used."""
+        where = registry.directory(self.options(app).REGISTRY_DIR)
+        return account_holders.refused(where, f"{SETTING}['REGISTRY_DIR']")
 
     def engines(self, app: Flask) -> dict[str, Engine]:
         """The app's engines by name: ``"default"`` and each bind key."""

@@ -13,16 +13,20 @@ from __future__ import annotations
 
 import hmac
 from collections.abc import Callable
+from functools import partial
 from http import HTTPStatus
 from typing import Any, TypeVar
 
 from flask import Flask, Response, current_app, request
 from itsdangerous import BadSignature, URLSafeTimedSerializer
+from sqlalchemy.engine import Engine
 
-from pa_dbhealth.core import page_access, page_flow
+from pa_dbhealth.core import page_access, page_flow, registry, status_cache
 from pa_dbhealth.core.findings import Finding, settings_findings
 from pa_dbhealth.core.health import DatabaseHealth, Report
+from pa_dbhealth.core.options import Options
 from pa_dbhealth.core.registry import Found, Holder
+from pa_dbhealth.core.sign_in_limit import SignInAttempts
 from pa_dbhealth.flask.cli import recycle_note
 from pa_dbhealth.sqlalchemy import health
 from pa_dbhealth.sqlalchemy.audit import report
@@ -61,6 +65,12 @@ class FlaskSite:
     def report(self) -> Report:
         return health.check(self.engines, options=self.options)
 
+    def status(self, fresh_for: float) -> Report:
+        return shared_status(self.app, self.engines, self.options, fresh_for)
+
+    def attempts(self) -> SignInAttempts:
+        return SignInAttempts(registry.directory(self.options.REGISTRY_DIR))
+
     def holders(self, name: str) -> tuple[Found, list[Holder]]:
         held = account_holders_of(self.engines[name], self.options)
         return held.found, held.holders
@@ -74,10 +84,24 @@ class FlaskSite:
             None if name == "default" else name, recycle_note(self.app, name, engine)
         )
         audit = report(engine, name=name, options=self.options, offline=not ask, wording=wording)
-        return [*settings_findings(self.extension.problems(self.app)), *audit.findings]
+        site = settings_findings(self.extension.problems(self.app))
+        return [*site, *self.extension.registry_findings(self.app), *audit.findings]
 
     def look(self, name: str, question: Callable[[Any], T]) -> T:
         return look(self.engines[name], question, timeout=self.options.HEALTH_CONNECT_TIMEOUT)
+
+
+def shared_status(
+    app: Flask,
+    engines: dict[str, Engine],
+    options: Options,
+    fresh_for: float = status_cache.FRESH_FOR,
+) -> Report:
+    """The engines' report as the app's anonymous views (the page's and the health view's)
+    share it: looked up at most once every ``fresh_for`` seconds per process."""
+    shared = app.extensions.setdefault("pa_dbhealth.status", status_cache.SharedStatus())
+    look = partial(health.check, engines, options=options)
+    return shared.report(tuple(engines), look, fresh_for=fresh_for)  # type: ignore[no-any-return]
 
 
 def _signer(app: Flask) -> URLSafeTimedSerializer | None:
@@ -123,11 +147,18 @@ def page_view() -> Response:
             text = "Forbidden: the CSRF token is missing or wrong. Reload the page and try again."
             return _secured(Response(text, HTTPStatus.FORBIDDEN, mimetype="text/plain"))
     url = request.script_root + request.path  # the app may be mounted under a prefix
-    visitor = page_flow.Visitor(form=form, signed_in=page_access.granted(grant, token))
+    visitor = page_flow.Visitor(
+        form=form,
+        signed_in=page_access.granted(grant, token),
+        address=request.remote_addr or "",
+        attempts=site.attempts(),
+    )
     hints = HINTS if signer is not None else UNSIGNED_HINTS
     answer = page_flow.respond(site, visitor, token, url, (CSRF_FIELD, csrf), hints)
     if isinstance(answer, page_flow.Answer):
         response = Response(answer.html, answer.status, mimetype="text/html")
+        if answer.retry_after is not None:
+            response.headers["Retry-After"] = str(answer.retry_after)
     else:  # the page again, as a GET
         response = Response("", HTTPStatus.SEE_OTHER, headers={"Location": url})
         grant = page_access.grant(token) if answer.sign_in and token else None

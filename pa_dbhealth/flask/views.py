@@ -9,26 +9,28 @@ and ``Accept``; only GET and HEAD are allowed.
 
 from __future__ import annotations
 
-import hmac
 import json
 from http import HTTPStatus
 from typing import Any
 
 from flask import Blueprint, Response, current_app, request
 
-from pa_dbhealth.core import prometheus
+from pa_dbhealth.core import page_access, prometheus, registry
 from pa_dbhealth.core.health import Status
-from pa_dbhealth.flask.page import page_view
+from pa_dbhealth.core.sign_in_limit import SignInAttempts
+from pa_dbhealth.flask.page import page_view, shared_status
 from pa_dbhealth.sqlalchemy import behind, events, health, tracker
 
 FORMATS = ("json", "prometheus")
 
 
-def _token_matches(token: str | None) -> bool:
-    scheme, _, given = request.headers.get("Authorization", "").partition(" ")
-    if not token or scheme.lower() != "bearer":
-        return False
-    return hmac.compare_digest(given.strip().encode(), token.encode())
+def _bearer_access(options: Any) -> tuple[bool, int | None]:
+    """``(granted, wait)`` of the request's ``Bearer`` token (``page_access.attempt``)."""
+    given = page_access.bearer(request.headers.get("Authorization", ""))
+    if given is None:
+        return False, None
+    attempts = SignInAttempts(registry.directory(options.REGISTRY_DIR))
+    return page_access.attempt(given, options.HEALTH_TOKEN, attempts, request.remote_addr or "")
 
 
 def _wants_prometheus() -> bool:
@@ -62,12 +64,21 @@ def health_view() -> Response:
     extension: Any = current_app.extensions["pa_dbhealth"]
     options = extension.options(current_app)
     engines = extension.engines(current_app)
-    report = health.check(engines, options=options)
+    full, wait = _bearer_access(options)
+    if wait is not None:
+        error = {"error": f"too many wrong tokens: try again in {wait} s"}
+        refused = _no_store(_json(error, HTTPStatus.TOO_MANY_REQUESTS))
+        refused.headers["Retry-After"] = str(wait)
+        return refused
+    if full:
+        report = health.check(engines, options=options)
+    else:  # the status anonymous views share: no connection of its own
+        app = current_app._get_current_object()  # type: ignore[attr-defined]
+        report = shared_status(app, engines, options)
     for engine in engines.values():
         state = events.installed(engine)
         if state is not None:
             state.checkouts.sweep()  # log the probable leaks the figures will count
-    full = _token_matches(options.HEALTH_TOKEN)
     process = tracker.figures() if full else None
     if _wants_prometheus():
         text = prometheus.render(report, full=full, process=process)
@@ -76,6 +87,7 @@ def health_view() -> Response:
     if full:
         body["databases"] = {db.alias: db.as_dict(process) for db in report.databases}
         body["pins"] = [finding.as_dict() for finding in behind.pin_findings(options)]
+        body["findings"] = [f.as_dict() for f in extension.registry_findings(current_app)]
     critical = report.status is Status.CRITICAL
     return _no_store(_json(body, HTTPStatus.SERVICE_UNAVAILABLE if critical else HTTPStatus.OK))
 

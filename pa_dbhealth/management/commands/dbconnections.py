@@ -116,7 +116,13 @@ class Command(BaseCommand):
 
         try:
             commands.connections(
-                aliases, look_one, format, self._write, watch=watch, say=self.stderr.write
+                aliases,
+                look_one,
+                format,
+                self._write,
+                watch=watch,
+                say=self.stderr.write,
+                findings=holders.refused(),
             )
         except commands.CommandFailed as exc:
             raise CommandError(str(exc), returncode=exc.code) from None
