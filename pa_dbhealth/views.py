@@ -20,7 +20,7 @@ from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_safe
 
 from pa_dbhealth import conf
-from pa_dbhealth.core import prometheus
+from pa_dbhealth.core import prometheus, waits_host
 from pa_dbhealth.health import Status, check, holders_of, process_figures
 
 FORMATS = ("json", "prometheus")
@@ -76,9 +76,10 @@ def health(request: HttpRequest, databases: Sequence[str] | None = None) -> Http
     # server the probe found unreachable.
     full = _token_matches(request) or (all(db.up for db in report.databases) and is_staff(request))
     process = process_figures() if full else None
+    waits = waits_host.host_figures(conf.get_settings().REGISTRY_DIR) if full else None
     response: HttpResponse
     if _wants_prometheus(request):
-        text = prometheus.render(report, full=full, process=process)
+        text = prometheus.render(report, full=full, process=process, waits=waits)
         response = HttpResponse(text, content_type=prometheus.CONTENT_TYPE)
     else:
         body: dict[str, Any] = {"status": report.status.value}
@@ -86,6 +87,7 @@ def health(request: HttpRequest, databases: Sequence[str] | None = None) -> Http
             body["databases"] = {
                 db.alias: db.as_dict(process, holders_of(db)) for db in report.databases
             }
+            body["waits"] = waits
         critical = report.status is Status.CRITICAL
         status = HTTPStatus.SERVICE_UNAVAILABLE if critical else HTTPStatus.OK
         response = JsonResponse(body, status=status)

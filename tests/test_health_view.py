@@ -294,7 +294,16 @@ def test_no_token_configured_means_no_token_works(client: Client, settings: Any)
 @mysql
 def test_right_token_gets_the_full_body(client: Client, token: str) -> None:
     body = get(client, bearer=token).json()
-    assert set(body) == {"status", "databases"}
+    assert set(body) == {"status", "databases", "waits"}
+    assert set(body["waits"]) == {
+        "counters",
+        "buckets",
+        "beyond",
+        "count",
+        "sum",
+        "waiting",
+        "longest_wait_seconds",
+    }
     assert set(body["databases"]["default"]) >= {
         "status",
         "vendor",

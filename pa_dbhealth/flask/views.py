@@ -16,7 +16,7 @@ from typing import Any
 
 from flask import Blueprint, Response, current_app, request
 
-from pa_dbhealth.core import prometheus
+from pa_dbhealth.core import prometheus, waits_host
 from pa_dbhealth.core.health import Status
 from pa_dbhealth.flask.page import page_view
 from pa_dbhealth.sqlalchemy import events, health, tracker
@@ -69,12 +69,14 @@ def health_view() -> Response:
             state.checkouts.sweep()  # log the probable leaks the figures will count
     full = _token_matches(options.HEALTH_TOKEN)
     process = tracker.figures() if full else None
+    waits = waits_host.host_figures(options.REGISTRY_DIR) if full else None
     if _wants_prometheus():
-        text = prometheus.render(report, full=full, process=process)
+        text = prometheus.render(report, full=full, process=process, waits=waits)
         return _no_store(Response(text, content_type=prometheus.CONTENT_TYPE))
     body: dict[str, Any] = {"status": report.status.value}
     if full:
         body["databases"] = {db.alias: db.as_dict(process) for db in report.databases}
+        body["waits"] = waits
     critical = report.status is Status.CRITICAL
     return _no_store(_json(body, HTTPStatus.SERVICE_UNAVAILABLE if critical else HTTPStatus.OK))
 
