@@ -166,7 +166,8 @@ def refresh_connections(
             connection.close()
         except DatabaseError as exc:  # closing a dead connection may complain; it is closed
             logger.debug("Closing connection %r raised %s", alias, exc)
-        staleness.closed(reason)
+        if reason != staleness.MAX_AGE or connection.settings_dict.get("CONN_MAX_AGE") != 0:
+            staleness.closed(reason)  # not the routine close of CONN_MAX_AGE = 0
         closed.append((alias, reason))
     return closed
 
