@@ -38,7 +38,10 @@ DATABASES = {
     }
 }
 if PA:
-    PA_DBHEALTH = {"CONNECT_RETRY": float(os.environ.get("BENCH_CONNECT_RETRY", "5"))}
+    PA_DBHEALTH = {
+        "CONNECT_RETRY": float(os.environ.get("BENCH_CONNECT_RETRY", "5")),
+        "HEALTH_TOKEN": "bench-only-token-for-the-wait-figures",  # loadbench/metrics.py
+    }
     if os.environ.get("BENCH_REGISTRY", "1") == "0":
         PA_DBHEALTH["REGISTRY_DIR"] = False
     if os.environ.get("BENCH_LINE", "1") == "0":
