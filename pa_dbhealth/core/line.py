@@ -270,9 +270,11 @@ class Line:
     @property
     def waiting(self) -> int:
         """How many threads, in all processes, wait in the line now: those behind the head,
-        and the head itself (waiting for a token, or between its tries of the server)."""
-        at_head = 1 if self._get(GETVAL, HEAD) == 0 and not self.removed else 0
-        return max(self._get(GETNCNT, HEAD), 0) + at_head
+        and the head itself (waiting for a token, or between its tries of the server while
+        slots are held outside the line)."""
+        for_tokens = max(self._get(GETNCNT, TOKENS), 0)  # the head, when it waits for one
+        sleeping_head = self._get(GETVAL, HEAD) == 0 and not self.removed and not for_tokens
+        return for_tokens + max(self._get(GETNCNT, HEAD), 0) + int(sleeping_head)
 
     @property
     def free(self) -> int:
