@@ -27,7 +27,13 @@ logger = logging.getLogger("pa_dbhealth.waits")
 
 PUBLISH_EVERY = 1.0  # seconds
 _lock = threading.Lock()
-_state: dict[str, Any] = {"setting": None, "where": None, "written": 0.0, "timer": None}
+_state: dict[str, Any] = {
+    "setting": None,
+    "where": None,
+    "written": 0.0,
+    "timer": None,
+    "dirty": False,  # counted since the last write
+}
 
 
 def use(setting: Any) -> None:
@@ -46,7 +52,7 @@ def publish() -> None:
     """Write this process's file now (never raises)."""
     where: Path | None = _state["where"]
     with _lock:
-        _state["written"], _state["timer"] = time.monotonic(), None
+        _state["written"], _state["timer"], _state["dirty"] = time.monotonic(), None, False
     if where is None:
         return
     try:
@@ -62,6 +68,7 @@ def publish_soon() -> None:
     if _state["where"] is None:
         return
     with _lock:
+        _state["dirty"] = True
         late = time.monotonic() - _state["written"]
         if _state["timer"] is not None:
             return
@@ -142,12 +149,18 @@ def host_figures(setting: Any) -> dict[str, Any]:
     return {**sums, "waiting": waiting, "longest_wait_seconds": round(longest, 3)}
 
 
+def _at_exit() -> None:
+    """The last figures, when something was counted since they were last written."""
+    if _state["dirty"]:
+        publish()
+
+
 def _after_fork() -> None:
     waits.reset()
-    _state.update(written=0.0, timer=None)
+    _state.update(written=0.0, timer=None, dirty=False)
 
 
 waits.listen(publish_soon)
-atexit.register(publish)
+atexit.register(_at_exit)
 if hasattr(os, "register_at_fork"):
     os.register_at_fork(after_in_child=_after_fork)
