@@ -16,6 +16,7 @@ from typing import Any
 
 import pytest
 from django.db import connections
+from outsiders import retrying_settings
 from processes import Processes, Running, Site
 
 from pa_dbhealth import hygiene
@@ -42,11 +43,7 @@ WAITER = (
 @pytest.fixture
 def site_settings(server: Any, tmp_path: Path) -> Iterator[dict[str, Any]]:
     """The retrying backend at a fresh line, a registry of the test's own, the token."""
-    settings_dict = dict(
-        connections.configure_settings(
-            {"default": server.database_settings(engine="pa_dbhealth.backends.mysql")}
-        )["default"]
-    )
+    settings_dict = retrying_settings(server)
     where = server_of(settings_dict, "mysql")
     lines.forget(*where)
     yield {
