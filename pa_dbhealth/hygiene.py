@@ -167,7 +167,7 @@ def refresh_connections(
         except DatabaseError as exc:  # closing a dead connection may complain; it is closed
             logger.debug("Closing connection %r raised %s", alias, exc)
         if reason != staleness.MAX_AGE or connection.settings_dict.get("CONN_MAX_AGE") != 0:
-            staleness.closed(reason)  # not the routine close of CONN_MAX_AGE = 0
+            staleness.closed(reason, get_settings().REGISTRY_DIR)  # not CONN_MAX_AGE = 0's
         closed.append((alias, reason))
     return closed
 

@@ -13,7 +13,7 @@ import logging
 from typing import Any
 
 from pa_dbhealth.core import line as lines
-from pa_dbhealth.core import liveness, vendors, waits
+from pa_dbhealth.core import liveness, vendors, waits, waits_host
 from pa_dbhealth.core.timeouts import Learned
 
 logger = logging.getLogger("pa_dbhealth")
@@ -38,8 +38,10 @@ def label(reason: str) -> str:
     return "idle" if reason.startswith(_IDLE) else _LABELS.get(reason, "other")
 
 
-def closed(reason: str) -> None:
-    """A face closed (or replaced) a connection for ``reason``: counted by its label."""
+def closed(reason: str, registry_dir: Any) -> None:
+    """A face closed (or replaced) a connection for ``reason``: counted by its label, and
+    published beside the face's registry (``REGISTRY_DIR``)."""
+    waits_host.use(registry_dir)
     waits.count(waits.STALE, label(reason))
 
 
