@@ -107,10 +107,10 @@ def stale_reason(
     now = time.monotonic() if now is None else now
     if not connection.in_atomic_block:
         if connection.get_autocommit() != connection.settings_dict["AUTOCOMMIT"]:
-            return "its autocommit was left changed"
+            return staleness.AUTOCOMMIT
         if connection.errors_occurred:
             if not connection.is_usable():
-                return "it is broken: an error occurred and it does not answer"
+                return staleness.BROKEN
             connection.errors_occurred = False
             connection.health_check_done = True  # type: ignore[attr-defined]
         close_at = connection.close_at
@@ -119,7 +119,7 @@ def stale_reason(
             and now >= close_at
             and not (between_items and connection.settings_dict.get("CONN_MAX_AGE") == 0)
         ):
-            return "it is older than CONN_MAX_AGE"
+            return staleness.MAX_AGE
     limit = alias_idle_limit(str(connection.alias)) if idle_seconds is None else idle_seconds
     used = tracker.last_used(connection)
     return staleness.idle(None if used is None else now - used, limit)
@@ -166,6 +166,8 @@ def refresh_connections(
             connection.close()
         except DatabaseError as exc:  # closing a dead connection may complain; it is closed
             logger.debug("Closing connection %r raised %s", alias, exc)
+        if reason != staleness.MAX_AGE or connection.settings_dict.get("CONN_MAX_AGE") != 0:
+            staleness.closed(reason, get_settings().REGISTRY_DIR)  # not CONN_MAX_AGE = 0's
         closed.append((alias, reason))
     return closed
 

@@ -19,7 +19,7 @@ from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_safe
 
 from pa_dbhealth import behind, conf, holders
-from pa_dbhealth.core import page_access, prometheus
+from pa_dbhealth.core import page_access, prometheus, waits_host
 from pa_dbhealth.core.sign_in_limit import SignInAttempts
 from pa_dbhealth.health import Status, check, holders_of, process_figures, shared_status
 
@@ -94,9 +94,10 @@ def health(request: HttpRequest, databases: Sequence[str] | None = None) -> Http
     if not full and all(db.up for db in report.databases) and is_staff(request):
         full, report = True, check(databases)
     process = process_figures() if full else None
+    waits = waits_host.host_figures(conf.get_settings().REGISTRY_DIR) if full else None
     response: HttpResponse
     if _wants_prometheus(request):
-        text = prometheus.render(report, full=full, process=process)
+        text = prometheus.render(report, full=full, process=process, waits=waits)
         response = HttpResponse(text, content_type=prometheus.CONTENT_TYPE)
     else:
         body: dict[str, Any] = {"status": report.status.value}
@@ -106,6 +107,7 @@ def health(request: HttpRequest, databases: Sequence[str] | None = None) -> Http
             }
             body["pins"] = [finding.as_dict() for finding in behind.pin_findings()]
             body["findings"] = [finding.as_dict() for finding in holders.refused()]
+            body["waits"] = waits
         critical = report.status is Status.CRITICAL
         status = HTTPStatus.SERVICE_UNAVAILABLE if critical else HTTPStatus.OK
         response = JsonResponse(body, status=status)

@@ -25,6 +25,17 @@ OTHER_HOST = "cron-elsewhere"
 PROBES_PER_SECOND = 20  # the head of the line's bound, whatever the number of waiters
 
 
+def retrying_settings(server: Any) -> dict[str, Any]:
+    """The retrying backend's settings for ``server``, as Django completes them."""
+    from django.db import connections
+
+    return dict(
+        connections.configure_settings(
+            {"default": server.database_settings(engine="pa_dbhealth.backends.mysql")}
+        )["default"]
+    )
+
+
 def aborted_connects(admin: Any) -> int:
     """The refused connects the server has counted since it started."""
     admin.execute("SHOW GLOBAL STATUS LIKE 'Aborted_connects'")

@@ -20,9 +20,15 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import pytest
-from django.db import OperationalError, connections
+from django.db import OperationalError
 from django.test import override_settings
-from outsiders import PROBES_PER_SECOND, aborted_connects, answers, cap_held_outside
+from outsiders import (
+    PROBES_PER_SECOND,
+    aborted_connects,
+    answers,
+    cap_held_outside,
+    retrying_settings,
+)
 from processes import Processes
 
 from pa_dbhealth.backends.mysql.base import DatabaseWrapper
@@ -36,11 +42,7 @@ pytestmark = pytest.mark.usefixtures("unblocked_db")
 @pytest.fixture
 def line_of(server: Any) -> Iterator[tuple[dict[str, Any], lines.Line]]:
     """The retrying backend's settings and the account's line, made afresh (cap 3)."""
-    settings_dict = dict(
-        connections.configure_settings(
-            {"default": server.database_settings(engine="pa_dbhealth.backends.mysql")}
-        )["default"]
-    )
+    settings_dict = retrying_settings(server)
     where = server_of(settings_dict, "mysql")
     lines.forget(*where)
     lines.note_cap(*where, 3)

@@ -426,3 +426,26 @@ def test_dbhealth_twice_on_one_app(make_app: Callable[..., Flask]) -> None:
     assert invoke(app, "dbcheck").exit_code in (0, 1)  # still one set of commands that work
     with pytest.raises(RuntimeError, match="already set up on this app by another DbHealth"):
         DbHealth(app, db=extension.db)
+
+
+def test_a_wait_that_gave_up_is_in_the_wait_figures(
+    make_app: Callable[..., Flask], raw_connections: Any
+) -> None:
+    app = make_app(FITTED, {"HEALTH_TOKEN": TOKEN, "CONNECT_RETRY": 0.5})
+    before = get(app, TOKEN).get_json()["waits"]
+    raw_connections(3)  # outsiders hold the whole cap
+    with app.app_context():
+        engine = app.extensions["sqlalchemy"].engine
+        started = time.monotonic()
+        with pytest.raises(Exception, match="1226"):
+            engine.connect()
+        took = time.monotonic() - started
+    after = get(app, TOKEN).get_json()["waits"]
+    text_ = get(app, TOKEN, query_string={"format": "prometheus"}).get_data(as_text=True)
+    print(f"\nwaited {took:.2f} s; figures after: {after}")
+    assert after["count"] == before["count"] + 1
+    assert 0.4 <= after["sum"] - before["sum"] <= took
+    giveups = after["counters"]["giveups"][""]
+    assert giveups == before["counters"].get("giveups", {}).get("", 0) + 1
+    assert f"pa_dbhealth_connect_wait_giveups_total {giveups}" in text_
+    assert f"pa_dbhealth_connect_wait_seconds_count {after['count']}" in text_

@@ -311,9 +311,18 @@ def test_no_token_configured_means_no_token_works(client: Client, settings: Any)
 @mysql
 def test_right_token_gets_the_full_body(client: Client, token: str) -> None:
     body = get(client, bearer=token).json()
-    assert set(body) == {"status", "databases", "pins", "findings"}
+    assert set(body) == {"status", "databases", "pins", "findings", "waits"}
     assert body["pins"] == []  # nothing ran here that pins a multiplexer's connection
     assert body["findings"] == []
+    assert set(body["waits"]) == {
+        "counters",
+        "buckets",
+        "beyond",
+        "count",
+        "sum",
+        "waiting",
+        "longest_wait_seconds",
+    }
     assert set(body["databases"]["default"]) >= {
         "status",
         "vendor",

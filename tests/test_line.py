@@ -21,9 +21,9 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from django.db import connections
 from django.test import override_settings
 from holders import Holder
+from outsiders import retrying_settings
 
 from pa_dbhealth.backends.mysql.base import DatabaseWrapper
 from pa_dbhealth.core import line as lines
@@ -138,11 +138,7 @@ def test_the_cap_is_read_from_the_refusal() -> None:
 @pytest.fixture
 def in_line(server: Any) -> Iterator[tuple[dict[str, Any], lines.Line]]:
     """The retrying backend's settings for the suite's server, and its line (cap 3)."""
-    settings_dict = dict(
-        connections.configure_settings(
-            {"default": server.database_settings(engine="pa_dbhealth.backends.mysql")}
-        )["default"]
-    )
+    settings_dict = retrying_settings(server)
     where = server_of(settings_dict, "mysql")
     lines.forget(*where)
     lines.note_cap(*where, 3)

@@ -41,7 +41,10 @@ if "postgresql" in DATABASES["default"]["ENGINE"]:  # bench/pgbouncer.py
     DATABASES["default"]["OPTIONS"] = {}
     DATABASES["default"]["DISABLE_SERVER_SIDE_CURSORS"] = True
 if PA:
-    PA_DBHEALTH = {"CONNECT_RETRY": float(os.environ.get("BENCH_CONNECT_RETRY", "5"))}
+    PA_DBHEALTH = {
+        "CONNECT_RETRY": float(os.environ.get("BENCH_CONNECT_RETRY", "5")),
+        "HEALTH_TOKEN": "bench-only-token-for-the-wait-figures",  # loadbench/metrics.py
+    }
     if os.environ.get("BENCH_REGISTRY", "1") == "0":
         PA_DBHEALTH["REGISTRY_DIR"] = False
     if os.environ.get("BENCH_LINE", "1") == "0":

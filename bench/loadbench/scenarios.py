@@ -12,6 +12,7 @@ from typing import Any
 
 from loadbench.configs import Config
 from loadbench.holder import held_elsewhere
+from loadbench.metrics import wait_figures
 from loadbench.sampler import Sampler
 from loadbench.servers import Server
 from loadbench.wrk import WrkResult, wrk
@@ -76,6 +77,9 @@ def run_config(
             if args.warmup:
                 wrk(f"{server.url}/db/", args.warmup, count)
             results.append(measure(scenario, server, info, args.duration))
+        if config.app and not config.flask:
+            print(f"wait figures of {config.name} after its run:", flush=True)
+            print(wait_figures(server.url), flush=True)
     with contextlib.closing(Sampler(info)) as after:
         after.wait_count(0)  # the next configuration starts with the account empty
     return results

@@ -32,7 +32,7 @@ from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from pa_dbhealth.core import line as lines
-from pa_dbhealth.core import liveness, vendors
+from pa_dbhealth.core import liveness, vendors, waits, waits_host
 from pa_dbhealth.core.errors import Classified, classify
 from pa_dbhealth.core.retry import connect_with_retry, in_single_attempt
 
@@ -56,6 +56,7 @@ class Target:
     count: Callable[[str], None] = _ignore
     look_command: str = "python -m pa_dbhealth connections"  # names the holders, even at the cap
     logger: logging.Logger = logger  # the face's: retries at DEBUG, give-ups at WARNING
+    registry_dir: Any = None  # the face's REGISTRY_DIR: the wait figures are written beside it
 
 
 class Ticket:
@@ -87,9 +88,18 @@ class Ticket:
 def connect(
     open_: Callable[[], T], target: Target, *, wait: Callable[[float], T | None] | None = None
 ) -> tuple[T, Ticket | None]:
-    """Open a connection with ``open_()``, waiting at the cap as the module says."""
+    """Open a connection with ``open_()``, waiting at the cap as the module says; a wait
+    (from the first refusal or wait in line) is timed for :mod:`pa_dbhealth.core.waits`."""
     if in_single_attempt():
         return _once(open_, target), None
+    waits_host.use(target.registry_dir)
+    with waits.timing(target.budget):
+        return _waiting(open_, target, wait)
+
+
+def _waiting(
+    open_: Callable[[], T], target: Target, wait: Callable[[float], T | None] | None
+) -> tuple[T, Ticket | None]:
     started = time.monotonic()
     deadline = started + max(0.0, target.budget)
     if target.account is None:
@@ -122,11 +132,18 @@ def _once(open_: Callable[[], T], target: Target) -> T:
 
 def _refusal(exc: BaseException, target: Target) -> Classified:
     """``exc`` classified, its cap learned; raised again unless it is a refusal at a cap."""
-    classified = classify(exc)
+    classified = _counted(exc)
     if not classified.kind.is_cap:
         raise exc
+    waits.began()
     if target.account is not None:
         lines.note_cap(*target.account, lines.cap_in_message(classified.message))
+    return classified
+
+
+def _counted(exc: BaseException) -> Classified:
+    classified = classify(exc)
+    waits.count(waits.REFUSALS, waits.refusal_kind(classified))
     return classified
 
 
@@ -138,6 +155,7 @@ def _without_line(
 ) -> T:
     def on_retry(classified: Classified, attempt: int, delay: float) -> None:
         target.count(RETRY)
+        waits.began()
         target.logger.debug(
             "connect to %s refused, attempt %d: %s; retrying in %.0f ms",
             target.name,
@@ -154,10 +172,18 @@ def _without_line(
         found = wait(delay)
         if found is not None:
             target.count(HANDOFF)
+            waits.count(waits.HANDOFFS)
         return found
 
+    def opened() -> T:
+        try:
+            return open_()
+        except Exception as exc:
+            _counted(exc)
+            raise
+
     return connect_with_retry(
-        open_,
+        opened,
         budget=max(0.0, deadline - time.monotonic()),
         on_retry=on_retry,
         on_giveup=on_giveup,
@@ -181,6 +207,7 @@ def _in_line(
         found = head.attempt()
         if found is not None:
             return found
+    waits.began(lined=True)
     if not line.take_head(deadline - time.monotonic()):
         return head.last_word()  # the line did not move within the budget
     try:
@@ -307,6 +334,7 @@ def _said_give_up(
     target: Target, classified: Classified, attempts: int, elapsed: float, outside: bool | None
 ) -> None:
     target.count(GIVEUP)
+    waits.count(waits.GIVEUPS)
     where = ""
     if outside:
         where = (

@@ -39,6 +39,8 @@ import threading
 import time
 from typing import Any
 
+from pa_dbhealth.core import waits
+
 logger = logging.getLogger("pa_dbhealth.line")
 
 IPC_CREAT = 0o1000
@@ -176,6 +178,7 @@ class Line:
         by a connection that is gone, a raised cap): the count heals, the extra is trimmed
         when it comes back."""
         self._op((TOKENS, 1, 0), (TOKENS, -1, SEM_UNDO))
+        waits.count(waits.REPAIRS, waits.ADOPT)
         logger.warning(
             "the line of connections was wrong: the server let a connection in while no "
             "token was free; a token was added for it"
@@ -188,6 +191,7 @@ class Line:
             return 0
         if not self._op((TOKENS, -excess, IPC_NOWAIT)):
             return 0
+        waits.count(waits.REPAIRS, waits.TRIM)
         logger.warning(
             "the line of connections was wrong: %d free tokens for a cap of %d; %d removed",
             excess + self.cap,
@@ -205,6 +209,7 @@ class Line:
         change = max(self.cap - in_use, 0) - self.free
         if change == 0 or not self._op((TOKENS, change, IPC_NOWAIT)):
             return 0
+        waits.count(waits.REPAIRS, waits.HEAL)
         logger.warning(
             "the line of connections was wrong: %d free tokens for %d free slots on the "
             "server; now %d",
@@ -246,6 +251,7 @@ class Line:
                 removed = 0
             if owed > removed:  # held now: removed as they come back
                 self._op((DEBT, owed - removed, IPC_NOWAIT))
+        waits.count(waits.REPAIRS, waits.SET_CAP)
         logger.warning("the account's cap changed on the server: %d, was %d", cap, old)
         return True
 
@@ -263,8 +269,12 @@ class Line:
 
     @property
     def waiting(self) -> int:
-        """How many threads, in all processes, wait for a token or the head now."""
-        return max(self._get(GETNCNT, TOKENS), 0) + max(self._get(GETNCNT, HEAD), 0)
+        """How many threads, in all processes, wait in the line now: those behind the head,
+        and the head itself (waiting for a token, or between its tries of the server while
+        slots are held outside the line)."""
+        for_tokens = max(self._get(GETNCNT, TOKENS), 0)  # the head, when it waits for one
+        sleeping_head = self._get(GETVAL, HEAD) == 0 and not self.removed and not for_tokens
+        return for_tokens + max(self._get(GETNCNT, HEAD), 0) + int(sleeping_head)
 
     @property
     def free(self) -> int:
@@ -347,6 +357,12 @@ def note_cap(server: str, account: str, cap: int | None) -> None:
         line = _lines.get((server, account))
     if line is not None and not line.removed:
         line.set_cap(int(cap))
+
+
+def known() -> list[tuple[str, str]]:
+    """The accounts whose line this process uses."""
+    with _lines_lock:
+        return sorted(_lines)
 
 
 def heal(server: str, account: str, cap: int | None, in_use: int) -> None:

@@ -6,12 +6,14 @@ Written by hand, so pa_dbhealth does not depend on ``prometheus_client`` at run 
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
+from typing import Any
 
+from pa_dbhealth.core import prometheus_waits
 from pa_dbhealth.core.health import Report
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 
-Sample = tuple[Mapping[str, str], int]
+Sample = tuple[Mapping[str, str], Any]
 
 # tracker figure -> (metric name, type, help)
 PROCESS_METRICS = {
@@ -71,9 +73,16 @@ def _family(name: str, kind: str, help_text: str, samples: Iterable[Sample]) -> 
     return lines
 
 
-def render(report: Report, *, full: bool, process: Mapping[str, int] | None = None) -> str:
-    """The exposition text: ``pa_dbhealth_up`` alone unless ``full``, then every figure and
-    the process's counts (``process``: the tracker's figures)."""
+def render(
+    report: Report,
+    *,
+    full: bool,
+    process: Mapping[str, int] | None = None,
+    waits: Mapping[str, Any] | None = None,
+) -> str:
+    """The exposition text: ``pa_dbhealth_up`` alone unless ``full``, then every figure, the
+    process's counts (``process``: the tracker's figures) and the host's wait figures
+    (``waits``: :func:`pa_dbhealth.core.waits_host.host_figures`)."""
     lines = _family(
         "pa_dbhealth_up",
         "gauge",
@@ -125,4 +134,6 @@ def render(report: Report, *, full: bool, process: Mapping[str, int] | None = No
     for key, (name, kind, help_text) in PROCESS_METRICS.items():
         if key in figures:
             lines += _family(name, kind, help_text, [({}, figures[key])])
+    if waits is not None:
+        lines += prometheus_waits.render(waits, _family)
     return "\n".join(lines) + "\n"

@@ -13,20 +13,43 @@ import logging
 from typing import Any
 
 from pa_dbhealth.core import line as lines
-from pa_dbhealth.core import liveness, vendors
+from pa_dbhealth.core import liveness, vendors, waits, waits_host
 from pa_dbhealth.core.timeouts import Learned
 
 logger = logging.getLogger("pa_dbhealth")
 
 DEAD = "the server closed it (its socket shows the end of the connection)"
 LEFT_IN_TRANSACTION = "a transaction is open on it (it was given back without a rollback)"
+BROKEN = "it is broken: an error occurred and it does not answer"
+AUTOCOMMIT = "its autocommit was left changed"
+MAX_AGE = "it is older than CONN_MAX_AGE"
+_IDLE = "it has been idle"
+_LABELS = {
+    DEAD: "dead",
+    LEFT_IN_TRANSACTION: "left_in_transaction",
+    BROKEN: "broken",
+    AUTOCOMMIT: "autocommit",
+    MAX_AGE: "max_age",
+}
+
+
+def label(reason: str) -> str:
+    """A reason as a short word (a metric's label): dead, idle, max_age, broken, ..."""
+    return "idle" if reason.startswith(_IDLE) else _LABELS.get(reason, "other")
+
+
+def closed(reason: str, registry_dir: Any) -> None:
+    """A face closed (or replaced) a connection for ``reason``: counted by its label, and
+    published beside the face's registry (``REGISTRY_DIR``)."""
+    waits_host.use(registry_dir)
+    waits.count(waits.STALE, label(reason))
 
 
 def idle(idle_seconds: float | None, limit: float | None) -> str | None:
     """The idleness reason: idle for the limit or longer (None: no limit, or not known)."""
     if limit is None or idle_seconds is None or idle_seconds < limit:
         return None
-    return f"it has been idle for {idle_seconds:.1f} s (limit {limit:g} s)"
+    return f"{_IDLE} for {idle_seconds:.1f} s (limit {limit:g} s)"
 
 
 def reason(raw: Any, idle_seconds: float | None, limit: float | None) -> str | None:

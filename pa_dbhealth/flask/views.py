@@ -15,7 +15,7 @@ from typing import Any
 
 from flask import Blueprint, Response, current_app, request
 
-from pa_dbhealth.core import page_access, prometheus, registry
+from pa_dbhealth.core import page_access, prometheus, registry, waits_host
 from pa_dbhealth.core.health import Status
 from pa_dbhealth.core.sign_in_limit import SignInAttempts
 from pa_dbhealth.flask.page import page_view, shared_status
@@ -80,14 +80,16 @@ def health_view() -> Response:
         if state is not None:
             state.checkouts.sweep()  # log the probable leaks the figures will count
     process = tracker.figures() if full else None
+    waits = waits_host.host_figures(options.REGISTRY_DIR) if full else None
     if _wants_prometheus():
-        text = prometheus.render(report, full=full, process=process)
+        text = prometheus.render(report, full=full, process=process, waits=waits)
         return _no_store(Response(text, content_type=prometheus.CONTENT_TYPE))
     body: dict[str, Any] = {"status": report.status.value}
     if full:
         body["databases"] = {db.alias: db.as_dict(process) for db in report.databases}
         body["pins"] = [finding.as_dict() for finding in behind.pin_findings(options)]
         body["findings"] = [f.as_dict() for f in extension.registry_findings(current_app)]
+        body["waits"] = waits
     critical = report.status is Status.CRITICAL
     return _no_store(_json(body, HTTPStatus.SERVICE_UNAVAILABLE if critical else HTTPStatus.OK))
 

@@ -72,6 +72,7 @@ def retrying_connect(
         count,
         "flask dbconnections",
         logger,
+        options.REGISTRY_DIR,
     )
 
     def do_connect(dialect: Any, entry: Any, cargs: list[Any], cparams: dict[str, Any]) -> Any:

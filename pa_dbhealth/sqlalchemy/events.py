@@ -155,6 +155,7 @@ def _on_checkout(state: Installed) -> Any:
         reason = stale_reason(state, dbapi_connection, entry, time.monotonic())
         if reason is not None:
             logger.debug("replacing a connection to %s at checkout: %s", state.key, reason)
+            staleness.closed(reason, state.options.REGISTRY_DIR)
             raise DisconnectionError(f"pa_dbhealth: {reason}")
         state.checkouts.checked_out(entry, proxy)
         state.checkouts.sweep()

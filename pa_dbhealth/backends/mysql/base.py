@@ -77,6 +77,7 @@ class DatabaseWrapper(mysql_base.DatabaseWrapper):
             self._pa_dbhealth_count,
             "python manage.py dbconnections",
             logger,
+            options.REGISTRY_DIR,
         )
         wait = self._pa_dbhealth_receive(conn_params) if options.HANDOFF else None
         self._pa_dbhealth_handoffs = 0
