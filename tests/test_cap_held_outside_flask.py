@@ -23,6 +23,7 @@ from pa_dbhealth.core import line as lines
 from pa_dbhealth.holders import server_of
 
 pytest.importorskip("flask_sqlalchemy")
+pytestmark = pytest.mark.matrix_once  # no Django in it: the same on every Django version
 
 BUDGET = 2.0
 

@@ -113,6 +113,7 @@ def phase(site: Site, admin: Any, flood: int) -> tuple[dict[str, Counter[int]], 
     return answers, connections_accepted(admin) - before
 
 
+@pytest.mark.matrix_once  # throughput under a flood: the same on every Django version
 @pytest.mark.usefixtures("unblocked_db")
 def test_a_flood_of_strangers_costs_the_site_nothing_it_needs(
     processes: Processes, server: sandbox.SandboxInfo, admin: Any, tmp_path: Any
