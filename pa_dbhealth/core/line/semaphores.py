@@ -28,87 +28,38 @@ returns None and callers wait as before.
 from __future__ import annotations
 
 import ctypes
-import ctypes.util
 import errno
-import hashlib
 import logging
-import math
 import os
-import re
-import threading
 import time
-from typing import Any
 
 from pa_dbhealth.core import waits
+from pa_dbhealth.core.line.sysv import (
+    CAP,
+    DEBT,
+    GETNCNT,
+    GETVAL,
+    HEAD,
+    IPC_CREAT,
+    IPC_EXCL,
+    IPC_NOWAIT,
+    IPC_RMID,
+    MAX_TOKENS,
+    MODE,
+    SEM_UNDO,
+    SEMAPHORES,
+    SETALL,
+    TOKENS,
+    SemBuf,
+    key_of,
+    owned_by_me,
+    timespec,
+)
+from pa_dbhealth.core.line.sysv import libc as c_library
 
 logger = logging.getLogger("pa_dbhealth.line")
 
-IPC_CREAT = 0o1000
-IPC_EXCL = 0o2000
-IPC_NOWAIT = 0o4000
-IPC_RMID = 0
-IPC_STAT = 2
-GETNCNT = 14
-GETVAL = 12
-SETALL = 17
-SEM_UNDO = 0x1000
-MODE = 0o600
-KEY_PREFIX = 0x5C000000  # keys of pa_dbhealth's lines (a new prefix for the four-semaphore set)
-MAX_TOKENS = 32767  # SEMVMX
-TOKENS, HEAD, CAP, DEBT = 0, 1, 2, 3
-SEMAPHORES = 4
 PROBE_INTERVAL = 0.05  # the head tries the server at most 20 times a second
-
-
-class _SemBuf(ctypes.Structure):
-    _fields_ = [
-        ("sem_num", ctypes.c_ushort),
-        ("sem_op", ctypes.c_short),
-        ("sem_flg", ctypes.c_short),
-    ]
-
-
-class _TimeSpec(ctypes.Structure):
-    _fields_ = [("tv_sec", ctypes.c_long), ("tv_nsec", ctypes.c_long)]
-
-
-_libc: Any = None
-_libc_lock = threading.Lock()
-
-
-def _c() -> Any:
-    """The C library, with the semaphore calls typed; None where it has none."""
-    global _libc
-    with _libc_lock:
-        if _libc is None:
-            try:
-                library = ctypes.CDLL(ctypes.util.find_library("c"), use_errno=True)
-                for name in ("semget", "semctl", "semop", "semtimedop"):
-                    getattr(library, name)
-            except (OSError, AttributeError, TypeError):
-                _libc = False
-            else:
-                library.semtimedop.argtypes = [
-                    ctypes.c_int,
-                    ctypes.POINTER(_SemBuf),
-                    ctypes.c_size_t,
-                    ctypes.POINTER(_TimeSpec),
-                ]
-                library.semop.argtypes = [ctypes.c_int, ctypes.POINTER(_SemBuf), ctypes.c_size_t]
-                _libc = library
-        return _libc or None
-
-
-def key_of(server: str, account: str) -> int:
-    """The System V key of the line of ``account`` on ``server`` ("host:port")."""
-    digest = hashlib.sha256(f"{server}\0{account}".encode()).digest()
-    return KEY_PREFIX | int.from_bytes(digest[:3], "big")
-
-
-def _spec(seconds: float) -> _TimeSpec:
-    seconds = min(max(0.0, seconds), 86400.0)
-    whole = math.floor(seconds)
-    return _TimeSpec(whole, min(999_999_999, int((seconds - whole) * 1e9)))
 
 
 class Line:
@@ -122,13 +73,13 @@ class Line:
     def _op(self, *ops: tuple[int, int, int], timeout: float | None = None) -> bool:
         """Apply ``(semaphore, change, flags)`` operations atomically; False when they would
         wait (``IPC_NOWAIT``), the timeout passed, or the line was removed meanwhile."""
-        buffer = (_SemBuf * len(ops))(*(_SemBuf(*op) for op in ops))
-        libc = _c()
+        buffer = (SemBuf * len(ops))(*(SemBuf(*op) for op in ops))
+        libc = c_library()
         while True:
             if timeout is None:
                 result = libc.semop(self.semid, buffer, len(ops))
             else:
-                spec = _spec(timeout)
+                spec = timespec(timeout)
                 result = libc.semtimedop(self.semid, buffer, len(ops), ctypes.byref(spec))
             if result == 0:
                 return True
@@ -145,7 +96,7 @@ class Line:
             raise OSError(failure, os.strerror(failure))
 
     def _get(self, what: int, semaphore: int) -> int:
-        found: int = _c().semctl(self.semid, semaphore, what)
+        found: int = c_library().semctl(self.semid, semaphore, what)
         if found < 0:
             self.removed = True
             return 0
@@ -294,27 +245,14 @@ class Line:
     def remove(self) -> None:
         """Remove the line from the system (tests; a line in use is made again by the next
         process that needs it)."""
-        _c().semctl(self.semid, 0, IPC_RMID)
+        c_library().semctl(self.semid, 0, IPC_RMID)
         self.removed = True
-
-
-def _owned_by_me(libc: Any, semid: int) -> bool:
-    """Whether the semaphore set belongs to this user and nobody else may use it: its
-    ``ipc_perm`` (uid at offset 4, cuid at 12, mode at 20 on Linux, glibc and musl alike)."""
-    buffer = ctypes.create_string_buffer(256)
-    if libc.semctl(semid, 0, IPC_STAT, buffer) != 0:
-        return False
-    raw = buffer.raw
-    uid = int.from_bytes(raw[4:8], "little")
-    cuid = int.from_bytes(raw[12:16], "little")
-    mode = int.from_bytes(raw[20:22], "little") & 0o777
-    return uid == cuid == os.getuid() and mode & 0o077 == 0
 
 
 def open_line(server: str, account: str, tokens: int | None) -> Line | None:
     """The line of ``account`` on ``server`` ("host:port"): the existing one, or one made
     with ``tokens`` tokens (the account's cap) when given; None where it cannot be used."""
-    libc = _c()
+    libc = c_library()
     if libc is None:
         return None
     key = key_of(server, account)
@@ -329,7 +267,7 @@ def open_line(server: str, account: str, tokens: int | None) -> Line | None:
         if ctypes.get_errno() != errno.EEXIST:
             return None
     semid = libc.semget(key, SEMAPHORES, 0)
-    if semid < 0 or not _owned_by_me(libc, semid):
+    if semid < 0 or not owned_by_me(libc, semid):
         return None
     line = Line(semid, key)
     for _ in range(100):  # just made by another process: its values come a moment later
@@ -337,76 +275,3 @@ def open_line(server: str, account: str, tokens: int | None) -> Line | None:
             return line
         time.sleep(0.001)
     return None
-
-
-# --- the lines this process knows, by account ------------------------------------------------
-
-_CAP = re.compile(r"current value: (\d+)")
-_caps: dict[tuple[str, str], int] = {}
-_lines: dict[tuple[str, str], Line] = {}
-_lines_lock = threading.Lock()
-
-
-def note_cap(server: str, account: str, cap: int | None) -> None:
-    """The account's cap as the server said it (its facts, or a 1226 message): remembered,
-    and the line's made to agree."""
-    if not cap or not 1 <= int(cap) <= MAX_TOKENS:
-        return
-    _caps[(server, account)] = int(cap)
-    with _lines_lock:
-        line = _lines.get((server, account))
-    if line is not None and not line.removed:
-        line.set_cap(int(cap))
-
-
-def known() -> list[tuple[str, str]]:
-    """The accounts whose line this process uses."""
-    with _lines_lock:
-        return sorted(_lines)
-
-
-def heal(server: str, account: str, cap: int | None, in_use: int) -> None:
-    """What a look at the server saw (the account's cap and connections): the line agrees."""
-    note_cap(server, account, cap)
-    with _lines_lock:
-        line = _lines.get((server, account))
-    if line is not None and not line.removed:
-        line.heal(None, in_use)
-
-
-def cap_in_message(message: str) -> int | None:
-    """The cap a 1226 states: "... 'max_user_connections' resource (current value: 3)"."""
-    found = _CAP.search(message)
-    return int(found.group(1)) if found else None
-
-
-def line_for(server: str, account: str) -> Line | None:
-    """The line of the account: the one another process made, or a new one once the cap
-    is known; None before, or where lines cannot be used."""
-    where = (server, account)
-    with _lines_lock:
-        line = _lines.get(where)
-        if line is not None and not line.removed:
-            return line
-        cap = _caps.get(where)
-        line = open_line(server, account, cap)
-        if line is None:
-            return None
-        _lines[where] = line
-    if cap is not None:
-        line.set_cap(cap)
-    return line
-
-
-def forget(server: str, account: str) -> None:
-    """Remove the account's line from the system (when it is this user's) and from this
-    process: a server that is gone for good, a test's."""
-    with _lines_lock:
-        _lines.pop((server, account), None)
-    _caps.pop((server, account), None)
-    libc = _c()
-    if libc is None:
-        return
-    semid = libc.semget(key_of(server, account), SEMAPHORES, 0)
-    if semid >= 0 and _owned_by_me(libc, semid):
-        libc.semctl(semid, 0, IPC_RMID)

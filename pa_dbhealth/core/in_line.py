@@ -1,0 +1,186 @@
+"""A connect in the account's line (:mod:`pa_dbhealth.core.line`): a token at once when one
+is free and nobody waits; else behind the others, where only the head tries the server, at
+most every :data:`~pa_dbhealth.core.line.PROBE_INTERVAL`. A connect the server lets in while
+no token was free mints one and recounts the account (the line heals); each token is a
+:class:`Ticket`, given back only by the process that took it."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import time
+import weakref
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+from pa_dbhealth.core import line as lines
+from pa_dbhealth.core import liveness, vendors, waits
+from pa_dbhealth.core.errors import classify
+from pa_dbhealth.core.refusals import RETRY, Target, logger, refusal, said_give_up
+
+T = TypeVar("T")
+
+
+class Ticket:
+    """A token of the line, given back exactly once, by the process that took it: by
+    :meth:`give_back`, or when its connection object is garbage-collected. A forked child
+    that inherits the connection inherits no token: its give-back does nothing."""
+
+    def __init__(self, line: lines.Line) -> None:
+        self.line = line
+        self.pid = os.getpid()
+        self._finalizer: weakref.finalize[Any, Any] | None = None
+        self._done = False
+
+    def bind(self, connection: Any) -> None:
+        try:
+            self._finalizer = weakref.finalize(connection, self.give_back)
+        except TypeError:  # a connection type without weak references
+            self._finalizer = None
+
+    def give_back(self) -> None:
+        if self._done or self.pid != os.getpid():
+            return
+        self._done = True
+        if self._finalizer is not None:
+            self._finalizer.detach()
+        self.line.give_back()
+
+
+def connect_in_line(
+    line: lines.Line,
+    open_: Callable[[], T],
+    target: Target,
+    started: float,
+    deadline: float,
+    refused: BaseException | None,
+) -> tuple[T, Ticket | None]:
+    head = _Head(line, open_, target, started, deadline)
+    if refused is not None:
+        head.note_refusal(refused)
+    elif line.enter():  # a token at once, nobody waiting
+        head.ticket = Ticket(line)
+        found = head.attempt()
+        if found is not None:
+            return found
+    waits.began(lined=True)
+    if not line.take_head(deadline - time.monotonic()):
+        return head.last_word()  # the line did not move within the budget
+    try:
+        return head.serve()
+    finally:
+        line.leave_head()
+
+
+def refused_or_raise(exc: BaseException, target: Target, ticket: Ticket | None) -> None:
+    try:
+        refusal(exc, target)
+    except BaseException:
+        if ticket is not None:
+            ticket.give_back()
+        raise
+
+
+def _bound(connection: T, ticket: Ticket) -> T:
+    ticket.bind(connection)
+    return connection
+
+
+class _Head:
+    """One connect in the line: its attempts, its token, and when it may try again."""
+
+    def __init__(
+        self,
+        line: lines.Line,
+        open_: Callable[[], Any],
+        target: Target,
+        started: float,
+        deadline: float,
+    ) -> None:
+        self.line, self.open_, self.target = line, open_, target
+        self.started, self.deadline = started, deadline
+        self.ticket: Ticket | None = None
+        self.refused: BaseException | None = None
+        self.tried_at = started
+        self.attempts = 0
+        self.outside = False  # refused while holding a token: slots held outside the line
+
+    def serve(self) -> tuple[Any, Ticket | None]:
+        """At the head: try the server at most every PROBE_INTERVAL until a connect
+        succeeds or the budget is spent; a token given back meanwhile is taken at once."""
+        while True:
+            now = time.monotonic()
+            if self.ticket is None:
+                if self.line.take(min(lines.PROBE_INTERVAL, self.deadline - now)):
+                    self.ticket = Ticket(self.line)
+            elif self.attempts:
+                pause = min(self.tried_at + lines.PROBE_INTERVAL, self.deadline) - now
+                if pause > 0:
+                    time.sleep(pause)
+            found = self.attempt()
+            if found is not None:
+                return found
+
+    def last_word(self) -> tuple[Any, Ticket | None]:
+        """The budget is spent before reaching the head: the server decides, with one
+        attempt when this connect has made none."""
+        if self.refused is None:
+            found = self.attempt()
+            if found is not None:
+                return found
+        self.give_up()
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    def attempt(self) -> tuple[Any, Ticket | None] | None:
+        """One connect: the connection and its ticket, or None when refused at the cap."""
+        try:
+            connection = self.open_()
+        except Exception as exc:
+            refused_or_raise(exc, self.target, self.ticket)
+            self.note_refusal(exc)
+            return None
+        self.attempts += 1
+        if self.ticket is None:  # the server let it in while the line said none was free
+            self.line.adopt()
+            self.ticket = Ticket(self.line)
+            _recount(self.line, connection)  # the free tokens become the server's free slots
+        return _bound(connection, self.ticket), self.ticket
+
+    def note_refusal(self, exc: BaseException) -> None:
+        """Counted and logged as a retry; past the deadline, the give-up."""
+        self.attempts += 1
+        self.refused, self.tried_at = exc, time.monotonic()
+        self.outside = self.outside or self.ticket is not None
+        if self.tried_at >= self.deadline:
+            self.give_up()
+        self.target.count(RETRY)
+        self.target.logger.debug(
+            "connect to %s refused, attempt %d: %s; waiting in line",
+            self.target.name,
+            self.attempts,
+            classify(exc).short,
+        )
+
+    def give_up(self) -> None:
+        if self.ticket is not None:
+            self.ticket.give_back()
+        assert self.refused is not None
+        elapsed = time.monotonic() - self.started
+        said_give_up(
+            self.target, classify(self.refused), self.attempts, elapsed, outside=self.outside
+        )
+        raise self.refused
+
+
+def _recount(line: lines.Line, connection: Any) -> None:
+    """After the line was found wrong: ask the server (one query, on the new connection)
+    how many connections the account has, and heal the line to match."""
+    try:
+        snapshot = vendors.account_snapshot(connection)
+        line.heal(snapshot.account_limit, len(snapshot.connections))
+    except Exception as exc:  # the connect stands; the next repair asks again
+        logger.debug("could not count the account's connections: %s", exc)
+    finally:
+        if liveness.in_transaction(connection) is not False:
+            with contextlib.suppress(Exception):
+                connection.rollback()
