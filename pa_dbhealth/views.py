@@ -54,12 +54,7 @@ def is_staff(request: HttpRequest) -> bool:
 
 
 def _wants_prometheus(request: HttpRequest) -> bool:
-    fmt = request.GET.get("format")
-    if fmt:
-        return fmt == "prometheus"
-    accept = request.headers.get("Accept", "")
-    exposition = "text/plain" in accept or "application/openmetrics-text" in accept
-    return exposition and "application/json" not in accept
+    return prometheus.wanted(request.GET.get("format"), request.headers.get("Accept", ""))
 
 
 @transaction.non_atomic_requests

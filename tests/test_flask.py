@@ -21,6 +21,7 @@ from sqlalchemy import create_engine, text
 
 from pa_dbhealth.flask import DbHealth
 from pa_dbhealth.sqlalchemy import events
+from pa_dbhealth.sqlalchemy import tracker as sqlalchemy_tracker
 
 pytestmark = pytest.mark.matrix_once  # the same on every Django version
 
@@ -334,6 +335,7 @@ def test_the_full_body_needs_the_token(make_app: Callable[..., Flask]) -> None:
         "connect_retries",
         "connect_giveups",
         "connect_handoffs",
+        "probes_refused",  # as the Django face counts them
     }
 
 
@@ -374,8 +376,12 @@ def test_a_full_cap_is_503_and_anonymous_callers_learn_only_the_status(
     assert time.monotonic() - started < 5  # one attempt, not the CONNECT_RETRY budget
     assert anonymous.status_code == HTTPStatus.SERVICE_UNAVAILABLE
     assert anonymous.get_data(as_text=True) == '{"status": "critical"}'
+    before = sqlalchemy_tracker.figures()["probes_refused"]
     db = get(app, TOKEN).get_json()["databases"]["default"]
     assert db["error"] == "connection cap reached" and db["detail"].startswith("(1226)")
+    # A refused look is counted as the Django face counts it: not a give-up, nobody waited.
+    assert sqlalchemy_tracker.figures()["probes_refused"] == before + 1
+    assert db["process"]["connect_giveups"] == 0
     for text_ in (anonymous.get_data(as_text=True),):
         assert server.host not in text_ and "1226" not in text_ and "app" not in text_
 

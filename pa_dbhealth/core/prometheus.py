@@ -13,6 +13,16 @@ from pa_dbhealth.core.health import Report
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 
+
+def wanted(fmt: str | None, accept: str) -> bool:
+    """Whether a request asks for this format: ``?format=prometheus``, or a scraper's
+    ``Accept`` (text/plain or OpenMetrics, without JSON) when no ``format`` is given."""
+    if fmt:
+        return fmt == "prometheus"
+    exposition = "text/plain" in accept or "application/openmetrics-text" in accept
+    return exposition and "application/json" not in accept
+
+
 Sample = tuple[Mapping[str, str], Any]
 
 # tracker figure -> (metric name, type, help)

@@ -34,12 +34,7 @@ def _bearer_access(options: Any) -> tuple[bool, int | None]:
 
 
 def _wants_prometheus() -> bool:
-    fmt = request.args.get("format")
-    if fmt:
-        return fmt == "prometheus"
-    accept = request.headers.get("Accept", "")
-    exposition = "text/plain" in accept or "application/openmetrics-text" in accept
-    return exposition and "application/json" not in accept
+    return prometheus.wanted(request.args.get("format"), request.headers.get("Accept", ""))
 
 
 def _no_store(response: Response) -> Response:

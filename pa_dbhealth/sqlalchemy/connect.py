@@ -42,13 +42,6 @@ TICKET = "pa_dbhealth_ticket"  # entry.info: the token of the account's line it 
 Account = tuple[str, str]  # (server, account), as core.line and the registry key them
 
 
-_COUNTERS = {
-    policy.RETRY: "connect_retries",
-    policy.GIVEUP: "connect_giveups",
-    policy.HANDOFF: "connect_handoffs",
-}
-
-
 def retrying_connect(
     key: str,
     options: Options,
@@ -60,8 +53,7 @@ def retrying_connect(
     names its line, None for an engine that waits without one)."""
 
     def count(event: str) -> None:
-        if event in _COUNTERS:
-            tracker.count(_COUNTERS[event])
+        tracker.counts.event(event)
         if event == policy.RETRY:
             on_refused()
 

@@ -19,9 +19,11 @@ from sqlalchemy import event
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import DBAPIError
 
+from pa_dbhealth.core.errors import classify
 from pa_dbhealth.core.look import LookTimedOut, connect_timeout_options, shut_down, within
 from pa_dbhealth.core.retry import single_attempt
 from pa_dbhealth.core.server_id import account_key
+from pa_dbhealth.sqlalchemy import tracker
 
 __all__ = ["LookTimedOut", "database_errors", "engine_key", "engine_vendor", "look"]
 
@@ -94,6 +96,10 @@ def look(engine: Engine, question: Callable[[Any], T], *, timeout: float) -> T:
         try:
             with single_attempt():  # a look answers at once, even at the cap
                 raw = _creator(engine)(None)
+        except Exception as exc:
+            if classify(exc).kind.is_cap:  # not a give-up: nothing waited
+                tracker.count("probes_refused")
+            raise
         finally:
             _bound.seconds = None
         opened.append(raw)

@@ -25,20 +25,14 @@ from types import FrameType
 from typing import Any
 
 from pa_dbhealth.core import registry
+from pa_dbhealth.core.counters import Counters
 from pa_dbhealth.core.origins import Origins
 from pa_dbhealth.core.registry import Leak
 
 logger = logging.getLogger("pa_dbhealth.sqlalchemy")
 
 _lock = threading.Lock()
-_counts = {
-    "opened": 0,
-    "closed": 0,
-    "leaks": 0,
-    "connect_retries": 0,
-    "connect_giveups": 0,
-    "connect_handoffs": 0,
-}
+counts = Counters()
 
 
 @dataclass
@@ -125,7 +119,7 @@ class Checkouts:
                 return
             checkout.reported = True
             checkout.leak = leak
-            _counts["leaks"] += 1
+        counts.count("leaks")
         logger.warning(
             "Probable connection leak: %s; %s. Fix: %s.", checkout.describe(), leak.why, leak.fix
         )
@@ -179,22 +173,12 @@ def where(frame: FrameType | None) -> tuple[str | None, bool, bool]:
 
 
 def count(figure: str, by: int = 1) -> None:
-    with _lock:
-        _counts[figure] += by
+    counts.count(figure, by)
 
 
 def figures() -> dict[str, int]:
     """This process's counts since start: connections opened and closed by installed
-    engines' pools, open now, probable leaks reported, connects retried and given up, and
-    connections handed to a thread waiting for the cap."""
-    with _lock:
-        counts = dict(_counts)
-    return {
-        "opened": counts["opened"],
-        "closed": counts["closed"],
-        "open": max(0, counts["opened"] - counts["closed"]),
-        "leaks": counts["leaks"],
-        "connect_retries": counts["connect_retries"],
-        "connect_giveups": counts["connect_giveups"],
-        "connect_handoffs": counts["connect_handoffs"],
-    }
+    engines' pools, open now, probable leaks reported, connects retried and given up,
+    connections handed to a thread waiting for the cap, and looks refused by the cap."""
+    found = counts.snapshot()
+    return {**found, "open": max(0, found["opened"] - found["closed"])}

@@ -6,20 +6,13 @@ from __future__ import annotations
 import logging
 import threading
 
+from pa_dbhealth.core.counters import Counters
 from pa_dbhealth.tracker.records import Record, TrackedConnection
 
 logger = logging.getLogger("pa_dbhealth.tracker")
 
 _lock = threading.Lock()
-_counts = {
-    "opened": 0,
-    "closed": 0,
-    "leaks": 0,
-    "connect_retries": 0,
-    "connect_giveups": 0,
-    "connect_handoffs": 0,
-    "probes_refused": 0,
-}
+counts = Counters()
 _next_token = 0
 records: dict[int, Record] = {}  # token -> the record of that opening
 leaks_unpublished = False  # a probable leak was found since the registry was last written
@@ -36,7 +29,7 @@ def next_token() -> int:
 def add(record: Record) -> None:
     """Count the opening ``record`` describes and keep it until it closes."""
     with _lock:
-        _counts["opened"] += 1
+        counts.count("opened")
         records[record.token] = record
 
 
@@ -48,10 +41,10 @@ def sweep() -> list[Record]:
         for token, record in list(records.items()):
             if not record.is_open():
                 del records[token]
-                _counts["closed"] += 1
+                counts.count("closed")
             elif not record.leak and (record.at_import or not record.holder_expected()):
                 record.leak = True
-                _counts["leaks"] += 1
+                counts.count("leaks")
                 new_leaks.append(record)
         still_open = list(records.values())
     if new_leaks:
@@ -95,23 +88,11 @@ def figures() -> dict[str, int]:
     opening: the wrapper that receives it sees it open), and single-attempt looks refused by
     the cap (not give-ups: nobody waited)."""
     still_open = sweep()
-    with _lock:
-        counts = dict(_counts)
-    return {
-        "opened": counts["opened"],
-        "closed": counts["closed"],
-        "open": len(still_open),
-        "leaks": counts["leaks"],
-        "connect_retries": counts["connect_retries"],
-        "connect_giveups": counts["connect_giveups"],
-        "connect_handoffs": counts["connect_handoffs"],
-        "probes_refused": counts["probes_refused"],
-    }
+    return {**counts.snapshot(), "open": len(still_open)}
 
 
 def _count(figure: str) -> None:
-    with _lock:
-        _counts[figure] += 1
+    counts.count(figure)
 
 
 def note_connect_retry(alias: str) -> None:

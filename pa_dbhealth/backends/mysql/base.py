@@ -28,11 +28,12 @@ from typing import Any
 from django.db.backends.mysql import base as mysql_base
 from django.utils.asyncio import async_unsafe
 
-from pa_dbhealth import conf, tracker
+from pa_dbhealth import conf
 from pa_dbhealth.core import connect as policy
 from pa_dbhealth.core import handoff, liveness, staleness
 from pa_dbhealth.core.connect import Ticket
 from pa_dbhealth.holders import server_of
+from pa_dbhealth.tracker import ledger
 
 logger = logging.getLogger("pa_dbhealth.backends.mysql")
 
@@ -74,7 +75,7 @@ class DatabaseWrapper(mysql_base.DatabaseWrapper):
             f"database {self.alias!r}",
             server_of(self.settings_dict, "mysql") if options.LINE else None,
             options.CONNECT_RETRY,
-            self._pa_dbhealth_count,
+            ledger.counts.event,
             "python manage.py dbconnections",
             logger,
             options.REGISTRY_DIR,
@@ -87,15 +88,6 @@ class DatabaseWrapper(mysql_base.DatabaseWrapper):
         )
         self._pa_dbhealth_opened_with = (conn_params, self.isolation_level)
         return connection
-
-    def _pa_dbhealth_count(self, event: str) -> None:
-        counters = {
-            policy.RETRY: tracker.note_connect_retry,
-            policy.GIVEUP: tracker.note_connect_giveup,
-            policy.LOOK_REFUSED: tracker.note_probe_refused,
-            policy.HANDOFF: tracker.note_handoff,
-        }
-        counters[event](self.alias)
 
     def _pa_dbhealth_receive(self, conn_params: Any) -> Callable[[float], Any]:
         """Waiting between attempts: a connection a sibling thread hands over meanwhile,
