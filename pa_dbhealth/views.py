@@ -19,7 +19,8 @@ from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_safe
 
 from pa_dbhealth import behind, conf, holders
-from pa_dbhealth.core import page_access, prometheus, waits_host
+from pa_dbhealth.core import prometheus, waits_host
+from pa_dbhealth.core.page import access as page_access
 from pa_dbhealth.core.sign_in_limit import SignInAttempts
 from pa_dbhealth.health import Status, check, holders_of, process_figures, shared_status
 

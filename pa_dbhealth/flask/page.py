@@ -1,10 +1,10 @@
 """The status page on the blueprint, ``/dbhealth/page/``: the Django page's content and rules
-(``core.page_flow``) with this face's access.
+(``core.page.flow``) with this face's access.
 
 Flask has no CSRF protection of its own, so the page keeps one cookie, signed with
 ``app.secret_key`` (itsdangerous, salted): a random CSRF token of the browser's own, which
 every form carries and every POST must return (compared in constant time), and, once the
-health token was entered, the sign-in (``core.page_access.grant``). The cookie is HttpOnly,
+health token was entered, the sign-in (``core.page.access.grant``). The cookie is HttpOnly,
 SameSite=Strict, Secure on HTTPS, limited to the page's path and to 8 hours. Without a
 ``secret_key`` nothing can be signed: the page shows the status alone and says so.
 """
@@ -21,10 +21,12 @@ from flask import Flask, Response, current_app, request
 from itsdangerous import BadSignature, URLSafeTimedSerializer
 from sqlalchemy.engine import Engine
 
-from pa_dbhealth.core import page_access, page_flow, registry, status_cache
+from pa_dbhealth.core import registry, status_cache
 from pa_dbhealth.core.findings import Finding, settings_findings
 from pa_dbhealth.core.health import DatabaseHealth, Report
 from pa_dbhealth.core.options import Options
+from pa_dbhealth.core.page import access as page_access
+from pa_dbhealth.core.page import flow as page_flow
 from pa_dbhealth.core.registry import Found, Holder
 from pa_dbhealth.core.sign_in_limit import SignInAttempts
 from pa_dbhealth.flask.cli import recycle_note

@@ -15,8 +15,9 @@ from typing import Any
 
 from flask import Blueprint, Response, current_app, request
 
-from pa_dbhealth.core import page_access, prometheus, registry, waits_host
+from pa_dbhealth.core import prometheus, registry, waits_host
 from pa_dbhealth.core.health import Status
+from pa_dbhealth.core.page import access as page_access
 from pa_dbhealth.core.sign_in_limit import SignInAttempts
 from pa_dbhealth.flask.page import page_view, shared_status
 from pa_dbhealth.sqlalchemy import behind, events, health, tracker

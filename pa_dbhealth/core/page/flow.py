@@ -14,13 +14,17 @@ from dataclasses import dataclass, field
 from http import HTTPStatus
 from typing import Any, Protocol, TypeVar
 
-from pa_dbhealth.core import page_access, page_html, page_kill, page_kill_html, registry
+from pa_dbhealth.core import registry
 from pa_dbhealth.core.errors import classify
 from pa_dbhealth.core.findings import Finding
 from pa_dbhealth.core.health import DatabaseHealth, Report, Status
 from pa_dbhealth.core.look import LookTimedOut
 from pa_dbhealth.core.page import Page, Row, database
-from pa_dbhealth.core.page_html import Csrf, Notice
+from pa_dbhealth.core.page import access as page_access
+from pa_dbhealth.core.page import html as page_html
+from pa_dbhealth.core.page import kill as page_kill
+from pa_dbhealth.core.page import kill_html as page_kill_html
+from pa_dbhealth.core.page.html import Csrf, Notice
 from pa_dbhealth.core.registry import Found, Holder
 from pa_dbhealth.core.render_holders import WAY_OUT
 from pa_dbhealth.core.sign_in_limit import SignInAttempts

@@ -5,7 +5,7 @@ Every value is escaped here (``html.escape``); a face hands over the model
 ``csrfmiddlewaretoken``, the Flask face's own). The page the GET answers refreshes itself
 every :data:`REFRESH` seconds (``<meta http-equiv="refresh">``, to the page's URL, so a
 refresh after a POST is a GET). The kill's confirmation is in
-``core.page_kill_html``.
+``core.page.kill_html``.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from html import escape
 
 from pa_dbhealth.core.health import Status
 from pa_dbhealth.core.page import REGISTRY, SERVER, Database, Page, Row
-from pa_dbhealth.core.page_kill import DEFAULT_MIN_IDLE
+from pa_dbhealth.core.page.kill import DEFAULT_MIN_IDLE
 from pa_dbhealth.core.registry import PUBLISH_AFTER
 from pa_dbhealth.core.render_holders import UNTRACKED, WAY_OUT, describe, short_program, when
 

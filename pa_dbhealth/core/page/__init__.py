@@ -2,7 +2,7 @@
 
 A face probes each database once (``health.probe``: one bounded look, a single connect
 attempt), reads the registry of holders (a directory, no database), takes the audit's
-findings, and builds a :class:`Page` with :func:`database`; ``core.page_html`` writes it as
+findings, and builds a :class:`Page` with :func:`database`; ``core.page.html`` writes it as
 HTML. At a full cap the probe is refused at once and the page shows what the registry
 knows instead of the server's list.
 """

@@ -1,5 +1,5 @@
-"""The confirmation of a kill, as HTML (the rules are in ``core.page_kill``, the rest of the
-page in ``core.page_html``): the connections a kill would free, each ticked, and the choice
+"""The confirmation of a kill, as HTML (the rules are in ``core.page.kill``, the rest of the
+page in ``core.page.html``): the connections a kill would free, each ticked, and the choice
 to include those whose transaction the server does not show. It does not refresh itself."""
 
 from __future__ import annotations
@@ -8,7 +8,7 @@ from collections.abc import Iterable
 from html import escape
 
 from pa_dbhealth.core.page import Row
-from pa_dbhealth.core.page_html import Csrf, document, held_by, hidden, idle
+from pa_dbhealth.core.page.html import Csrf, document, held_by, hidden, idle
 
 
 def confirm(name: str, min_idle: float, rows: Iterable[Row], url: str, *, csrf: Csrf) -> str:
