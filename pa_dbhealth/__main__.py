@@ -19,9 +19,10 @@ from typing import Any
 
 from pa_dbhealth import dburl
 from pa_dbhealth.command_line import PROG, parser, url_text
-from pa_dbhealth.core import account_holders, commands, connections, registry
+from pa_dbhealth.core import commands, connections, registry
 from pa_dbhealth.core.audit import Audit, Terms, budget, judge_limits, server_findings
 from pa_dbhealth.core.options import Options
+from pa_dbhealth.core.registry import holders as account_holders
 from pa_dbhealth.core.server_look import ask_server
 from pa_dbhealth.core.server_support import installed_django_findings
 from pa_dbhealth.core.workers import Workers

@@ -14,10 +14,11 @@ from typing import Any
 
 from django.db import connections
 
-from pa_dbhealth.core import account_holders, registry
-from pa_dbhealth.core.account_holders import AccountHolders
+from pa_dbhealth.core import registry
 from pa_dbhealth.core.findings import Finding
 from pa_dbhealth.core.registry import Leak
+from pa_dbhealth.core.registry import holders as account_holders
+from pa_dbhealth.core.registry.holders import AccountHolders
 from pa_dbhealth.core.server_id import account_key
 from pa_dbhealth.core.vendors import AccountSnapshot
 

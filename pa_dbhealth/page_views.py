@@ -27,12 +27,12 @@ from django.views.decorators.csrf import csrf_protect
 from django.views.decorators.http import require_http_methods
 
 from pa_dbhealth import audit, conf, holders, server_version, views
-from pa_dbhealth.core import account_holders
 from pa_dbhealth.core.findings import Finding
 from pa_dbhealth.core.health import DatabaseHealth, Report
 from pa_dbhealth.core.page import access as page_access
 from pa_dbhealth.core.page import flow as page_flow
 from pa_dbhealth.core.registry import Found, Holder
+from pa_dbhealth.core.registry import holders as account_holders
 from pa_dbhealth.core.retry import single_attempt
 from pa_dbhealth.core.sign_in_limit import SignInAttempts
 from pa_dbhealth.health import check, shared_status

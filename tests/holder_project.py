@@ -266,7 +266,7 @@ def stop(proc: subprocess.Popen[str], sig: int = signal.SIGTERM, timeout: float 
 def assert_registry_view(text: str, held: dict[int, int], untracked: int, leaks: int) -> None:
     """``text`` is a listing's registry view (the cap full): each held id named with its
     pid on this host, the ``untracked`` one (a console) not, ``leaks`` probable leaks."""
-    from pa_dbhealth.core.process_identity import this_host
+    from pa_dbhealth.core.registry.process import this_host
 
     for connection_id, pid in held.items():
         assert f"  id {connection_id}: pid {pid} on {this_host()} (" in text

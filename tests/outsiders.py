@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from pa_dbhealth.core import registry
-from pa_dbhealth.core.registry_files import FORMAT, file_name
+from pa_dbhealth.core.registry.files import FORMAT, file_name
 from pa_dbhealth.holders import server_of
 
 OTHER_HOST = "cron-elsewhere"

@@ -33,8 +33,8 @@ from holder_project import (
 )
 
 from pa_dbhealth import sandbox
-from pa_dbhealth.core.process_identity import this_host
-from pa_dbhealth.core.registry_files import file_name
+from pa_dbhealth.core.registry.files import file_name
+from pa_dbhealth.core.registry.process import this_host
 
 pytestmark = pytest.mark.matrix_once  # the same on every Django version
 

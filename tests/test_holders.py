@@ -17,9 +17,10 @@ from django.db import connections
 from django.test import Client, override_settings
 
 from pa_dbhealth import holders, tracker
-from pa_dbhealth.core import registry, registry_publisher
-from pa_dbhealth.core.process_identity import this_host
-from pa_dbhealth.core.registry_files import file_name
+from pa_dbhealth.core import registry
+from pa_dbhealth.core.registry import publishing as registry_publisher
+from pa_dbhealth.core.registry.files import file_name
+from pa_dbhealth.core.registry.process import this_host
 from pa_dbhealth.tracker import publishing, records
 
 mysql = pytest.mark.django_db(transaction=True)

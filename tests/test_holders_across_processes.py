@@ -28,8 +28,8 @@ from holder_project import (
 )
 
 from pa_dbhealth import sandbox
-from pa_dbhealth.core.process_identity import this_host
-from pa_dbhealth.core.registry_files import file_name
+from pa_dbhealth.core.registry.files import file_name
+from pa_dbhealth.core.registry.process import this_host
 
 LIMIT = 5  # 2 workers + the command + the script + dbconnections' own look
 CONNECT_RETRY = 3.0

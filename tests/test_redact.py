@@ -1,4 +1,4 @@
-"""Secrets on command lines (``pa_dbhealth.core.redact``): every form hidden where the
+"""Secrets on command lines (``pa_dbhealth.core.registry.redact``): every form hidden where the
 registry writes a program, and again where a reader shows one."""
 
 from __future__ import annotations
@@ -11,9 +11,10 @@ from pathlib import Path
 
 import pytest
 
-from pa_dbhealth.core import redact, registry
-from pa_dbhealth.core.process_identity import start_ticks, this_host
-from pa_dbhealth.core.registry_files import file_name
+from pa_dbhealth.core import registry
+from pa_dbhealth.core.registry import redact
+from pa_dbhealth.core.registry.files import file_name
+from pa_dbhealth.core.registry.process import start_ticks, this_host
 from pa_dbhealth.core.render_holders import describe
 
 pytestmark = pytest.mark.matrix_once  # the same on every Django version

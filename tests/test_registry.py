@@ -17,8 +17,8 @@ from typing import Any
 import pytest
 
 from pa_dbhealth.core import registry
-from pa_dbhealth.core.process_identity import start_ticks, this_host, this_process
-from pa_dbhealth.core.registry_files import file_name
+from pa_dbhealth.core.registry.files import file_name
+from pa_dbhealth.core.registry.process import start_ticks, this_host, this_process
 from pa_dbhealth.core.vendors import AccountConnection
 
 pytestmark = pytest.mark.matrix_once  # the same on every Django version
@@ -417,7 +417,7 @@ def test_server_keys_agree_across_spellings() -> None:
 
 
 def test_secrets_on_the_command_line_are_not_published() -> None:
-    code = "from pa_dbhealth.core import process_identity as p; print(p.this_process()[3])"
+    code = "from pa_dbhealth.core.registry import process as p; print(p.this_process()[3])"
     secrets = ["--password=hunter2", "--api-key", "abc123", "mysql://app:pw4@db/app"]
     done = subprocess.run(
         [sys.executable, "-c", code, *secrets], capture_output=True, text=True, timeout=30

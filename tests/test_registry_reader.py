@@ -1,4 +1,4 @@
-"""A read of the registry (``pa_dbhealth.core.registry_reader``) with a directory full of what
+"""A read of the registry (``pa_dbhealth.core.registry.reader``) with a directory full of what
 a process of the account could plant: junk that must not hide the real entries, large
 entries that must not make a read slow, dead and stale files that must go."""
 
@@ -13,9 +13,10 @@ from typing import Any
 import pytest
 from test_registry import entry, held, write_entry
 
-from pa_dbhealth.core import registry, registry_reader
-from pa_dbhealth.core.process_identity import this_host
-from pa_dbhealth.core.registry_files import file_name
+from pa_dbhealth.core import registry
+from pa_dbhealth.core.registry import reader as registry_reader
+from pa_dbhealth.core.registry.files import file_name
+from pa_dbhealth.core.registry.process import this_host
 
 pytestmark = pytest.mark.matrix_once  # the same on every Django version
 

@@ -21,8 +21,8 @@ from sqlalchemy.orm import Session
 from sqlalchemy.pool import NullPool
 
 from pa_dbhealth.core import registry
-from pa_dbhealth.core.process_identity import this_host
-from pa_dbhealth.core.registry_files import file_name
+from pa_dbhealth.core.registry.files import file_name
+from pa_dbhealth.core.registry.process import this_host
 from pa_dbhealth.flask import DbHealth
 from pa_dbhealth.sqlalchemy import holding, install, tracker
 

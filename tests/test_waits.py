@@ -23,8 +23,8 @@ from pa_dbhealth import hygiene
 from pa_dbhealth.core import line as lines
 from pa_dbhealth.core import prometheus, waits, waits_files, waits_host
 from pa_dbhealth.core.health import Report
-from pa_dbhealth.core.process_identity import this_host
-from pa_dbhealth.core.registry_files import file_name
+from pa_dbhealth.core.registry.files import file_name
+from pa_dbhealth.core.registry.process import this_host
 from pa_dbhealth.holders import server_of
 
 pytestmark = pytest.mark.usefixtures("unblocked_db")

@@ -11,8 +11,8 @@ import time
 from collections.abc import Iterable, Sequence
 from typing import Any
 
-from pa_dbhealth.core.process_identity import this_process
 from pa_dbhealth.core.registry import PUBLISH_AFTER, Found, Holder
+from pa_dbhealth.core.registry.process import this_process
 from pa_dbhealth.core.vendors import AccountConnection
 
 Line = tuple[str, "str | None"]

@@ -20,8 +20,8 @@ from typing import Any
 from pa_dbhealth.core import line as lines
 from pa_dbhealth.core import private_files, registry, waits
 from pa_dbhealth.core import waits_files as files
-from pa_dbhealth.core.process_identity import process_alive, this_host, this_process
-from pa_dbhealth.core.registry_files import file_name
+from pa_dbhealth.core.registry.files import file_name
+from pa_dbhealth.core.registry.process import process_alive, this_host, this_process
 
 logger = logging.getLogger("pa_dbhealth.waits")
 

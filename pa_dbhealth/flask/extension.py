@@ -17,9 +17,10 @@ from flask import Flask, appcontext_popped, has_request_context
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import DBAPIError
 
-from pa_dbhealth.core import account_holders, registry
+from pa_dbhealth.core import registry
 from pa_dbhealth.core.findings import Finding
 from pa_dbhealth.core.options import Options, Problem, effective, problems
+from pa_dbhealth.core.registry import holders as account_holders
 from pa_dbhealth.flask import cli, unavailable, views
 from pa_dbhealth.sqlalchemy import events, holding
 

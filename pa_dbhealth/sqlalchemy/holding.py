@@ -17,7 +17,7 @@ once; its closing rewrites the file, and the process's exit removes it. Otherwis
 is refreshed at most every ``REFRESH_EVERY`` seconds, at a checkout or a checkin. Outside
 requests a timer (``leak_timer``) notices a checkout held past the threshold while nothing
 else happens.
-The registry failing costs one debug line (``core.registry_publisher``), never an error.
+The registry failing costs one debug line (``core.registry.publishing``), never an error.
 """
 
 from __future__ import annotations
@@ -35,9 +35,10 @@ from typing import Any
 
 from sqlalchemy.engine import Engine
 
-from pa_dbhealth.core import account_holders, registry
-from pa_dbhealth.core.account_holders import AccountHolders
+from pa_dbhealth.core import registry
 from pa_dbhealth.core.options import Options
+from pa_dbhealth.core.registry import holders as account_holders
+from pa_dbhealth.core.registry.holders import AccountHolders
 from pa_dbhealth.core.server_id import server_id
 from pa_dbhealth.core.vendors import AccountSnapshot
 from pa_dbhealth.sqlalchemy import leak_timer, tracker

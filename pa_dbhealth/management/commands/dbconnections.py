@@ -21,8 +21,8 @@ from django.db import Error as DatabaseError
 from pa_dbhealth import conf, holders
 from pa_dbhealth.core import commands, vendors
 from pa_dbhealth.core import connections as listings
-from pa_dbhealth.core.account_holders import AccountHolders
 from pa_dbhealth.core.errors import server_address
+from pa_dbhealth.core.registry.holders import AccountHolders
 from pa_dbhealth.core.vendors import AccountSnapshot
 from pa_dbhealth.look import look
 

@@ -14,8 +14,8 @@ from pathlib import Path
 from typing import Any
 
 from pa_dbhealth.core import private_files
-from pa_dbhealth.core.process_identity import this_host, this_process
-from pa_dbhealth.core.registry_files import FORMAT, HeldConnection, file_name
+from pa_dbhealth.core.registry.files import FORMAT, HeldConnection, file_name
+from pa_dbhealth.core.registry.process import this_host, this_process
 
 logger = logging.getLogger("pa_dbhealth.registry")
 

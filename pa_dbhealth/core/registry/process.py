@@ -14,8 +14,8 @@ import socket
 import sys
 from pathlib import Path
 
-from pa_dbhealth.core import redact
-from pa_dbhealth.core.registry_files import LONG, clean
+from pa_dbhealth.core.registry import redact
+from pa_dbhealth.core.registry.files import LONG, clean
 
 
 @functools.cache
@@ -84,7 +84,7 @@ _identity: dict[int, tuple[str, int, int | None, str]] = {}
 
 def this_process() -> tuple[str, int, int | None, str]:
     """``(host, pid, start ticks, program)`` of this process; the program is its command
-    line (the interpreter by its base name, its secrets hidden: :mod:`pa_dbhealth.core.redact`)
+    line (the interpreter by its base name, its secrets hidden: :mod:`.redact`)
     and, in uWSGI, which worker it is."""
     pid = os.getpid()
     found = _identity.get(pid)

@@ -26,8 +26,8 @@ import time
 from dataclasses import dataclass, field
 
 from pa_dbhealth.core import private_files
-from pa_dbhealth.core.process_identity import process_alive, this_host
-from pa_dbhealth.core.registry_files import ProcessEntry, parse, safe_host
+from pa_dbhealth.core.registry.files import ProcessEntry, parse, safe_host
+from pa_dbhealth.core.registry.process import process_alive, this_host
 
 MAX_ENTRIES = 1000  # entries one read takes
 MAX_BYTES = 256 * 1024  # a larger file is not an entry

@@ -11,12 +11,12 @@ One JSON object per process::
                       "leak": null}]}
 
 ``started`` is the process's start time in clock ticks since boot
-(:mod:`pa_dbhealth.core.process_identity`), so a reader tells a live process from a new one
+(:mod:`pa_dbhealth.core.registry.process`), so a reader tells a live process from a new one
 that got the same pid. A reader takes nothing on
 trust: every field must have its type and stay within its length, numbers must be finite,
 and text loses control characters (a terminal or a log shows it as written); a file that
 breaks any rule is skipped whole. A program's secrets are hidden again as it is read
-(:mod:`pa_dbhealth.core.redact`): a file written by an older version, or by hand, shows none.
+(:mod:`.redact`): a file written by an older version, or by hand, shows none.
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ import re
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from pa_dbhealth.core import redact
+from pa_dbhealth.core.registry import redact
 
 FORMAT = 1
 SHORT = 200  # characters of a host, server, account, vendor, name, thread, leak kind

@@ -37,8 +37,8 @@ opened is published once it outlives the request, or has been held :data:`PUBLIS
 seconds). A write that fails (a read-only or full disk, a directory that is not private)
 costs one debug log line and that directory is not tried again for :data:`RETRY_AFTER`
 seconds; ``publish`` never raises. (The publisher lives in
-:mod:`pa_dbhealth.core.registry_publisher`; who a process is, in
-:mod:`pa_dbhealth.core.process_identity`.)
+:mod:`pa_dbhealth.core.registry.publishing`; who a process is, in
+:mod:`pa_dbhealth.core.registry.process`.)
 
 Reading, from a face's listing::
 
@@ -49,9 +49,9 @@ Reading, from a face's listing::
 
 Entries are what each process last wrote: a reader cannot know the connections of processes
 without pa_dbhealth (a MySQL console, another app), and an entry may lag behind its process.
-Files are read defensively (:mod:`pa_dbhealth.core.registry_files`): malformed, oversized
+Files are read defensively (:mod:`pa_dbhealth.core.registry.files`): malformed, oversized
 or hostile ones are skipped, and a read keeps to a budget of time and bytes, this host's
-entries first (:mod:`pa_dbhealth.core.registry_reader`).
+entries first (:mod:`pa_dbhealth.core.registry.reader`).
 """
 
 from __future__ import annotations
@@ -65,15 +65,15 @@ from pathlib import Path
 from typing import Any
 
 from pa_dbhealth.core import private_files
-from pa_dbhealth.core.process_identity import this_host
-from pa_dbhealth.core.registry_files import HeldConnection, Leak, ProcessEntry
-from pa_dbhealth.core.registry_publisher import (
+from pa_dbhealth.core.registry.files import HeldConnection, Leak, ProcessEntry
+from pa_dbhealth.core.registry.process import this_host
+from pa_dbhealth.core.registry.publishing import (
     REFRESH_EVERY,
     RETRY_AFTER,
     Publisher,
     publisher,
 )
-from pa_dbhealth.core.registry_reader import MAX_BYTES, read_entries
+from pa_dbhealth.core.registry.reader import MAX_BYTES, read_entries
 from pa_dbhealth.core.vendors import AccountConnection
 
 __all__ = [
@@ -187,7 +187,7 @@ class Found:
     directory: Path | None
     processes: tuple[ProcessEntry, ...] = ()
     problem: str | None = None  # "turned off", a directory that is not private, ...
-    left_out: int = 0  # entries the read's budget left unread (registry_reader)
+    left_out: int = 0  # entries the read's budget left unread (registry.reader)
 
     def holders(self, server: str, account: str) -> list[Holder]:
         """The connections to ``server`` as ``account``, oldest first."""
@@ -202,7 +202,7 @@ class Found:
 
 def read(where: Path | None, *, prune: bool = True) -> Found:
     """Every process's entry in the registry at ``where``, within a read's budget (this
-    host's first: :mod:`pa_dbhealth.core.registry_reader`); files of processes of this host
+    host's first: :mod:`pa_dbhealth.core.registry.reader`); files of processes of this host
     that are gone, and stale junk, are removed (``prune``). Never raises: a registry that
     cannot be read is an empty one, with the reason in ``problem``."""
     if where is None:
