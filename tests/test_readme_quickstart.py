@@ -99,6 +99,20 @@ def test_the_django_quick_start_on_startprojects_sqlite_settings(tmp_path: Path)
     assert "(pa_dbhealth.E025)" in err and f"HINT: {fix}" in err
     assert "System check identified 1 issue" in err
 
+    # A command that connects anyway (migrate skips the checks' verdict) ends on the same
+    # finding, from the backend, not on the driver's TypeError.
+    out, err, code = run(
+        [sys.executable, "manage.py", "migrate", "--skip-checks"], env=env, cwd=tmp_path
+    )
+    assert code == 1 and "TypeError" not in err, err
+    assert (
+        err.strip()
+        .splitlines()[-1]
+        .startswith(
+            "django.core.exceptions.ImproperlyConfigured: pa_dbhealth.E025: DATABASES['default']"
+        )
+    ), err
+
 
 @pytest.mark.matrix_once
 def test_the_flask_quick_start(tmp_path: Path, server: Any) -> None:
