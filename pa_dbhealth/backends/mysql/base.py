@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import os
 from collections.abc import Callable
 from typing import Any
 
@@ -33,7 +34,6 @@ from pa_dbhealth import conf
 from pa_dbhealth.core import connect as policy
 from pa_dbhealth.core import handoff, liveness, staleness
 from pa_dbhealth.core.connect import Ticket
-from pa_dbhealth.core.findings import Level
 from pa_dbhealth.half_switched import half_switched
 from pa_dbhealth.holders import server_of
 from pa_dbhealth.tracker import ledger
@@ -63,9 +63,10 @@ class DatabaseWrapper(mysql_base.DatabaseWrapper):
             self._pa_dbhealth_erred = True
 
     def get_connection_params(self) -> dict[str, Any]:
-        found = half_switched(self.alias, self.settings_dict, "mysql")
-        if found is not None and found.level >= Level.ERROR:  # E025: one line, not a TypeError
-            raise ImproperlyConfigured(f"{found.id}: {found.message} Fix: {found.hint}")
+        if isinstance(self.settings_dict.get("NAME"), os.PathLike):  # startproject's SQLite path
+            found = half_switched(self.alias, self.settings_dict, "mysql")
+            if found is not None:  # E025's words, not mysqlclient's TypeError
+                raise ImproperlyConfigured(f"{found.id}: {found.message} Fix: {found.hint}")
         params: dict[str, Any] = super().get_connection_params()
         # Connect in the autocommit mode Django will set anyway: MySQLdb would otherwise
         # switch it off (PEP 249) and Django back on, two round trips on every connect while
