@@ -19,7 +19,9 @@ from typing import Any
 
 from pa_dbhealth import dburl
 from pa_dbhealth.command_line import PROG, parser, url_text
-from pa_dbhealth.core import commands, connections, registry
+from pa_dbhealth.core import cli_steps as commands
+from pa_dbhealth.core import listings as connections
+from pa_dbhealth.core import registry
 from pa_dbhealth.core.audit import Audit, Terms, budget, judge_limits, server_findings
 from pa_dbhealth.core.options import Options
 from pa_dbhealth.core.registry import holders as account_holders

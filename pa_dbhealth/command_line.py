@@ -13,7 +13,8 @@ import textwrap
 from pathlib import Path
 from typing import Any
 
-from pa_dbhealth.core import commands, registry
+from pa_dbhealth.core import cli_steps as commands
+from pa_dbhealth.core import registry
 from pa_dbhealth.core.options import Options
 
 PROG = "python -m pa_dbhealth"

@@ -9,7 +9,9 @@ import click
 from flask import Flask, current_app
 from flask.cli import with_appcontext
 
-from pa_dbhealth.core import commands, connections, findings
+from pa_dbhealth.core import cli_steps as commands
+from pa_dbhealth.core import findings
+from pa_dbhealth.core import listings as connections
 from pa_dbhealth.core.errors import server_address
 from pa_dbhealth.sqlalchemy import behind, holding
 from pa_dbhealth.sqlalchemy.audit import report

@@ -17,7 +17,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from pa_dbhealth.core import commands, vendors
+from pa_dbhealth.core import cli_steps as commands
+from pa_dbhealth.core import vendors
 from pa_dbhealth.core.vendors import AccountConnection, KillResult
 
 UNKNOWN = "transaction unknown"

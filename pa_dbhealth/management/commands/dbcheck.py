@@ -10,7 +10,7 @@ from django.db import connections
 from pa_dbhealth import behind, conf
 from pa_dbhealth.audit import audit_alias, site_findings
 from pa_dbhealth.checks import asgi_findings, settings_findings
-from pa_dbhealth.core import commands
+from pa_dbhealth.core import cli_steps as commands
 
 
 class Command(BaseCommand):

@@ -7,7 +7,7 @@ joined with the registry of holders (``pa_dbhealth.holders``): which process hol
 that no process with pa_dbhealth says it does. When the cap is full it cannot open its
 connection: it answers at once from the registry (no connection needed), counted against
 the cap ("3 of 3 in use ...: 2 named below, 1 not tracked"), and says how to free one.
-The steps and the output are every face's (``core.connections``, ``core.commands``).
+The steps and the output are every face's (``core.listings``, ``core.cli_steps``).
 """
 
 from __future__ import annotations
@@ -19,8 +19,8 @@ from django.db import DEFAULT_DB_ALIAS, connections
 from django.db import Error as DatabaseError
 
 from pa_dbhealth import conf, holders
-from pa_dbhealth.core import commands, vendors
-from pa_dbhealth.core import connections as listings
+from pa_dbhealth.core import cli_steps as commands
+from pa_dbhealth.core import listings, vendors
 from pa_dbhealth.core.errors import server_address
 from pa_dbhealth.core.registry.holders import AccountHolders
 from pa_dbhealth.core.vendors import AccountSnapshot

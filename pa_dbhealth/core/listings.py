@@ -17,7 +17,7 @@ from typing import Any
 
 from pa_dbhealth.core import line as lines
 from pa_dbhealth.core import render, render_holders, vendors
-from pa_dbhealth.core.commands import CommandFailed
+from pa_dbhealth.core.cli_steps import CommandFailed
 from pa_dbhealth.core.errors import Classified, Kind, classify
 from pa_dbhealth.core.look import LookTimedOut
 from pa_dbhealth.core.registry.holders import AccountHolders
