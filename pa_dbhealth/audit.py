@@ -24,10 +24,10 @@ from pa_dbhealth.core.server_look import Asked, ask_server
 from pa_dbhealth.core.workers import concurrent_workers
 from pa_dbhealth.half_switched import half_switched
 from pa_dbhealth.look import Question, look
+from pa_dbhealth.middleware import MIDDLEWARE_PATH
 
 __all__ = ["MIDDLEWARE_PATH", "Audit", "audit_alias", "site_findings"]
 
-MIDDLEWARE_PATH = "pa_dbhealth.middleware.ConnectionHygieneMiddleware"
 TERMS = Terms(
     options="PA_DBHEALTH",
     connections_command="manage.py dbconnections",

@@ -63,7 +63,7 @@ def asgi_findings() -> list[Finding]:
     evidence = asgi_evidence()
     if evidence is None:
         return []
-    from pa_dbhealth.audit import MIDDLEWARE_PATH
+    from pa_dbhealth.middleware import MIDDLEWARE_PATH
 
     middleware = MIDDLEWARE_PATH in getattr(settings, "MIDDLEWARE", [])
     found = []

@@ -9,27 +9,28 @@ whose thread holds no connection costs it one attribute read before and after th
 
 from __future__ import annotations
 
-import contextlib
 import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
 
 from asgiref.sync import iscoroutinefunction, markcoroutinefunction, sync_to_async
 from django.conf import settings
-from django.db import DEFAULT_DB_ALIAS, DatabaseError, connections
-from django.db.backends.base.base import BaseDatabaseWrapper
+from django.db import DatabaseError
 from django.http import HttpRequest, HttpResponse
-from django.template import TemplateDoesNotExist, loader
 
-from pa_dbhealth import holders, hygiene, leases, tracker
-from pa_dbhealth.audit import MIDDLEWARE_PATH
-from pa_dbhealth.core import render_holders, vendors
-from pa_dbhealth.core.errors import Classified, Kind, classify
-from pa_dbhealth.core.unavailable import SNAPSHOT_EVERY, Throttle, answer, head
-from pa_dbhealth.look import LookTimedOut, look
+from pa_dbhealth import hygiene, leases, tracker
+from pa_dbhealth.core.errors import Kind, classify
+from pa_dbhealth.core.unavailable import SNAPSHOT_EVERY, Throttle
 from pa_dbhealth.tracker.signals import keep_the_request_receiver, let_the_middleware_mark_requests
 from pa_dbhealth.tracker.threads import this_thread
+from pa_dbhealth.unavailable import (
+    cap_report,
+    cap_response,
+    close_lost_connections,
+    failing_alias,
+)
 
+MIDDLEWARE_PATH = "pa_dbhealth.middleware.ConnectionHygieneMiddleware"
 logger = logging.getLogger(__name__)
 
 snapshot_throttle = Throttle(SNAPSHOT_EVERY)
@@ -113,110 +114,3 @@ class ConnectionHygieneMiddleware:
                 logger.error("%s", cap_report(found, alias))
             return cap_response(found, request)
         return None
-
-
-def failing_alias(exception: BaseException) -> str:
-    """The alias of the connection that raised ``exception``.
-
-    Django's connection wrapper is on the exception's traceback (``ensure_connection``, the
-    cursor, its error wrapper): the innermost one is taken. A connection's
-    ``errors_occurred`` flag is only the fallback: it stays set on an alias whose connect
-    failed earlier until it connects again, so it can name an older failure.
-    """
-    alias = None
-    frame = exception.__traceback__
-    while frame is not None:
-        owner = frame.tb_frame.f_locals.get("self")
-        wrapper = (
-            owner if isinstance(owner, BaseDatabaseWrapper) else getattr(owner, "wrapper", None)
-        )
-        if isinstance(wrapper, BaseDatabaseWrapper):
-            alias = str(wrapper.alias)
-        frame = frame.tb_next
-    if alias is not None:
-        return alias
-    for connection in connections.all(initialized_only=True):
-        if connection.errors_occurred:
-            return str(connection.alias)
-    return DEFAULT_DB_ALIAS
-
-
-def close_lost_connections(found: Classified) -> None:
-    for connection in connections.all(initialized_only=True):
-        if connection.errors_occurred and not connection.in_atomic_block:
-            logger.warning(
-                "Connection %r was lost (%s): closed, so the next request starts clean.",
-                connection.alias,
-                found.short,
-            )
-            with contextlib.suppress(DatabaseError):  # it is closed all the same
-                connection.close()
-    hygiene.forget_server_timeouts()  # the server may drop connections sooner than learned
-
-
-def cap_response(found: Classified, request: HttpRequest | None = None) -> HttpResponse:
-    """503 + Retry-After for a visitor: in words a visitor can use, never the driver's
-    message (it names the account, and on PostgreSQL the host and port: those go to the
-    log). A project template ``503.html`` gives the page the site's own look; it gets
-    ``retry_after`` (seconds) and ``quota`` (True for an hourly quota)."""
-    unavailable = answer(found)
-    assert unavailable is not None  # only the cap and an hourly quota come here
-    retry_after = unavailable.retry_after
-    try:
-        template = loader.get_template("503.html")
-    except TemplateDoesNotExist:
-        response = HttpResponse(
-            unavailable.body, status=503, content_type="text/plain; charset=utf-8"
-        )
-    else:
-        context = {"retry_after": retry_after, "quota": unavailable.quota}
-        response = HttpResponse(template.render(context, request), status=503)
-    response["Retry-After"] = str(retry_after)
-    return response
-
-
-def cap_report(found: Classified, alias: str) -> str:
-    """The log entry for a refused connection: the error, this process's connections (from
-    the tracker) and the account's connections with their holders: the server's list joined
-    with the registry of holders when the server can be asked, else the registry's view."""
-    held = tracker.open_connections()
-    lines = [head(found, alias), f"This process holds {len(held)} open connection(s):"]
-    lines += [f"  {c.describe()}" for c in held]
-    lines += [f"    {line}" for c in held if c.origin for line in c.origin.splitlines()[-4:]]
-    tracker.publish()  # this process's entries as they are now, for the next reader
-    lines.append(server_rows(alias))
-    return "\n".join(lines)
-
-
-def server_rows(alias: str) -> str:
-    """The account's connections as the server lists them (asked on an open connection of
-    this thread, else with one connect attempt, which a full cap refuses), each with its
-    holder from the registry; the registry's view alone when the server cannot be asked."""
-    connection = connections[alias]
-    if not vendors.is_applicable(connection.vendor):
-        return "The server cannot be asked about the account's connections."
-    try:
-        snapshot = look(alias, vendors.account_snapshot)
-    except (DatabaseError, LookTimedOut) as exc:
-        found = classify(exc).short if isinstance(exc, DatabaseError) else str(exc)
-        reason = f"the server's list of the account's connections is unavailable: {found}"
-        held = holders.for_alias(alias)
-        view = render_holders.registry_view(held.found, held.holders, reason)
-        return "\n".join(line for line, _ in render_holders.registry_lines(alias, view))
-    held = holders.for_alias(alias, snapshot)
-    limit = snapshot.account_limit if snapshot.account_limit is not None else "no cap"
-    lines = [f"The account's connections on the server ({snapshot.total}, cap {limit}):"]
-    named = []
-    for c in snapshot.connections:
-        lines.append(
-            f"  id {c.id} host {c.host} db {c.db} command {c.command} state {c.state!r} "
-            f"for {c.seconds} s{' (this probe)' if c.this_connection else ''}"
-        )
-        if not c.this_connection:
-            holder = held.by_id.get(c.id)
-            shown = None if holder is None else holder.as_dict()
-            lines.append(f"    {render_holders.holder_line(shown)}")
-            if shown is not None:
-                named.append((c.id, shown))
-    lines += [f"  {line}" for line in render_holders.leak_lines(named)]
-    return "\n".join(lines)
