@@ -20,6 +20,8 @@ from pa_dbhealth.core.refusals import RETRY, Target, logger, refusal, said_give_
 
 T = TypeVar("T")
 
+QUICK_RETRIES = (0.003,)  # seconds: a token holder refused tries again this soon
+
 
 class Ticket:
     """A token of the line, given back exactly once, by the process that took it: by
@@ -39,12 +41,21 @@ class Ticket:
             self._finalizer = None
 
     def give_back(self) -> None:
+        if self._take_away():
+            self.line.give_back()
+
+    def retire(self) -> None:
+        """The server refused this token's holder: the token leaves the line for good."""
+        if self._take_away():
+            self.line.retire()
+
+    def _take_away(self) -> bool:
         if self._done or self.pid != os.getpid():
-            return
+            return False
         self._done = True
         if self._finalizer is not None:
             self._finalizer.detach()
-        self.line.give_back()
+        return True
 
 
 def connect_in_line(
@@ -110,13 +121,8 @@ class _Head:
         succeeds or the budget is spent; a token given back meanwhile is taken at once."""
         while True:
             now = time.monotonic()
-            if self.ticket is None:
-                if self.line.take(min(lines.PROBE_INTERVAL, self.deadline - now)):
-                    self.ticket = Ticket(self.line)
-            elif self.attempts:
-                pause = min(self.tried_at + lines.PROBE_INTERVAL, self.deadline) - now
-                if pause > 0:
-                    time.sleep(pause)
+            if self.line.take(min(lines.PROBE_INTERVAL, self.deadline - now)):
+                self.ticket = Ticket(self.line)  # else: the line stood still; probe the server
             found = self.attempt()
             if found is not None:
                 return found
@@ -132,13 +138,25 @@ class _Head:
         raise AssertionError("unreachable")  # pragma: no cover
 
     def attempt(self) -> tuple[Any, Ticket | None] | None:
-        """One connect: the connection and its ticket, or None when refused at the cap."""
-        try:
-            connection = self.open_()
-        except Exception as exc:
-            refused_or_raise(exc, self.target, self.ticket)
-            self.note_refusal(exc)
-            return None
+        """One connect: the connection and its ticket, or None when refused at the cap. A
+        token holder the server refuses tries again once a few milliseconds later (a
+        connection closed just now may not be gone on the server yet); refused still, the
+        slots are held outside the line, and its token is retired."""
+        quick = list(QUICK_RETRIES) if self.ticket is not None else []
+        while True:
+            try:
+                connection = self.open_()
+                break
+            except Exception as exc:
+                refused_or_raise(exc, self.target, self.ticket)
+                if quick and time.monotonic() + quick[0] < self.deadline:
+                    time.sleep(quick.pop(0))
+                    continue
+                if self.ticket is not None:
+                    self.ticket.retire()
+                    self.ticket, self.outside = None, True
+                self.note_refusal(exc)
+                return None
         self.attempts += 1
         if self.ticket is None:  # the server let it in while the line said none was free
             self.line.adopt()

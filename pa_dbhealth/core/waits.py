@@ -26,7 +26,7 @@ BUCKETS = (0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
 # Counter families and their label values.
 REFUSALS, GIVEUPS, HANDOFFS, STALE, REPAIRS = "refusals", "giveups", "handoffs", "stale", "repairs"
 CAP, QUOTA, OTHER = "cap", "quota", "other"
-ADOPT, TRIM, SET_CAP, HEAL = "adopt", "trim", "cap", "heal"
+ADOPT, TRIM, SET_CAP, HEAL, RETIRE = "adopt", "trim", "cap", "heal", "retire"
 
 
 def refusal_kind(classified: Classified) -> str:

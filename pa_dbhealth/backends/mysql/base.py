@@ -131,8 +131,10 @@ class DatabaseWrapper(mysql_base.DatabaseWrapper):
     def _close(self) -> None:
         ticket, self._pa_dbhealth_ticket = self._pa_dbhealth_ticket, None
         if ticket is not None:  # in line: the next in line gets the token, in any process
-            ticket.give_back()  # first: it wakes while this one closes
-            super()._close()  # type: ignore[misc]
+            try:
+                super()._close()  # type: ignore[misc]
+            finally:  # once closed: the server lets the next one in rather than refusing it
+                ticket.give_back()
             return
         room = handoff.room(self.alias)
         if self.connection is not None and room.waiting and self._may_hand_over():

@@ -135,6 +135,19 @@ class Line:
             "token was free; a token was added for it"
         )
 
+    def retire(self) -> None:
+        """Remove the token this process holds from the line, given back to nobody: the
+        server refused its holder, so the line had more tokens than the server has slots
+        (held outside the line: a console, another host). A later connect the server lets
+        in while none is free mints one again (:meth:`adopt`, :meth:`heal`)."""
+        self._op((DEBT, -1, IPC_NOWAIT))  # a lowered cap's debt, if any, is paid by it
+        self._op((TOKENS, 1, SEM_UNDO), (TOKENS, -1, IPC_NOWAIT))
+        waits.count(waits.REPAIRS, waits.RETIRE)
+        logger.warning(
+            "the line of connections was wrong: the server refused a connect that held a "
+            "token (slots held outside pa_dbhealth); the token was removed"
+        )
+
     def trim(self) -> int:
         """Remove free tokens beyond the cap; how many were removed."""
         excess = self.free - self.cap
