@@ -267,6 +267,12 @@ class Line:
         return max(self._get(GETNCNT, TOKENS), 0) + max(self._get(GETNCNT, HEAD), 0)
 
     @property
+    def someone_waits(self) -> bool:
+        """Whether a connect, in any process, stands in the line now (one system call): the
+        head is taken, by a waiter or a head between two attempts at the server."""
+        return self._get(GETVAL, HEAD) == 0
+
+    @property
     def free(self) -> int:
         return max(self._get(GETVAL, TOKENS), 0)
 

@@ -1,0 +1,247 @@
+"""PARK: a request's connection kept for the next request while nobody waits, against the
+real capped server (cap 3) and the host's real line.
+
+What the server says is the truth here: connection ids (the same id means no connect) and
+the account's connections counted by the admin account.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
+from conftest import account_connection_ids
+from django.db import connections, transaction
+from django.db.utils import DatabaseError
+from django.test import override_settings
+
+from pa_dbhealth.backends.mysql.base import DatabaseWrapper
+from pa_dbhealth.core import line as lines
+from pa_dbhealth.core import parking
+from pa_dbhealth.holders import server_of
+
+ALIAS = "parking"
+PARK = {"PARK": True, "CONNECT_RETRY": 10.0}
+
+pytestmark = pytest.mark.usefixtures("unblocked_db")
+
+
+@pytest.fixture
+def in_line(server: Any) -> Iterator[tuple[dict[str, Any], lines.Line]]:
+    """The retrying backend's settings with PARK, and the account's line (cap 3); nothing
+    is left parked after the test."""
+    settings_dict = dict(
+        connections.configure_settings(
+            {"default": server.database_settings(engine="pa_dbhealth.backends.mysql")}
+        )["default"]
+    )
+    where = server_of(settings_dict, "mysql")
+    lines.forget(*where)
+    lines.note_cap(*where, 3)
+    line = lines.line_for(*where)
+    assert line is not None
+    with override_settings(PA_DBHEALTH=PARK):
+        yield settings_dict, line
+        parking.LOT.release_due(everything=True)
+    lines.forget(*where)
+
+
+def request(settings_dict: dict[str, Any], *statements: str) -> int:
+    """One request of a site with CONN_MAX_AGE = 0: connect, query, close; the server's id
+    of the connection it used."""
+    wrapper = DatabaseWrapper(settings_dict, alias=ALIAS)
+    try:
+        with wrapper.cursor() as cursor:
+            cursor.execute("SELECT CONNECTION_ID()")
+            used = int(cursor.fetchone()[0])
+            for statement in statements:
+                cursor.execute(statement)
+        return used
+    finally:
+        wrapper.close()
+
+
+def until(condition: Callable[[], bool], timeout: float = 10.0) -> float:
+    """Seconds until ``condition()`` held; fails after ``timeout``."""
+    started = time.monotonic()
+    while not condition():
+        assert time.monotonic() - started < timeout, "it never happened"
+        time.sleep(0.001)
+    return time.monotonic() - started
+
+
+def test_the_next_request_reuses_the_parked_connection(
+    in_line: tuple[dict[str, Any], lines.Line], admin: Any
+) -> None:
+    settings_dict, line = in_line
+    first = request(settings_dict)
+    assert parking.LOT.count(ALIAS) == 1
+    assert account_connection_ids(admin) == [first]  # still open on the server
+    assert line.free == 2  # with its token
+    assert [request(settings_dict) for _ in range(5)] == [first] * 5
+    assert parking.LOT.count(ALIAS) == 1
+
+
+def test_without_park_the_connection_is_closed(
+    in_line: tuple[dict[str, Any], lines.Line], admin: Any
+) -> None:
+    settings_dict, line = in_line
+    with override_settings(PA_DBHEALTH={}):
+        request(settings_dict)
+        request(settings_dict)
+    assert parking.LOT.count(ALIAS) == 0
+    assert line.free == 3
+
+
+def test_given_up_the_moment_someone_stands_in_the_line(
+    in_line: tuple[dict[str, Any], lines.Line], admin: Any
+) -> None:
+    settings_dict, line = in_line
+    parked_id = request(settings_dict)
+    request(settings_dict)
+    assert line.take_head(0)  # a connect of this host stands in the line
+    try:
+        waited = until(lambda: parking.LOT.count(ALIAS) == 0)
+        assert line.free == 3
+    finally:
+        line.leave_head()
+    assert parked_id not in account_connection_ids(admin)
+    assert waited < 1.0, f"released after {waited * 1000:.1f} ms"
+
+
+def test_a_waiter_of_another_process_gets_the_parked_slot(
+    in_line: tuple[dict[str, Any], lines.Line], raw_connections: Any, processes: Any
+) -> None:
+    """Two slots held elsewhere in the line, one parked: another process's connect waits in
+    the line, the parked connection is given up, and it gets in at once."""
+    settings_dict, line = in_line
+    holders = [DatabaseWrapper(settings_dict, alias="holder") for _ in range(2)]
+    for holder in holders:
+        holder.ensure_connection()
+    try:
+        request(settings_dict)
+        assert line.free == 0
+        code = (
+            "import time\n"
+            "from django.db import connection\n"
+            "started = time.monotonic()\n"
+            "connection.ensure_connection()\n"
+            "print(time.monotonic() - started)\n"
+        )
+        databases = {"default": {**settings_dict, "TEST": {}}}
+        out, err, status = processes.python(
+            code, settings={"PA_DBHEALTH": PARK, "DATABASES": databases}
+        )
+        assert status == 0, err
+        assert float(out.split()[-1]) < 2.0
+        assert parking.LOT.count(ALIAS) == 0
+    finally:
+        for holder in holders:
+            holder.close()
+
+
+@pytest.mark.parametrize(
+    "statement",
+    [
+        "START TRANSACTION",  # a transaction left open with raw SQL
+        "SET autocommit = 0",  # autocommit changed behind Django's back
+    ],
+)
+def test_never_parked_unless_as_good_as_new(
+    in_line: tuple[dict[str, Any], lines.Line], statement: str, admin: Any
+) -> None:
+    settings_dict, line = in_line
+    used = request(settings_dict, statement)
+    assert parking.LOT.count(ALIAS) == 0
+    assert line.free == 3
+    until(lambda: used not in account_connection_ids(admin))
+
+
+def test_never_parked_after_an_error(in_line: tuple[dict[str, Any], lines.Line]) -> None:
+    settings_dict, line = in_line
+    with pytest.raises(DatabaseError):
+        request(settings_dict, "SELECT * FROM no_such_table")
+    assert parking.LOT.count(ALIAS) == 0
+    assert line.free == 3
+
+
+def test_never_parked_inside_an_atomic_block(
+    in_line: tuple[dict[str, Any], lines.Line], server: Any, temporary_alias: Any
+) -> None:
+    _, line = in_line
+    alias = temporary_alias(ALIAS, server.database_settings(engine="pa_dbhealth.backends.mysql"))
+    with transaction.atomic(using=alias):
+        connections[alias].ensure_connection()
+        connections[alias].close()  # Django closes it and marks the block for rollback
+        assert parking.LOT.count(ALIAS) == 0
+        assert line.free == 3
+
+
+def test_given_up_after_the_idle_limit(
+    in_line: tuple[dict[str, Any], lines.Line], wait_timeout: Callable[[int], None], admin: Any
+) -> None:
+    settings_dict, line = in_line
+    wait_timeout(3)
+    with override_settings(PA_DBHEALTH={**PARK, "TIMEOUT_MARGIN": 2}):  # idle limit: 1 s
+        request(settings_dict)  # learns the timeout
+        parked_id = request(settings_dict)
+        parked_at = time.monotonic()
+        until(lambda: parking.LOT.count(ALIAS) == 0, timeout=10)
+        idle = time.monotonic() - parked_at
+    assert 0.8 < idle < 5.0
+    assert line.free == 3
+    until(lambda: parked_id not in account_connection_ids(admin))
+
+
+def test_a_dead_parked_connection_is_not_used(
+    in_line: tuple[dict[str, Any], lines.Line], admin: Any
+) -> None:
+    settings_dict, line = in_line
+    parked_id = request(settings_dict)
+    admin.execute("KILL %s", [parked_id])
+    until(lambda: parked_id not in account_connection_ids(admin))
+    assert request(settings_dict) != parked_id
+    assert line.free == 2  # the new one parked, the dead one's token back
+
+
+def test_threads_never_share_a_parked_connection(
+    in_line: tuple[dict[str, Any], lines.Line],
+) -> None:
+    """Many threads, each request takes a connection no other thread uses meanwhile: the
+    server's id of a connection is held by one thread at a time."""
+    settings_dict, line = in_line
+    in_use: set[int] = set()
+    lock = threading.Lock()
+    clashes: list[int] = []
+    errors: list[BaseException] = []
+
+    def worker() -> None:
+        try:
+            for _ in range(40):
+                wrapper = DatabaseWrapper(settings_dict, alias=ALIAS)
+                try:
+                    with wrapper.cursor() as cursor:
+                        cursor.execute("SELECT CONNECTION_ID()")
+                        used = int(cursor.fetchone()[0])
+                        with lock:
+                            if used in in_use:
+                                clashes.append(used)
+                            in_use.add(used)
+                        cursor.execute("DO SLEEP(0.001)")
+                        with lock:
+                            in_use.discard(used)
+                finally:
+                    wrapper.close()
+        except BaseException as exc:  # reported to the test's thread
+            errors.append(exc)
+
+    threads = [threading.Thread(target=worker) for _ in range(6)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(60)
+    assert not errors and not clashes
+    assert line.free + parking.LOT.count(ALIAS) == 3
