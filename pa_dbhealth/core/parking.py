@@ -149,10 +149,11 @@ class Lot:
 
 
 def give_up(parked: Parked) -> None:
-    """Close a parked connection and give its token back (to the head of the line)."""
+    """Give a parked connection's token back (to the head of the line) and close it: the
+    token first, as the backend does, so the head never finds a slot the line has not."""
+    parked.ticket.give_back()
     with contextlib.suppress(Exception):  # closed all the same: the server may have gone
         parked.raw.close()
-    parked.ticket.give_back()
     logger.debug("gave up a parked connection")
 
 

@@ -31,7 +31,7 @@ from django.utils.asyncio import async_unsafe
 
 from pa_dbhealth import conf, hygiene, tracker
 from pa_dbhealth.core import connect as policy
-from pa_dbhealth.core import handoff, liveness, parking, staleness
+from pa_dbhealth.core import handoff, liveness, parking, staleness, workers
 from pa_dbhealth.core.connect import Ticket
 from pa_dbhealth.holders import server_of
 
@@ -177,6 +177,7 @@ class DatabaseWrapper(mysql_base.DatabaseWrapper):
             ticket is None
             or self.connection is None
             or not conf.get_settings().PARK
+            or not workers.threads_run_between_requests()
             or not self._as_good_as_new()
         ):
             return False
