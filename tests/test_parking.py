@@ -245,3 +245,28 @@ def test_threads_never_share_a_parked_connection(
         thread.join(60)
     assert not errors and not clashes
     assert line.free + parking.LOT.count(ALIAS) == 3
+
+
+# --- W039: PARK where it can do nothing --------------------------------------------------
+
+
+def test_park_with_the_line_off_is_a_warning() -> None:
+    from pa_dbhealth.checks import check_parking
+
+    with override_settings(PA_DBHEALTH={"PARK": True, "LINE": False}):
+        messages = check_parking()
+    assert [m.id for m in messages] == ["pa_dbhealth.W039"]
+    assert "PA_DBHEALTH['LINE'] = False" in messages[0].msg
+    assert messages[0].hint == "Remove PA_DBHEALTH['LINE'] (it defaults to True), or remove PARK."
+
+
+def test_park_without_a_retrying_alias_is_a_warning(server: Any, temporary_alias: Any) -> None:
+    from pa_dbhealth.checks import check_parking
+
+    with override_settings(PA_DBHEALTH={"PARK": True}):
+        found = check_parking()  # the suite's aliases use Django's own MySQL backend
+        assert [m.id for m in found] == ["pa_dbhealth.W039"]
+        assert "no DATABASES entry has ENGINE = 'pa_dbhealth.backends.mysql'" in found[0].msg
+        temporary_alias(ALIAS, server.database_settings(engine="pa_dbhealth.backends.mysql"))
+        assert check_parking() == []
+    assert check_parking() == []  # PARK off: nothing to say

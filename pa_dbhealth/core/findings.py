@@ -343,3 +343,13 @@ def server_too_old_next(
         f"{minimum} or later and refuse to connect to it.",
         fix,
     )
+
+
+def park_without_effect(reason: str, fix: str) -> Finding:
+    return Finding(
+        "pa_dbhealth.W039",
+        Level.WARNING,
+        f"PA_DBHEALTH['PARK'] = True, but {reason}: no connection is ever parked, and each "
+        "request still pays a connect.",
+        fix,
+    )
