@@ -7,6 +7,7 @@ the account's connections counted by the admin account.
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -270,3 +271,20 @@ def test_park_without_a_retrying_alias_is_a_warning(server: Any, temporary_alias
         temporary_alias(ALIAS, server.database_settings(engine="pa_dbhealth.backends.mysql"))
         assert check_parking() == []
     assert check_parking() == []  # PARK off: nothing to say
+
+
+def test_a_forked_child_neither_uses_nor_closes_what_its_parent_parked(
+    in_line: tuple[dict[str, Any], lines.Line], admin: Any
+) -> None:
+    settings_dict, line = in_line
+    parked_id = request(settings_dict)
+    child = os.fork()
+    if child == 0:  # the child: nothing parked, and giving up nothing touches the parent's
+        code = (
+            0 if parking.LOT.count() == 0 and parking.LOT.release_due(everything=True) == 0 else 1
+        )
+        os._exit(code)
+    _, status = os.waitpid(child, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
+    assert line.free == 2
+    assert request(settings_dict) == parked_id  # still open, still the parent's
