@@ -22,7 +22,6 @@ from django.test import override_settings
 from pa_dbhealth.backends.mysql.base import DatabaseWrapper
 from pa_dbhealth.core import line as lines
 from pa_dbhealth.core import parking
-from pa_dbhealth.holders import server_of
 
 ALIAS = "parking"
 PARK = {"PARK": True, "CONNECT_RETRY": 10.0}
@@ -31,23 +30,14 @@ pytestmark = pytest.mark.usefixtures("unblocked_db")
 
 
 @pytest.fixture
-def in_line(server: Any) -> Iterator[tuple[dict[str, Any], lines.Line]]:
+def in_line(
+    retrying_line: tuple[dict[str, Any], lines.Line],
+) -> Iterator[tuple[dict[str, Any], lines.Line]]:
     """The retrying backend's settings with PARK, and the account's line (cap 3); nothing
     is left parked after the test."""
-    settings_dict = dict(
-        connections.configure_settings(
-            {"default": server.database_settings(engine="pa_dbhealth.backends.mysql")}
-        )["default"]
-    )
-    where = server_of(settings_dict, "mysql")
-    lines.forget(*where)
-    lines.note_cap(*where, 3)
-    line = lines.line_for(*where)
-    assert line is not None
     with override_settings(PA_DBHEALTH=PARK):
-        yield settings_dict, line
+        yield retrying_line
         parking.LOT.release_due(everything=True)
-    lines.forget(*where)
 
 
 def request(settings_dict: dict[str, Any], *statements: str) -> int:

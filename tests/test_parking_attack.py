@@ -25,12 +25,10 @@ from typing import Any
 
 import pytest
 from conftest import account_connection_ids
-from django.db import connections
 from processes import Processes, group_members
 
 from pa_dbhealth.backends.mysql.base import DatabaseWrapper
 from pa_dbhealth.core import line as lines
-from pa_dbhealth.holders import server_of
 
 MODES = ("write", "write", "write", "rollback", "left-open", "autocommit-off", "error", "read")
 PARK = {"PARK": True, "CONNECT_RETRY": 20.0, "TIMEOUT_MARGIN": 2}
@@ -39,27 +37,18 @@ pytestmark = pytest.mark.usefixtures("unblocked_db")
 
 
 @pytest.fixture
-def site_line(server: Any, admin: Any) -> Iterator[tuple[dict[str, Any], lines.Line]]:
+def site_line(
+    retrying_line: tuple[dict[str, Any], lines.Line], admin: Any
+) -> Iterator[tuple[dict[str, Any], lines.Line]]:
     """The retrying backend's settings, the account's line (cap 3) and an empty table of
     writes; all removed after the test."""
-    settings_dict = dict(
-        connections.configure_settings(
-            {"default": server.database_settings(engine="pa_dbhealth.backends.mysql")}
-        )["default"]
-    )
-    where = server_of(settings_dict, "mysql")
-    lines.forget(*where)
-    lines.note_cap(*where, 3)
-    line = lines.line_for(*where)
-    assert line is not None
     admin.execute(
         "CREATE TABLE IF NOT EXISTS app.parking_writes "
         "(token VARCHAR(64) PRIMARY KEY, pid INT) ENGINE=InnoDB"
     )
     admin.execute("TRUNCATE TABLE app.parking_writes")
-    yield settings_dict, line
+    yield retrying_line
     admin.execute("DROP TABLE IF EXISTS app.parking_writes")
-    lines.forget(*where)
 
 
 def site_settings(settings_dict: dict[str, Any], **options: Any) -> dict[str, Any]:
