@@ -103,18 +103,43 @@ def test_given_up_the_moment_someone_stands_in_the_line(
     assert waited < 1.0, f"released after {waited * 1000:.1f} ms"
 
 
-def test_a_waiter_of_another_process_gets_the_parked_slot(
-    in_line: tuple[dict[str, Any], lines.Line], raw_connections: Any, processes: Any
+def parked_two(settings_dict: dict[str, Any]) -> list[int]:
+    """Two requests at once, both parked at their end: the server's ids."""
+    wrappers = [DatabaseWrapper(settings_dict, alias=ALIAS) for _ in range(2)]
+    for wrapper in wrappers:
+        wrapper.ensure_connection()
+    ids = [int(wrapper.connection.thread_id()) for wrapper in wrappers]
+    for wrapper in wrappers:
+        wrapper.close()
+    return ids
+
+
+def test_the_last_free_token_is_never_parked(
+    in_line: tuple[dict[str, Any], lines.Line], admin: Any
 ) -> None:
-    """Two slots held elsewhere in the line, one parked: another process's connect waits in
-    the line, the parked connection is given up, and it gets in at once."""
     settings_dict, line = in_line
-    holders = [DatabaseWrapper(settings_dict, alias="holder") for _ in range(2)]
-    for holder in holders:
+    wrappers = [DatabaseWrapper(settings_dict, alias=ALIAS) for _ in range(3)]
+    for wrapper in wrappers:
+        wrapper.ensure_connection()
+    for wrapper in wrappers:
+        wrapper.close()
+    assert parking.LOT.count(ALIAS) == 2
+    assert line.free == 1
+    until(lambda: len(account_connection_ids(admin)) == 2)
+
+
+def test_a_waiter_of_another_process_gets_the_parked_slot(
+    in_line: tuple[dict[str, Any], lines.Line], processes: Any
+) -> None:
+    """Two connections parked, the free token held elsewhere in the line: another
+    process's connect waits in the line, a parked connection is given up, it gets in."""
+    settings_dict, line = in_line
+    parked_two(settings_dict)
+    with override_settings(PA_DBHEALTH={}):
+        holder = DatabaseWrapper(settings_dict, alias="holder")
         holder.ensure_connection()
     try:
-        request(settings_dict)
-        assert line.free == 0
+        assert line.free == 0 and parking.LOT.count(ALIAS) == 2
         code = (
             "import time\n"
             "from django.db import connection\n"
@@ -128,10 +153,9 @@ def test_a_waiter_of_another_process_gets_the_parked_slot(
         )
         assert status == 0, err
         assert float(out.split()[-1]) < 2.0
-        assert parking.LOT.count(ALIAS) == 0
+        assert parking.LOT.count(ALIAS) == 1
     finally:
-        for holder in holders:
-            holder.close()
+        holder.close()
 
 
 @pytest.mark.parametrize(

@@ -3,11 +3,12 @@
 With ``PARK``, a face that is done with a connection (Django at the end of a request, even
 with ``CONN_MAX_AGE = 0``) parks it here with its token of the account's line instead of
 closing it, and the next connect of the process to the same database takes it back: no
-connect, no round trip. A parked connection costs the account a slot, so it is given up
-(closed, its token given back) as soon as a connect of any process of the host stands in
-the line (:attr:`~pa_dbhealth.core.line.Line.someone_waits`), or when it has been idle for
-the idle limit. A releaser thread watches the line every :data:`WATCH_INTERVAL` seconds,
-and only while something is parked.
+connect, no round trip. It is parked only while another token of the line is free, so one
+always is. A parked connection costs the account a slot, so it is given up (its token given
+back, then closed) as soon as a connect of any process of the host stands in the line
+(:attr:`~pa_dbhealth.core.line.Line.someone_waits`), or when it has been idle for the idle
+limit. A releaser thread watches the line every :data:`WATCH_INTERVAL` seconds, and only
+while something is parked.
 
 One lock per process guards the lot: a connection is either parked (in the lot) or in use
 (taken out by exactly one thread, its owner, who may use or close it), never both. The
@@ -33,10 +34,14 @@ from dataclasses import dataclass
 from typing import Any
 
 from pa_dbhealth.core.connect import Ticket
+from pa_dbhealth.core.line import Line
 
 logger = logging.getLogger("pa_dbhealth.parking")
 
 WATCH_INTERVAL = 0.003  # seconds between two looks at the line while something is parked
+# A head that stands in the line this long while nobody is blocked has a token the server
+# refused (slots held outside the line): it needs a parked slot too.
+HEAD_PATIENCE = 0.02
 
 
 @dataclass(frozen=True)
@@ -49,11 +54,9 @@ class Parked:
     idle_since: float  # time.monotonic() of its last use
     idle_limit: float | None  # seconds idle after which it is given up (None: never)
 
-    def due(self, now: float) -> bool:
-        """Whether to give it up now: someone waits in the line, or it is idle too long."""
-        if self.idle_limit is not None and now - self.idle_since >= self.idle_limit:
-            return True
-        return self.ticket.line.someone_waits
+    def idle_out(self, now: float) -> bool:
+        """Whether it has been idle for its idle limit."""
+        return self.idle_limit is not None and now - self.idle_since >= self.idle_limit
 
 
 class Lot:
@@ -63,13 +66,17 @@ class Lot:
         self._lock = threading.Lock()
         self._parked: dict[Hashable, list[Parked]] = {}
         self._releaser: threading.Thread | None = None
+        self._head_since: dict[int, float] = {}  # line key -> head seen standing since
         self.released = 0  # connections given up while parked (figures, tests)
         self.taken = 0  # connections taken back for use
 
     def park(self, key: Hashable, parked: Parked) -> bool:
-        """Park ``parked``; False when someone already waits in the line (then the caller
-        closes it as usual)."""
-        if parked.due(time.monotonic()):
+        """Park ``parked``; False when someone already waits in the line, or when it holds
+        the last free token (then the caller closes it as usual). So the host's processes
+        park at most cap - 1 connections, and a process without one parked (more workers
+        than the cap) finds a free token instead of waiting for a release and a connect."""
+        line = parked.ticket.line
+        if parked.idle_out(time.monotonic()) or line.someone_waits or line.free < 1:
             return False
         with self._lock:
             self._parked.setdefault(key, []).append(parked)
@@ -109,14 +116,21 @@ class Lot:
             return sum(len(stack) for stack in self._parked.values())
 
     def release_due(self, now: float | None = None, *, everything: bool = False) -> int:
-        """Give up the parked connections that are due (or all); how many."""
+        """Give up the parked connections that are due (or all): those idle for their limit,
+        and the oldest of each line a connect of the host needs a slot of; how many."""
         now = time.monotonic() if now is None else now
         leaving: list[Parked] = []
+        needs: dict[int, bool] = {}  # by line: one given up this round for its waiter
         with self._lock:
             for key, stack in list(self._parked.items()):
                 staying: list[Parked] = []
                 for parked in stack:
-                    going = everything or parked.due(now)
+                    line = parked.ticket.line
+                    if line.key not in needs:
+                        needs[line.key] = self._needed(line, now)
+                    going = everything or parked.idle_out(now) or needs[line.key]
+                    if going and needs[line.key]:
+                        needs[line.key] = False  # one per round: the next round looks again
                     (leaving if going else staying).append(parked)
                 if staying:
                     self._parked[key] = staying
@@ -126,6 +140,21 @@ class Lot:
         for parked in leaving:  # out of the lot: this thread is their only owner now
             give_up(parked)
         return len(leaving)
+
+    def _needed(self, line: Line, now: float) -> bool:
+        """Whether a connect of the host needs a slot of ``line`` now: one is blocked in the
+        line, or its head has stood there HEAD_PATIENCE (refused with a token)."""
+        if line.waiting > 0:
+            self._head_since.pop(line.key, None)
+            return True
+        if not line.someone_waits:
+            self._head_since.pop(line.key, None)
+            return False
+        since = self._head_since.setdefault(line.key, now)
+        if now - since < HEAD_PATIENCE:
+            return False
+        del self._head_since[line.key]
+        return True
 
     def _watch(self) -> None:
         """The releaser: while anything is parked, give up what is due."""
@@ -145,6 +174,7 @@ class Lot:
         for stack in self._parked.values():
             _inherited.extend(stack)
         self._parked = {}
+        self._head_since = {}
         self._releaser = None
 
 

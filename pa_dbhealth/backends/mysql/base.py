@@ -211,8 +211,8 @@ class DatabaseWrapper(mysql_base.DatabaseWrapper):
             and not self.needs_rollback
             and not self._pa_dbhealth_erred
             and self.autocommit
-            and self.connection.get_autocommit()
             and staleness.as_good_as_new(self.connection)
+            and self.connection.get_autocommit()  # open: read from the last reply's flags
         )
 
     @staticmethod
