@@ -15,12 +15,12 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import pytest
-from django.db import OperationalError
+from django.db import OperationalError, connections
 from django.test import override_settings
 from outsiders import PROBES_PER_SECOND, aborted_connects, answers, cap_held_outside
 from processes import Processes
@@ -28,14 +28,26 @@ from processes import Processes
 from pa_dbhealth.backends.mysql.base import DatabaseWrapper
 from pa_dbhealth.core import line as lines
 from pa_dbhealth.core.retry import backoff
+from pa_dbhealth.holders import server_of
 
 pytestmark = pytest.mark.usefixtures("unblocked_db")
 
 
 @pytest.fixture
-def line_of(retrying_line: tuple[dict[str, Any], lines.Line]) -> tuple[dict[str, Any], lines.Line]:
+def line_of(server: Any) -> Iterator[tuple[dict[str, Any], lines.Line]]:
     """The retrying backend's settings and the account's line, made afresh (cap 3)."""
-    return retrying_line
+    settings_dict = dict(
+        connections.configure_settings(
+            {"default": server.database_settings(engine="pa_dbhealth.backends.mysql")}
+        )["default"]
+    )
+    where = server_of(settings_dict, "mysql")
+    lines.forget(*where)
+    lines.note_cap(*where, 3)
+    line = lines.line_for(*where)
+    assert line is not None
+    yield settings_dict, line
+    lines.forget(*where)
 
 
 def connect_once(settings_dict: dict[str, Any]) -> DatabaseWrapper:

@@ -21,11 +21,13 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
+from django.db import connections
 from django.test import override_settings
 from holders import Holder
 
 from pa_dbhealth.backends.mysql.base import DatabaseWrapper
 from pa_dbhealth.core import line as lines
+from pa_dbhealth.holders import server_of
 
 
 def _available() -> bool:
@@ -134,12 +136,21 @@ def test_the_cap_is_read_from_the_refusal() -> None:
 
 
 @pytest.fixture
-def in_line(
-    retrying_line: tuple[dict[str, Any], lines.Line],
-) -> Iterator[tuple[dict[str, Any], lines.Line]]:
+def in_line(server: Any) -> Iterator[tuple[dict[str, Any], lines.Line]]:
     """The retrying backend's settings for the suite's server, and its line (cap 3)."""
+    settings_dict = dict(
+        connections.configure_settings(
+            {"default": server.database_settings(engine="pa_dbhealth.backends.mysql")}
+        )["default"]
+    )
+    where = server_of(settings_dict, "mysql")
+    lines.forget(*where)
+    lines.note_cap(*where, 3)
+    line = lines.line_for(*where)
+    assert line is not None
     with override_settings(PA_DBHEALTH={"CONNECT_RETRY": 10.0}):
-        yield retrying_line
+        yield settings_dict, line
+    lines.forget(*where)
 
 
 def connected(settings_dict: dict[str, Any], name: str, log: list[str]) -> Holder:
