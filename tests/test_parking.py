@@ -158,6 +158,28 @@ def test_a_waiter_of_another_process_gets_the_parked_slot(
         holder.close()
 
 
+def test_a_head_the_server_refuses_gets_a_parked_slot(
+    in_line: tuple[dict[str, Any], lines.Line], raw_connections: Any
+) -> None:
+    """A slot held outside the line (a scheduled task): the line has a free token the
+    server has not. The connect that takes it is refused and stands at the head; the site
+    gives up a parked connection for it."""
+    settings_dict, line = in_line
+    raw_connections(1)
+    parked_two(settings_dict)
+    assert line.free == 1 and parking.LOT.count(ALIAS) == 2
+    with override_settings(PA_DBHEALTH={"CONNECT_RETRY": 10.0}):
+        waiter = DatabaseWrapper(settings_dict, alias="waiter")
+        started = time.monotonic()
+        waiter.ensure_connection()
+    try:
+        waited = time.monotonic() - started
+        assert waited < 1.0, f"waited {waited * 1000:.0f} ms"
+        assert parking.LOT.count(ALIAS) == 1
+    finally:
+        waiter.close()
+
+
 @pytest.mark.parametrize(
     "statement",
     [

@@ -34,7 +34,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from pa_dbhealth.core.connect import Ticket
-from pa_dbhealth.core.line import Line
+from pa_dbhealth.core.line import PROBE_INTERVAL, Line
 
 logger = logging.getLogger("pa_dbhealth.parking")
 
@@ -153,7 +153,9 @@ class Lot:
         since = self._head_since.setdefault(line.key, now)
         if now - since < HEAD_PATIENCE:
             return False
-        del self._head_since[line.key]
+        # Its next try at the server comes within PROBE_INTERVAL: wait for it before
+        # giving up another one.
+        self._head_since[line.key] = now + PROBE_INTERVAL
         return True
 
     def _watch(self) -> None:
