@@ -29,6 +29,12 @@ PARK = {"PARK": True, "CONNECT_RETRY": 10.0}
 pytestmark = pytest.mark.usefixtures("unblocked_db")
 
 
+@pytest.fixture(autouse=True)
+def no_outside_backoff(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each test starts with parking allowed on its fresh line."""
+    monkeypatch.setattr(parking.LOT, "_outside_until", {})
+
+
 @pytest.fixture
 def in_line(
     retrying_line: tuple[dict[str, Any], lines.Line],
@@ -178,6 +184,10 @@ def test_a_head_the_server_refuses_gets_a_parked_slot(
         assert parking.LOT.count(ALIAS) == 1
     finally:
         waiter.close()
+    # Slots are held outside: parking stops for a while (a worker with nothing parked
+    # would be refused at every request). The next request uses the parked one, and closes it.
+    request(settings_dict)
+    assert parking.LOT.count(ALIAS) == 0
 
 
 @pytest.mark.parametrize(

@@ -42,6 +42,10 @@ WATCH_INTERVAL = 0.003  # seconds between two looks at the line while something 
 # A head that stands in the line this long while nobody is blocked has a token the server
 # refused (slots held outside the line): it needs a parked slot too.
 HEAD_PATIENCE = 0.02
+# After that, slots are held outside the line (the line has a token the server has not), so
+# parking on that line stops for this long: every connect of a worker with nothing parked
+# would otherwise be refused and wait for a release.
+OUTSIDE_BACKOFF = 30.0
 
 
 @dataclass(frozen=True)
@@ -67,6 +71,7 @@ class Lot:
         self._parked: dict[Hashable, list[Parked]] = {}
         self._releaser: threading.Thread | None = None
         self._head_since: dict[int, float] = {}  # line key -> head seen standing since
+        self._outside_until: dict[int, float] = {}  # line key -> no parking until then
         self.released = 0  # connections given up while parked (figures, tests)
         self.taken = 0  # connections taken back for use
 
@@ -75,8 +80,10 @@ class Lot:
         the last free token (then the caller closes it as usual). So the host's processes
         park at most cap - 1 connections, and a process without one parked (more workers
         than the cap) finds a free token instead of waiting for a release and a connect."""
-        line = parked.ticket.line
-        if parked.idle_out(time.monotonic()) or line.someone_waits or line.free < 1:
+        line, now = parked.ticket.line, time.monotonic()
+        if now < self._outside_until.get(line.key, 0.0):
+            return False
+        if parked.idle_out(now) or line.someone_waits or line.free < 1:
             return False
         with self._lock:
             self._parked.setdefault(key, []).append(parked)
@@ -156,6 +163,7 @@ class Lot:
         # Its next try at the server comes within PROBE_INTERVAL: wait for it before
         # giving up another one.
         self._head_since[line.key] = now + PROBE_INTERVAL
+        self._outside_until[line.key] = now + OUTSIDE_BACKOFF
         return True
 
     def _watch(self) -> None:
@@ -177,6 +185,7 @@ class Lot:
             _inherited.extend(stack)
         self._parked = {}
         self._head_since = {}
+        self._outside_until = {}
         self._releaser = None
 
 
