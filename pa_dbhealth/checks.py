@@ -92,6 +92,42 @@ def check_asgi_persistent_connections(app_configs: Any = None, **kwargs: Any) ->
     return [as_check_message(finding) for finding in asgi_findings()]
 
 
+def parking_findings() -> list[Finding]:
+    """W039: PARK asked for where it can do nothing (LINE off, or no alias it applies to)."""
+    from pa_dbhealth.audit import RETRYING_ENGINE
+
+    options = conf.get_settings()
+    if not options.PARK:
+        return []
+    if not options.LINE:
+        return [
+            findings.park_without_effect(
+                "PA_DBHEALTH['LINE'] = False: only the line tells a parked connection that "
+                "someone waits for it",
+                "Remove PA_DBHEALTH['LINE'] (it defaults to True), or remove PARK.",
+            )
+        ]
+    parkable = [
+        alias
+        for alias, entry in connections.settings.items()
+        if entry.get("ENGINE") == RETRYING_ENGINE and entry.get("CONN_MAX_AGE", 0) == 0
+    ]
+    if parkable:
+        return []
+    return [
+        findings.park_without_effect(
+            f"no DATABASES entry has ENGINE = {RETRYING_ENGINE!r} with CONN_MAX_AGE = 0",
+            f"Set ENGINE = {RETRYING_ENGINE!r} and CONN_MAX_AGE = 0 on your MySQL entry.",
+        )
+    ]
+
+
+@register()
+def check_parking(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]:
+    """W039, everywhere: it needs no server."""
+    return [as_check_message(finding) for finding in parking_findings()]
+
+
 @register()
 def check_half_switched_databases(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]:
     """E025/W026, everywhere: a MySQL entry whose NAME, HOST or USER cannot be right, found

@@ -392,6 +392,27 @@ def temporary_alias() -> Iterator[AddAlias]:
 
 
 @pytest.fixture
+def retrying_line(server: sandbox.SandboxInfo) -> Iterator[tuple[dict[str, Any], Any]]:
+    """The retrying backend's settings for the suite's server, and the account's line made
+    afresh (cap 3); removed after the test."""
+    from pa_dbhealth.core import line as lines
+    from pa_dbhealth.holders import server_of
+
+    settings_dict = dict(
+        connections.configure_settings(
+            {"default": server.database_settings(engine="pa_dbhealth.backends.mysql")}
+        )["default"]
+    )
+    where = server_of(settings_dict, "mysql")
+    lines.forget(*where)
+    lines.note_cap(*where, 3)
+    line = lines.line_for(*where)
+    assert line is not None
+    yield settings_dict, line
+    lines.forget(*where)
+
+
+@pytest.fixture
 def retrying_alias(server: sandbox.SandboxInfo, temporary_alias: AddAlias) -> str:
     """The suite's server through pa_dbhealth's retrying backend, as the alias "retrying"."""
     return temporary_alias(

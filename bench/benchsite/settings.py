@@ -2,8 +2,8 @@
 
 ``BENCH_ENGINE``, ``BENCH_CONN_MAX_AGE``, ``BENCH_PA_DBHEALTH`` (1: the app),
 ``BENCH_MIDDLEWARE`` (1: and its middleware), ``BENCH_REGISTRY`` (0: its registry of holders
-turned off), ``BENCH_HOLD`` (seconds the db view holds its connection) and the sandbox's
-``DB_*`` variables.
+turned off), ``BENCH_LINE`` (0: its line off), ``BENCH_PARK`` (1: PARK), ``BENCH_HOLD``
+(seconds the db view holds its connection) and the sandbox's ``DB_*`` variables.
 """
 
 import os
@@ -49,6 +49,8 @@ if PA:
         PA_DBHEALTH["REGISTRY_DIR"] = False
     if os.environ.get("BENCH_LINE", "1") == "0":
         PA_DBHEALTH["LINE"] = False
+    if os.environ.get("BENCH_PARK", "0") == "1":
+        PA_DBHEALTH["PARK"] = True
 
 # One line per failed request (the driver's error, no traceback) and per retry / give-up,
 # so load.py can count 1226 errors and retries in the uWSGI log.

@@ -15,6 +15,7 @@ class Config:
     flask: str | None = None  # the Flask demo with this FLASK_DEMO_ENGINE, instead of Django
     registry: bool = True  # its registry of holders (REGISTRY_DIR = False when not)
     line: bool = True  # its fair line at the cap (LINE = False when not)
+    park: bool = False  # keep a request's connection while nobody waits (PARK = True)
 
     @property
     def env(self) -> dict[str, str]:
@@ -26,6 +27,7 @@ class Config:
             "BENCH_MIDDLEWARE": "1" if self.middleware else "0",
             "BENCH_REGISTRY": "1" if self.registry else "0",
             "BENCH_LINE": "1" if self.line else "0",
+            "BENCH_PARK": "1" if self.park else "0",
             "FLASK_DEMO_ENGINE": self.flask or "",
             "FLASK_DEMO_DBHEALTH": "1" if self.app else "0",
         }
@@ -48,6 +50,8 @@ PA_NO_REGISTRY = Config("pa_dbhealth, registry off", PA_ENGINE, 0, True, True, r
 PA_NO_LINE = Config(
     "pa_dbhealth backend + middleware, LINE off", PA_ENGINE, 0, True, True, line=False
 )
+# PA keeping each request's connection while nobody waits in the line.
+PA_PARK = Config("pa_dbhealth backend + middleware, PARK", PA_ENGINE, 0, True, True, park=True)
 
 CONFIGS = (
     PLAIN_0,
@@ -59,11 +63,12 @@ CONFIGS = (
     FLASK_PA,
     PA_NO_REGISTRY,
     PA_NO_LINE,
+    PA_PARK,
 )
-DEFAULT = (0, 1, 2, 8, 4, 5, 6)
+DEFAULT = (0, 1, 2, 9, 8, 4, 5, 6)
 REGISTRY_AB = (7, 2)
 # Also run with one of the account's connections held by another process all along.
-HELD_ELSEWHERE = (0, 2, 8, 4, 6)
+HELD_ELSEWHERE = (0, 2, 9, 8, 4, 6)
 # Run at a cap held outside: pa_dbhealth's Django and Flask sites, plain Django to compare.
 OUTSIDERS = (2, 6, 0)
 

@@ -420,3 +420,13 @@ def registry_refused(where: str, why: str, setting: str, default: str | None) ->
         f"{fix} (pa_dbhealth creates it, private, on first use). Leave the mode of {where} "
         f"as it is: other users or programs may need it.",
     )
+
+
+def park_without_effect(reason: str, fix: str) -> Finding:
+    return Finding(
+        "pa_dbhealth.W039",
+        Level.WARNING,
+        f"PA_DBHEALTH['PARK'] = True, but {reason}: no connection is ever parked, and each "
+        "request still pays a connect.",
+        fix,
+    )

@@ -20,7 +20,7 @@ from pa_dbhealth.core.refusals import RETRY, Target, logger, refusal, said_give_
 
 T = TypeVar("T")
 
-QUICK_RETRIES = (0.003,)  # seconds: a token holder refused tries again this soon
+QUICK_RETRIES = (0.003, 0.01)  # seconds: a token holder refused tries again this soon
 
 
 class Ticket:
@@ -139,7 +139,7 @@ class _Head:
 
     def attempt(self) -> tuple[Any, Ticket | None] | None:
         """One connect: the connection and its ticket, or None when refused at the cap. A
-        token holder the server refuses tries again once a few milliseconds later (a
+        token holder the server refuses tries again twice within 15 ms (a
         connection closed just now may not be gone on the server yet); refused still, the
         slots are held outside the line, and its token is retired."""
         quick = list(QUICK_RETRIES) if self.ticket is not None else []
@@ -162,6 +162,8 @@ class _Head:
             self.line.adopt()
             self.ticket = Ticket(self.line)
             _recount(self.line, connection)  # the free tokens become the server's free slots
+        elif self.line.retired:  # tokens were retired: are their slots still held outside?
+            _recount(self.line, connection)
         return _bound(connection, self.ticket), self.ticket
 
     def note_refusal(self, exc: BaseException) -> None:

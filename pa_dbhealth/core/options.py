@@ -127,6 +127,14 @@ class Options:
         "Wait at the cap in one first-come, first-served line with the other processes of "
         "this host (a System V semaphore), instead of each waiter polling the server.",
     )
+    PARK: bool = option(
+        False,
+        boolean,
+        "Keep a connection the retrying backend is done with (end of a request, even with "
+        "CONN_MAX_AGE = 0) open for the next request of the process, and give it up as soon "
+        "as any process of the host waits in the line, or after the idle limit; one token "
+        "always stays free. Needs LINE.",
+    )
     TRACK_ORIGINS: bool | None = option(
         None,
         optional_bool,

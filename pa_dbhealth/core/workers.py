@@ -40,3 +40,16 @@ def concurrent_workers(configured: int | None, setting: str = "PA_DBHEALTH['WORK
         return Workers(None, "unknown")
     processes, threads = uwsgi_workers(dict(uwsgi.opt))
     return Workers(processes * threads, f"uWSGI ({processes} processes x {threads} threads)")
+
+
+def threads_run_between_requests() -> bool:
+    """Whether a background thread of this process runs while it waits for requests: not
+    under uWSGI without ``--enable-threads`` and with one thread per process (uWSGI then
+    keeps the GIL while it waits)."""
+    try:
+        import uwsgi
+    except ImportError:
+        return True
+    options = dict(uwsgi.opt)
+    enabled = options.get("enable-threads", options.get(b"enable-threads"))
+    return bool(enabled) or uwsgi_workers(options)[1] > 1

@@ -23,6 +23,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -30,9 +31,9 @@ from django.core.exceptions import ImproperlyConfigured
 from django.db.backends.mysql import base as mysql_base
 from django.utils.asyncio import async_unsafe
 
-from pa_dbhealth import conf
+from pa_dbhealth import conf, hygiene, tracker
 from pa_dbhealth.core import connect as policy
-from pa_dbhealth.core import handoff, liveness, staleness
+from pa_dbhealth.core import handoff, liveness, parking, staleness, workers
 from pa_dbhealth.core.connect import Ticket
 from pa_dbhealth.half_switched import half_switched
 from pa_dbhealth.holders import server_of
@@ -51,6 +52,8 @@ class DatabaseWrapper(mysql_base.DatabaseWrapper):
     _errors_occurred = False
     # The token of the account's line the open connection holds (None: it holds none).
     _pa_dbhealth_ticket: Ticket | None = None
+    # The open connection was parked by an earlier request (PARK), not opened for this one.
+    _pa_dbhealth_unparked = False
 
     @property
     def errors_occurred(self) -> bool:
@@ -87,9 +90,14 @@ class DatabaseWrapper(mysql_base.DatabaseWrapper):
             logger,
             options.REGISTRY_DIR,
         )
-        wait = self._pa_dbhealth_receive(conn_params) if options.HANDOFF else None
         self._pa_dbhealth_handoffs = 0
         self._pa_dbhealth_erred = False
+        self._pa_dbhealth_unparked = False
+        if options.PARK:
+            parked = self._pa_dbhealth_unpark(conn_params)
+            if parked is not None:
+                return parked
+        wait = self._pa_dbhealth_receive(conn_params) if options.HANDOFF else None
         connection, self._pa_dbhealth_ticket = policy.connect(
             lambda: parent(conn_params), target, wait=wait
         )
@@ -123,12 +131,30 @@ class DatabaseWrapper(mysql_base.DatabaseWrapper):
 
         return wait
 
+    def _pa_dbhealth_unpark(self, conn_params: Any) -> Any:
+        """A connection an earlier request of this process parked (PARK), when it was made
+        with the same settings, nobody waits in the line, and it is still alive; else None."""
+        opened_with = (conn_params, self.isolation_level)
+        parked = parking.LOT.take(self.alias, opened_with)
+        if parked is None:
+            return None
+        if liveness.is_dead(parked.raw) is not False:  # the server dropped it meanwhile
+            parking.give_up(parked)
+            return None
+        self._pa_dbhealth_ticket = parked.ticket
+        self._pa_dbhealth_opened_with = opened_with
+        self._pa_dbhealth_unparked = True
+        return parked.raw
+
     def init_connection_state(self) -> None:
-        # A connection handed over by another thread was set up when it was opened.
-        if not self._pa_dbhealth_handoffs:
+        # A connection handed over by another thread, or parked by an earlier request, was
+        # set up when it was opened.
+        if not self._pa_dbhealth_handoffs and not self._pa_dbhealth_unparked:
             super().init_connection_state()
 
     def _close(self) -> None:
+        if self._pa_dbhealth_park():
+            return
         ticket, self._pa_dbhealth_ticket = self._pa_dbhealth_ticket, None
         if ticket is not None:  # in line: the next in line gets the token, in any process
             try:
@@ -145,17 +171,50 @@ class DatabaseWrapper(mysql_base.DatabaseWrapper):
                 return
         super()._close()  # type: ignore[misc]
 
+    def _pa_dbhealth_park(self) -> bool:
+        """PARK: keep the connection, with its token, for the next request of the process
+        instead of closing it, when it is as good as a fresh one and nobody waits."""
+        ticket = self._pa_dbhealth_ticket
+        if (
+            ticket is None
+            or self.connection is None
+            or not conf.get_settings().PARK
+            or not workers.threads_run_between_requests()
+            or not self._as_good_as_new()
+        ):
+            return False
+        used = tracker.last_used(self)
+        parked = parking.Parked(
+            self.connection,
+            ticket,
+            self._pa_dbhealth_opened_with,
+            time.monotonic() if used is None else used,
+            hygiene.alias_idle_limit(self.alias),
+        )
+        if not parking.LOT.park(self.alias, parked):
+            return False
+        self._pa_dbhealth_ticket = None  # the lot holds it now
+        return True
+
     def _may_hand_over(self) -> bool:
         """Allowed, not handed over too often already, and as good as a fresh connection."""
         return (
+            self._pa_dbhealth_handoffs < handoff.MAX_HANDOFFS
+            and conf.get_settings().HANDOFF
+            and self._as_good_as_new()
+        )
+
+    def _as_good_as_new(self) -> bool:
+        """The one reuse rule: outside atomic blocks, no error since it was opened, in
+        autocommit (as Django and the server see it), no transaction, no unread result."""
+        return (
             self._pa_dbhealth_opened_with is not None
-            and self._pa_dbhealth_handoffs < handoff.MAX_HANDOFFS
             and not self.in_atomic_block
             and not self.needs_rollback
             and not self._pa_dbhealth_erred
             and self.autocommit
-            and conf.get_settings().HANDOFF
             and staleness.as_good_as_new(self.connection)
+            and self.connection.get_autocommit()  # open: read from the last reply's flags
         )
 
     @staticmethod

@@ -46,6 +46,7 @@ from pa_dbhealth.core.line.sysv import (
     IPC_RMID,
     MAX_TOKENS,
     MODE,
+    RETIRED,
     SEM_UNDO,
     SEMAPHORES,
     SETALL,
@@ -141,7 +142,7 @@ class Line:
         (held outside the line: a console, another host). A later connect the server lets
         in while none is free mints one again (:meth:`adopt`, :meth:`heal`)."""
         self._op((DEBT, -1, IPC_NOWAIT))  # a lowered cap's debt, if any, is paid by it
-        self._op((TOKENS, 1, SEM_UNDO), (TOKENS, -1, IPC_NOWAIT))
+        self._op((TOKENS, 1, SEM_UNDO), (TOKENS, -1, IPC_NOWAIT), (RETIRED, 1, IPC_NOWAIT))
         waits.count(waits.REPAIRS, waits.RETIRE)
         logger.warning(
             "the line of connections was wrong: the server refused a connect that held a "
@@ -170,6 +171,9 @@ class Line:
         the others (outsiders included); the change (+ added, - removed)."""
         if cap and self._store_cap(cap) is not None:
             self._op((DEBT, -self._get(GETVAL, DEBT), IPC_NOWAIT))
+        retired = self._get(GETVAL, RETIRED)
+        if retired:  # what was retired is counted again, from the server's word
+            self._op((RETIRED, -retired, IPC_NOWAIT))
         change = max(self.cap - in_use, 0) - self.free
         if change == 0 or not self._op((TOKENS, change, IPC_NOWAIT)):
             return 0
@@ -184,6 +188,12 @@ class Line:
         return change
 
     # --- the head -----------------------------------------------------------------------
+
+    @property
+    def retired(self) -> bool:
+        """Whether tokens were retired since the line last heard the server's count: the
+        next connect asks it (a refusal may have come from a connection closing late)."""
+        return self._get(GETVAL, RETIRED) > 0
 
     def take_head(self, timeout: float) -> bool:
         """Stand at the head, behind everyone who came first: up to ``timeout`` seconds."""
@@ -234,11 +244,15 @@ class Line:
     @property
     def waiting(self) -> int:
         """How many threads, in all processes, wait in the line now: those behind the head,
-        and the head itself (waiting for a token, or between its tries of the server while
-        slots are held outside the line)."""
-        for_tokens = max(self._get(GETNCNT, TOKENS), 0)  # the head, when it waits for one
-        sleeping_head = self._get(GETVAL, HEAD) == 0 and not self.removed and not for_tokens
-        return for_tokens + max(self._get(GETNCNT, HEAD), 0) + int(sleeping_head)
+        and the head itself while it waits for a token (a head refused with a token retires
+        it and waits for another: it never holds one while it waits)."""
+        return max(self._get(GETNCNT, TOKENS), 0) + max(self._get(GETNCNT, HEAD), 0)
+
+    @property
+    def someone_waits(self) -> bool:
+        """Whether a connect, in any process, stands in the line now (one system call): the
+        head is taken, by a waiter or a head between two attempts at the server."""
+        return self._get(GETVAL, HEAD) == 0
 
     @property
     def free(self) -> int:
@@ -272,7 +286,7 @@ def open_line(server: str, account: str, tokens: int | None) -> Line | None:
     if tokens is not None and 1 <= tokens <= MAX_TOKENS:
         semid = libc.semget(key, SEMAPHORES, IPC_CREAT | IPC_EXCL | MODE)
         if semid >= 0:
-            values = (ctypes.c_ushort * SEMAPHORES)(tokens, 1, tokens, 0)
+            values = (ctypes.c_ushort * SEMAPHORES)(tokens, 1, tokens, 0, 0)
             if libc.semctl(semid, 0, SETALL, values) != 0:
                 libc.semctl(semid, 0, IPC_RMID)
                 return None

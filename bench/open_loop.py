@@ -1,0 +1,112 @@
+"""Open-loop benchmark: requests at 25, 50, 75 and 90 % of the connection-bound limit.
+
+    .venv/bin/python bench/open_loop.py [--duration 10] [--only 0 1 2 9] [--held-elsewhere]
+
+Starts its own capped MariaDB and, for each configuration in turn (``bench/load.py``'s
+numbers), the Django site under uWSGI (4 processes x 2 threads), then sends requests to the
+view that holds its connection ``--hold-ms`` at fixed rates: a request is sent when it is
+due, whether or not the earlier ones were answered, so a queue shows as latency (wrk's
+closed loop hides it). Reports p50/p99/p99.9 from the moment each request was due, the
+non-2xx, and the connects the server accepted per request. ``--held-elsewhere``: one of the
+account's connections held by another process all along (a scheduled task).
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import sys
+import tempfile
+from pathlib import Path
+
+from loadbench import configs, machine
+from loadbench.holder import held_elsewhere
+from loadbench.openloop import OpenLoopResult, open_loop
+from loadbench.scenarios import LIMIT
+from loadbench.servers import Server
+from loadbench.wrk import wrk
+
+from pa_dbhealth import sandbox
+
+SHARES = (0.25, 0.5, 0.75, 0.9)
+DEFAULT = (0, 1, 2, 9)
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--duration", type=float, default=10, help="seconds per rate")
+    p.add_argument("--hold-ms", type=float, default=20, help="connection hold per request")
+    p.add_argument("--processes", type=int, default=4)
+    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--only", type=int, nargs="+", default=list(DEFAULT), metavar="N")
+    p.add_argument("--held-elsewhere", action="store_true")
+    p.add_argument("--keep", metavar="DIR", help="keep the uWSGI logs in DIR")
+    return p
+
+
+def run(
+    config: configs.Config, info: sandbox.SandboxInfo, args: argparse.Namespace, log: Path
+) -> list[OpenLoopResult]:
+    """``config`` served once, loaded at each share of the limit in turn."""
+    connections = LIMIT - args.held_elsewhere
+    limit = connections / (args.hold_ms / 1000)
+    with contextlib.ExitStack() as stack:
+        if args.held_elsewhere:
+            stack.enter_context(held_elsewhere(info))
+        server = Server(config, info, args, log)
+        stack.callback(server.stop)
+        server.wait_ready()
+        wrk(f"{server.url}/db/", 1, 2)  # warm up: every worker has imported its views
+        return [
+            open_loop(f"{server.url}/db/", share * limit, args.duration, info) for share in SHARES
+        ]
+
+
+def row(config: configs.Config, share: float, result: OpenLoopResult) -> str:
+    cells = [
+        config.name,
+        f"{share:.0%}",
+        f"{result.rate:.1f}",
+        str(result.requests),
+        str(result.non_2xx),
+        f"{result.p50_ms:.1f}",
+        f"{result.p99_ms:.1f}",
+        f"{result.p999_ms:.1f}",
+        f"{result.connects_per_request:.2f}",
+    ]
+    return "| " + " | ".join(cells) + " |"
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    with tempfile.TemporaryDirectory(prefix="pa_dbhealth-openloop-") as tmp:
+        work = Path(args.keep or tmp)
+        info = sandbox.start(work / "db")
+        try:
+            print(f"machine: {machine.describe(info)}", flush=True)
+            print(f"load average at the start: {machine.load_average()}", flush=True)
+            lines = [
+                "| configuration | of limit | requests/s | requests | non-2xx | p50 ms | p99 ms "
+                "| p99.9 ms | connects/request |",
+                "|---|---:|---:|---:|---:|---:|---:|---:|---:|",
+            ]
+            for n in args.only:
+                config = configs.CONFIGS[n]
+                print(f"running {config.name} ...", flush=True)
+                results = run(config, info, args, work / f"uwsgi-{n}.log")
+                lines += [row(config, s, r) for s, r in zip(SHARES, results, strict=True)]
+        finally:
+            sandbox.stop(info, remove=not args.keep)
+    held = ", one connection held elsewhere" if args.held_elsewhere else ""
+    print(
+        f"\nopen loop: uWSGI {args.processes} processes x {args.threads} threads, account "
+        f"capped at {LIMIT}{held}, each request holds its connection {args.hold_ms:g} ms, "
+        f"{args.duration:g} s per row"
+    )
+    print("\n".join(lines))
+    print(f"load average at the end: {machine.load_average()}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
