@@ -23,7 +23,7 @@ from pa_dbhealth.holders import server_of
 
 OTHER_HOST = "cron-elsewhere"
 PROBES_PER_SECOND = 20  # the head of the line's bound, whatever the number of waiters
-RETIRING = 3 * 3  # each of the line's 3 tokens retired once: a refusal and two quick tries
+RETIRING = 4 * 3  # each of the line's 3 tokens retired once: a refusal and 3 quick tries
 
 
 def retrying_settings(server: Any) -> dict[str, Any]:

@@ -72,10 +72,10 @@ def table(results: list[Result], hold: float) -> str:
 PROBES = round(1 / PROBE_INTERVAL)  # the head of the line's probes a second
 OUTSIDER_TARGETS = f"""targets (issue #20; the whole cap held outside, CONNECT_RETRY r):
   every answer a 503 with Retry-After, the slowest within r + 1 s
-  refused connects at most {PROBES} x seconds + 2 x clients x (seconds / r + 1) + 3 x cap:
+  refused connects at most {PROBES} x seconds + 2 x clients x (seconds / r + 1) + 4 x cap:
   the head of the line probes {PROBES} times a second whatever the clients, each request a
   client can send while waiting r may try once on arriving and once at its deadline, and
-  each of the line's tokens the outsiders hold is retired once, after a refusal and two quick
+  each of the line's tokens the outsiders hold is retired once, after a refusal and three quick
   tries (the bound of tests/test_cap_held_outside.py), however many requests a site
   answers
   plain Django does not wait but refuses at once: it is there to compare"""
@@ -83,10 +83,10 @@ OUTSIDER_TARGETS = f"""targets (issue #20; the whole cap held outside, CONNECT_R
 
 def outsider_bound(result: OutsiderResult, retry: float) -> float:
     """The refused connects the row may have: the head's probes, two for each request the
-    clients can send in the row when each waits ``retry``, and three for each token of the
+    clients can send in the row when each waits ``retry``, and four for each token of the
     line the outsiders' connections make wrong (retired once)."""
     requests = result.clients * (result.seconds / retry + 1)
-    return PROBES * result.seconds + 2 * requests + 3 * LIMIT
+    return PROBES * result.seconds + 2 * requests + 4 * LIMIT
 
 
 def outsider_misses(result: OutsiderResult, retry: float) -> list[str]:

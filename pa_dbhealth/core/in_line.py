@@ -20,7 +20,10 @@ from pa_dbhealth.core.refusals import RETRY, Target, logger, refusal, said_give_
 
 T = TypeVar("T")
 
-QUICK_RETRIES = (0.003, 0.01)  # seconds: a token holder refused tries again this soon
+QUICK_RETRIES = (0.003, 0.01, 0.04)  # seconds: a token holder refused tries again this soon
+# Connections the server still lists but that hold no slot any more (or not yet): a close it
+# has not finished, a kill, a login it is refusing.
+GOING = frozenset({"Quit", "Killed", "Connect"})
 
 
 class Ticket:
@@ -139,7 +142,7 @@ class _Head:
 
     def attempt(self) -> tuple[Any, Ticket | None] | None:
         """One connect: the connection and its ticket, or None when refused at the cap. A
-        token holder the server refuses tries again twice within 15 ms (a
+        token holder the server refuses tries again three times within 60 ms (a
         connection closed just now may not be gone on the server yet); refused still, the
         slots are held outside the line, and its token is retired."""
         quick = list(QUICK_RETRIES) if self.ticket is not None else []
@@ -197,7 +200,8 @@ def _recount(line: lines.Line, connection: Any) -> None:
     how many connections the account has, and heal the line to match."""
     try:
         snapshot = vendors.account_snapshot(connection)
-        line.heal(snapshot.account_limit, len(snapshot.connections))
+        holding = [c for c in snapshot.connections if c.command not in GOING]
+        line.heal(snapshot.account_limit, len(holding))
     except Exception as exc:  # the connect stands; the next repair asks again
         logger.debug("could not count the account's connections: %s", exc)
     finally:
