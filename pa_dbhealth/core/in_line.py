@@ -16,7 +16,8 @@ from typing import Any, TypeVar
 from pa_dbhealth.core import line as lines
 from pa_dbhealth.core import liveness, vendors, waits
 from pa_dbhealth.core.errors import classify
-from pa_dbhealth.core.refusals import RETRY, Target, logger, refusal, said_give_up
+from pa_dbhealth.core.passing import HEADS, close
+from pa_dbhealth.core.refusals import HANDOFF, RETRY, Target, logger, refusal, said_give_up
 
 T = TypeVar("T")
 
@@ -34,6 +35,7 @@ class Ticket:
     def __init__(self, line: lines.Line) -> None:
         self.line = line
         self.pid = os.getpid()
+        self.passed = False  # its connection was passed from the lot, not opened
         self._finalizer: weakref.finalize[Any, Any] | None = None
         self._done = False
 
@@ -80,9 +82,14 @@ def connect_in_line(
     waits.began(lined=True)
     if not line.take_head(deadline - time.monotonic()):
         return head.last_word()  # the line did not move within the budget
+    reuse = target.reuse is not None
+    if reuse:
+        HEADS.stand(line.key)
     try:
         return head.serve()
     finally:
+        if reuse:
+            HEADS.leave(line.key)
         line.leave_head()
 
 
@@ -126,9 +133,28 @@ class _Head:
             now = time.monotonic()
             if self.line.take(min(lines.PROBE_INTERVAL, self.deadline - now)):
                 self.ticket = Ticket(self.line)  # else: the line stood still; probe the server
+                found = self.passed()
+                if found is not None:
+                    return found
             found = self.attempt()
             if found is not None:
                 return found
+
+    def passed(self) -> tuple[Any, Ticket | None] | None:
+        """The connection the lot passed with the token just taken, when it was opened as
+        this connect would open one and the server still has it (else it is closed)."""
+        passed = HEADS.collect(self.line.key)
+        if passed is None or self.ticket is None:
+            return None
+        if (passed.key, passed.opened_with) != self.target.reuse or (
+            liveness.is_dead(passed.raw) is not False
+        ):
+            close(passed.raw)
+            return None
+        self.ticket.passed = True
+        self.target.count(HANDOFF)
+        waits.count(waits.HANDOFFS)
+        return _bound(passed.raw, self.ticket), self.ticket
 
     def last_word(self) -> tuple[Any, Ticket | None]:
         """The budget is spent before reaching the head: the server decides, with one

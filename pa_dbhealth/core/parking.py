@@ -35,6 +35,7 @@ from typing import Any
 
 from pa_dbhealth.core.connect import Ticket
 from pa_dbhealth.core.line import PROBE_INTERVAL, Line
+from pa_dbhealth.core.passing import HEADS, Passed
 
 logger = logging.getLogger("pa_dbhealth.parking")
 
@@ -81,9 +82,11 @@ class Lot:
         park at most cap - 1 connections, and a process without one parked (more workers
         than the cap) finds a free token instead of waiting for a release and a connect."""
         line, now = parked.ticket.line, time.monotonic()
-        if now < self._outside_until.get(line.key, 0.0):
+        if now < self._outside_until.get(line.key, 0.0) or parked.idle_out(now):
             return False
-        if parked.idle_out(now) or line.someone_waits or line.free < 1:
+        if line.someone_waits:  # a thread of this process at the head takes it as it is
+            return pass_on(key, parked)
+        if line.free < 1:
             return False
         with self._lock:
             self._parked.setdefault(key, []).append(parked)
@@ -107,7 +110,8 @@ class Lot:
             else:
                 return None
         if found.ticket.line.someone_waits:
-            give_up(found)
+            if not pass_on(key, found):
+                give_up(found)
             with self._lock:
                 self.released += 1
             return None
@@ -126,7 +130,7 @@ class Lot:
         """Give up the parked connections that are due (or all): those idle for their limit,
         and the oldest of each line a connect of the host needs a slot of; how many."""
         now = time.monotonic() if now is None else now
-        leaving: list[Parked] = []
+        leaving: list[tuple[Hashable, Parked, bool]] = []  # and whether a waiter needs it
         needs: dict[int, bool] = {}  # by line: one given up this round for its waiter
         with self._lock:
             for key, stack in list(self._parked.items()):
@@ -135,17 +139,20 @@ class Lot:
                     line = parked.ticket.line
                     if line.key not in needs:
                         needs[line.key] = self._needed(line, now)
-                    going = everything or parked.idle_out(now) or needs[line.key]
-                    if going and needs[line.key]:
+                    due = everything or parked.idle_out(now)
+                    if due or needs[line.key]:
+                        leaving.append((key, parked, not due))  # not due: needed, passable
                         needs[line.key] = False  # one per round: the next round looks again
-                    (leaving if going else staying).append(parked)
+                    else:
+                        staying.append(parked)
                 if staying:
                     self._parked[key] = staying
                 else:
                     del self._parked[key]
             self.released += len(leaving)
-        for parked in leaving:  # out of the lot: this thread is their only owner now
-            give_up(parked)
+        for key, parked, needed in leaving:  # out of the lot: this thread is their owner now
+            if not (needed and pass_on(key, parked)):
+                give_up(parked)
         return len(leaving)
 
     def _needed(self, line: Line, now: float) -> bool:
@@ -187,6 +194,18 @@ class Lot:
         self._head_since = {}
         self._outside_until = {}
         self._releaser = None
+
+
+def pass_on(key: Hashable, parked: Parked) -> bool:
+    """Pass ``parked`` to this process's thread at the head of its line, then give its
+    token back (to that head, the one blocked on it: :mod:`pa_dbhealth.core.passing`);
+    False when no thread of this process is the head (the caller gives it up)."""
+    passed = Passed(parked.raw, key, parked.opened_with)
+    if not HEADS.deposit(parked.ticket.line.key, passed):
+        return False
+    parked.ticket.give_back()
+    logger.debug("passed a parked connection to the head of the line")
+    return True
 
 
 def give_up(parked: Parked) -> None:

@@ -33,6 +33,9 @@ class Target:
     look_command: str = "python -m pa_dbhealth connections"  # names the holders, even at the cap
     logger: logging.Logger = logger  # the face's: retries at DEBUG, give-ups at WARNING
     registry_dir: Any = None  # the face's REGISTRY_DIR: the wait figures are written beside it
+    # (key, opened_with) of a connection a parked one may stand in for (core.passing);
+    # None: never pass one to this connect
+    reuse: tuple[Any, Any] | None = None
 
 
 def refusal(exc: BaseException, target: Target) -> Classified:

@@ -89,6 +89,7 @@ class DatabaseWrapper(mysql_base.DatabaseWrapper):
             "python manage.py dbconnections",
             logger,
             options.REGISTRY_DIR,
+            (self.alias, (conn_params, self.isolation_level)) if options.PARK else None,
         )
         self._pa_dbhealth_handoffs = 0
         self._pa_dbhealth_erred = False
@@ -100,6 +101,10 @@ class DatabaseWrapper(mysql_base.DatabaseWrapper):
         wait = self._pa_dbhealth_receive(conn_params) if options.HANDOFF else None
         connection, self._pa_dbhealth_ticket = policy.connect(
             lambda: parent(conn_params), target, wait=wait
+        )
+        # Passed by another thread's request at the head of the line: set up already.
+        self._pa_dbhealth_unparked = self._pa_dbhealth_ticket is not None and (
+            self._pa_dbhealth_ticket.passed
         )
         self._pa_dbhealth_opened_with = (conn_params, self.isolation_level)
         return connection
