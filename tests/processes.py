@@ -229,7 +229,9 @@ class Processes:
 
         return {
             **os.environ,
-            "PYTHONPATH": str(TESTS),
+            # The suite's own PYTHONPATH after the test site's: a checkout run from another
+            # working tree (PYTHONPATH=tree) gives its children the same pa_dbhealth.
+            "PYTHONPATH": os.pathsep.join(filter(None, [str(TESTS), os.environ.get("PYTHONPATH")])),
             "DJANGO_SETTINGS_MODULE": SETTINGS_MODULE,
             "TESTSITE_DATABASES": json.dumps(django_settings.DATABASES, default=str),
             "TESTSITE_SETTINGS": json.dumps(dict(settings or {})),
