@@ -6,7 +6,6 @@ no token was free mints one and recounts the account (the line heals); each toke
 
 from __future__ import annotations
 
-import contextlib
 import os
 import time
 import weakref
@@ -14,17 +13,15 @@ from collections.abc import Callable
 from typing import Any, TypeVar
 
 from pa_dbhealth.core import line as lines
-from pa_dbhealth.core import liveness, vendors, waits
+from pa_dbhealth.core import liveness, waits
 from pa_dbhealth.core.errors import classify
 from pa_dbhealth.core.passing import HEADS, close
-from pa_dbhealth.core.refusals import HANDOFF, RETRY, Target, logger, refusal, said_give_up
+from pa_dbhealth.core.recount import recount
+from pa_dbhealth.core.refusals import HANDOFF, RETRY, Target, refusal, said_give_up
 
 T = TypeVar("T")
 
 QUICK_RETRIES = (0.003, 0.01, 0.04)  # seconds: a token holder refused tries again this soon
-# Connections the server still lists but that hold no slot any more (or not yet): a close it
-# has not finished, a kill, a login it is refusing.
-GOING = frozenset({"Quit", "Killed", "Connect"})
 
 
 class Ticket:
@@ -44,6 +41,10 @@ class Ticket:
             self._finalizer = weakref.finalize(connection, self.give_back)
         except TypeError:  # a connection type without weak references
             self._finalizer = None
+            return
+        # Not at exit, while the connection is still open: the kernel gives the token
+        # back as the process ends (SEM_UNDO), as its sockets close.
+        self._finalizer.atexit = False
 
     def give_back(self) -> None:
         if self._take_away():
@@ -190,9 +191,9 @@ class _Head:
         if self.ticket is None:  # the server let it in while the line said none was free
             self.line.adopt()
             self.ticket = Ticket(self.line)
-            _recount(self.line, connection)  # the free tokens become the server's free slots
+            recount(self.line, connection)  # the free tokens become the server's free slots
         elif self.line.retired:  # tokens were retired: are their slots still held outside?
-            _recount(self.line, connection)
+            recount(self.line, connection)
         return _bound(connection, self.ticket), self.ticket
 
     def note_refusal(self, exc: BaseException) -> None:
@@ -219,18 +220,3 @@ class _Head:
             self.target, classify(self.refused), self.attempts, elapsed, outside=self.outside
         )
         raise self.refused
-
-
-def _recount(line: lines.Line, connection: Any) -> None:
-    """After the line was found wrong: ask the server (one query, on the new connection)
-    how many connections the account has, and heal the line to match."""
-    try:
-        snapshot = vendors.account_snapshot(connection)
-        holding = [c for c in snapshot.connections if c.command not in GOING]
-        line.heal(snapshot.account_limit, len(holding))
-    except Exception as exc:  # the connect stands; the next repair asks again
-        logger.debug("could not count the account's connections: %s", exc)
-    finally:
-        if liveness.in_transaction(connection) is not False:
-            with contextlib.suppress(Exception):
-                connection.rollback()
