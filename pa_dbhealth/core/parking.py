@@ -24,18 +24,18 @@ them without closing them (closing would end the parent's sessions).
 from __future__ import annotations
 
 import atexit
-import contextlib
 import logging
 import os
 import threading
 import time
 from collections.abc import Hashable
-from dataclasses import dataclass
 from typing import Any
 
-from pa_dbhealth.core.connect import Ticket
 from pa_dbhealth.core.line import PROBE_INTERVAL, Line
-from pa_dbhealth.core.passing import HEADS, Passed
+from pa_dbhealth.core.parked import Parked, give_up, pass_on
+from pa_dbhealth.core.recount import count_account
+
+__all__ = ["LOT", "Lot", "Parked", "give_up"]
 
 logger = logging.getLogger("pa_dbhealth.parking")
 
@@ -47,21 +47,11 @@ HEAD_PATIENCE = 0.02
 # parking on that line stops for this long: every connect of a worker with nothing parked
 # would otherwise be refused and wait for a release.
 OUTSIDE_BACKOFF = 30.0
-
-
-@dataclass(frozen=True)
-class Parked:
-    """A connection nobody uses now, with what it takes to use it again."""
-
-    raw: Any  # the driver's connection
-    ticket: Ticket  # its token of the account's line
-    opened_with: Any  # what it was opened with: only an identical connect takes it
-    idle_since: float  # time.monotonic() of its last use
-    idle_limit: float | None  # seconds idle after which it is given up (None: never)
-
-    def idle_out(self, now: float) -> bool:
-        """Whether it has been idle for its idle limit."""
-        return self.idle_limit is not None and now - self.idle_since >= self.idle_limit
+# Seconds between two counts of the account on a parked connection: a console or a
+# scheduled task connects outside the line, and only the server knows. Two counts in a row
+# must say so (a connection closing just now may still be listed after its token is back).
+CHECK_INTERVAL = 0.03
+BORROW_WAIT = 0.05  # seconds a connect waits for a parked connection out for a count
 
 
 class Lot:
@@ -73,6 +63,10 @@ class Lot:
         self._releaser: threading.Thread | None = None
         self._head_since: dict[int, float] = {}  # line key -> head seen standing since
         self._outside_until: dict[int, float] = {}  # line key -> no parking until then
+        self._checked_at: dict[int, float] = {}  # line key -> last count of the account
+        self._outside: dict[int, bool] = {}  # line key -> the last count said: held outside
+        self._borrowed: dict[Hashable, int] = {}  # out of the lot for a count, by key
+        self._returned = threading.Condition(self._lock)  # a borrowed one is back
         self.released = 0  # connections given up while parked (figures, tests)
         self.taken = 0  # connections taken back for use
 
@@ -102,12 +96,11 @@ class Lot:
         the caller's; None when there is none, or when someone waits in the line (the
         caller then stands in the line behind them, and the connection is given up)."""
         with self._lock:
-            stack = self._parked.get(key, [])
-            for index in range(len(stack) - 1, -1, -1):
-                if stack[index].opened_with == opened_with:
-                    found = stack.pop(index)
-                    break
-            else:
+            found = self._find(key, opened_with)
+            if found is None and self._borrowed.get(key):  # out for a count: back in a moment
+                self._returned.wait(BORROW_WAIT)
+                found = self._find(key, opened_with)
+            if found is None:
                 return None
         if found.ticket.line.someone_waits:
             if not pass_on(key, found):
@@ -119,12 +112,21 @@ class Lot:
             self.taken += 1
         return found
 
+    def _find(self, key: Hashable, opened_with: Any) -> Parked | None:
+        """Out of the lot: the most recently parked connection of ``key`` opened with
+        ``opened_with`` (the lock held)."""
+        stack = self._parked.get(key, [])
+        for index in range(len(stack) - 1, -1, -1):
+            if stack[index].opened_with == opened_with:
+                return stack.pop(index)
+        return None
+
     def count(self, key: Hashable | None = None) -> int:
         """How many connections are parked (for ``key``, or in all)."""
         with self._lock:
             if key is not None:
-                return len(self._parked.get(key, []))
-            return sum(len(stack) for stack in self._parked.values())
+                return len(self._parked.get(key, [])) + self._borrowed.get(key, 0)
+            return sum(map(len, self._parked.values())) + sum(self._borrowed.values())
 
     def release_due(self, now: float | None = None, *, everything: bool = False) -> int:
         """Give up the parked connections that are due (or all): those idle for their limit,
@@ -173,11 +175,55 @@ class Lot:
         self._outside_until[line.key] = now + OUTSIDE_BACKOFF
         return True
 
+    def check_server(self, now: float | None = None) -> int:
+        """Every CHECK_INTERVAL, count the account on one parked connection of each line.
+        When two counts in a row find the account full with part of it held outside the
+        line (a console, a scheduled task), that connection is given up, so whoever
+        connects outside the line finds a slot; so is one the server cannot be asked on.
+        How many were given up."""
+        now = time.monotonic() if now is None else now
+        given_up = 0
+        for key, parked in self._borrow_for_check(now):
+            line_key = parked.ticket.line.key
+            outside = _held_outside(parked)
+            keep = outside is False or (outside and not self._outside.get(line_key, False))
+            self._outside[line_key] = bool(outside)
+            with self._lock:
+                self._borrowed[key] -= 1
+                if keep:
+                    self._parked.setdefault(key, []).insert(0, parked)
+                else:
+                    self.released += 1
+                self._returned.notify_all()
+            if not keep:
+                self._outside[line_key] = False
+                give_up(parked)
+                given_up += 1
+        return given_up
+
+    def _borrow_for_check(self, now: float) -> list[tuple[Hashable, Parked]]:
+        """One parked connection out of the lot for each line due a count, now the
+        caller's (it puts it back, or gives it up)."""
+        borrowed: list[tuple[Hashable, Parked]] = []
+        with self._lock:
+            for key, stack in list(self._parked.items()):
+                line_key = stack[0].ticket.line.key
+                if now - self._checked_at.get(line_key, 0.0) < CHECK_INTERVAL:
+                    continue
+                self._checked_at[line_key] = now
+                borrowed.append((key, stack.pop(0)))  # the longest idle: not the next used
+                self._borrowed[key] = self._borrowed.get(key, 0) + 1
+                if not stack:
+                    del self._parked[key]
+        return borrowed
+
     def _watch(self) -> None:
-        """The releaser: while anything is parked, give up what is due."""
+        """The releaser: while anything is parked, give up what is due, and count the
+        account from time to time."""
         while True:
             time.sleep(WATCH_INTERVAL)
             self.release_due()
+            self.check_server()
             with self._lock:
                 if not self._parked:
                     self._releaser = None
@@ -193,31 +239,21 @@ class Lot:
         self._parked = {}
         self._head_since = {}
         self._outside_until = {}
+        self._checked_at, self._outside, self._borrowed = {}, {}, {}
+        self._returned = threading.Condition(self._lock)
         self._releaser = None
 
 
-def pass_on(key: Hashable, parked: Parked) -> bool:
-    """Pass ``parked`` to this process's thread at the head of its line, then give its
-    token back (to that head, the one blocked on it: :mod:`pa_dbhealth.core.passing`);
-    False when no thread of this process is the head (the caller gives it up)."""
-    passed = Passed(parked.raw, key, parked.opened_with)
-    if not HEADS.deposit(parked.ticket.line.key, passed):
-        return False
-    parked.ticket.give_back()
-    logger.debug("passed a parked connection to the head of the line")
-    return True
-
-
-def give_up(parked: Parked) -> None:
-    """Close a parked connection and give its token back (to the head of the line): the
-    close first, as the backend does, so the server has let it go when the head connects
-    (a head refused with a token would retire it)."""
-    try:
-        with contextlib.suppress(Exception):  # closed all the same: the server may have gone
-            parked.raw.close()
-    finally:
-        parked.ticket.give_back()
-    logger.debug("gave up a parked connection")
+def _held_outside(parked: Parked) -> bool | None:
+    """Whether the account is full with part of it held outside the line, counted on
+    ``parked``; None when the server could not be asked on it."""
+    line = parked.ticket.line
+    held_in_line = line.cap - line.free
+    counted = count_account(parked.raw)
+    if counted is None:
+        return None
+    holding, cap = counted
+    return bool(cap) and holding >= cap and holding > held_in_line
 
 
 _inherited: list[Parked] = []
