@@ -8,7 +8,9 @@ view that holds its connection ``--hold-ms`` at fixed rates: a request is sent w
 due, whether or not the earlier ones were answered, so a queue shows as latency (wrk's
 closed loop hides it). Reports p50/p99/p99.9 from the moment each request was due, the
 non-2xx, and the connects the server accepted per request. ``--held-elsewhere``: one of the
-account's connections held by another process all along (a scheduled task).
+account's connections held by another process all along (a scheduled task). After the
+rates, the site idles a second and a console connects (a raw connection of the account,
+outside pa_dbhealth, tried again every 5 ms): how long until the server lets it in.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ import argparse
 import contextlib
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 from loadbench import configs, machine
@@ -46,8 +49,9 @@ def parser() -> argparse.ArgumentParser:
 
 def run(
     config: configs.Config, info: sandbox.SandboxInfo, args: argparse.Namespace, log: Path
-) -> list[OpenLoopResult]:
-    """``config`` served once, loaded at each share of the limit in turn."""
+) -> tuple[list[OpenLoopResult], tuple[float, int]]:
+    """``config`` served once, loaded at each share of the limit in turn; then the console
+    at the idle site."""
     connections = LIMIT - args.held_elsewhere
     limit = connections / (args.hold_ms / 1000)
     with contextlib.ExitStack() as stack:
@@ -57,9 +61,25 @@ def run(
         stack.callback(server.stop)
         server.wait_ready()
         wrk(f"{server.url}/db/", 1, 2)  # warm up: every worker has imported its views
-        return [
+        results = [
             open_loop(f"{server.url}/db/", share * limit, args.duration, info) for share in SHARES
         ]
+        time.sleep(1.0)  # the site idles
+        return results, console_at_idle(info)
+
+
+def console_at_idle(info: sandbox.SandboxInfo, give_up_after: float = 5.0) -> tuple[float, int]:
+    """A console connecting to the idle site's account: seconds until it was let in (inf
+    if never within ``give_up_after``), and how many times the server refused it first."""
+    started, refused = time.monotonic(), 0
+    while time.monotonic() - started < give_up_after:
+        try:
+            info.connect().close()
+            return time.monotonic() - started, refused
+        except Exception:  # 1226: the account is full
+            refused += 1
+            time.sleep(0.005)
+    return float("inf"), refused
 
 
 def row(config: configs.Config, share: float, result: OpenLoopResult) -> str:
@@ -90,11 +110,16 @@ def main(argv: list[str] | None = None) -> int:
                 "| p99.9 ms | connects/request |",
                 "|---|---:|---:|---:|---:|---:|---:|---:|---:|",
             ]
+            consoles = [
+                "| configuration | console let in after ms | refused first |",
+                "|---|---:|---:|",
+            ]
             for n in args.only:
                 config = configs.CONFIGS[n]
                 print(f"running {config.name} ...", flush=True)
-                results = run(config, info, args, work / f"uwsgi-{n}.log")
+                results, (seconds, refused) = run(config, info, args, work / f"uwsgi-{n}.log")
                 lines += [row(config, s, r) for s, r in zip(SHARES, results, strict=True)]
+                consoles.append(f"| {config.name} | {seconds * 1000:.1f} | {refused} |")
         finally:
             sandbox.stop(info, remove=not args.keep)
     held = ", one connection held elsewhere" if args.held_elsewhere else ""
@@ -104,6 +129,8 @@ def main(argv: list[str] | None = None) -> int:
         f"{args.duration:g} s per row"
     )
     print("\n".join(lines))
+    print("\nA console at the idle site (a second after the last rate):")
+    print("\n".join(consoles))
     print(f"load average at the end: {machine.load_average()}")
     return 0
 
