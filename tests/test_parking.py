@@ -29,12 +29,6 @@ PARK = {"PARK": True, "CONNECT_RETRY": 10.0}
 pytestmark = pytest.mark.usefixtures("unblocked_db")
 
 
-@pytest.fixture(autouse=True)
-def no_outside_backoff(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Each test starts with parking allowed on its fresh line."""
-    monkeypatch.setattr(parking.LOT, "_outside_until", {})
-
-
 @pytest.fixture
 def in_line(
     retrying_line: tuple[dict[str, Any], lines.Line],

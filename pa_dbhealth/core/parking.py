@@ -43,10 +43,6 @@ WATCH_INTERVAL = 0.003  # seconds between two looks at the line while something 
 # A head that stands in the line this long while nobody is blocked has a token the server
 # refused (slots held outside the line): it needs a parked slot too.
 HEAD_PATIENCE = 0.02
-# After that, slots are held outside the line (the line has a token the server has not), so
-# parking on that line stops for this long: every connect of a worker with nothing parked
-# would otherwise be refused and wait for a release.
-OUTSIDE_BACKOFF = 30.0
 # Seconds between two counts of the account on a parked connection: a console or a
 # scheduled task connects outside the line, and only the server knows. Two counts in a row
 # must say so (a connection closing just now may still be listed after its token is back).
@@ -62,7 +58,6 @@ class Lot:
         self._parked: dict[Hashable, list[Parked]] = {}
         self._releaser: threading.Thread | None = None
         self._head_since: dict[int, float] = {}  # line key -> head seen standing since
-        self._outside_until: dict[int, float] = {}  # line key -> no parking until then
         self._checked_at: dict[int, float] = {}  # line key -> last count of the account
         self._outside: dict[int, bool] = {}  # line key -> the last count said: held outside
         self._borrowed: dict[Hashable, int] = {}  # out of the lot for a count, by key
@@ -76,7 +71,7 @@ class Lot:
         park at most cap - 1 connections, and a process without one parked (more workers
         than the cap) finds a free token instead of waiting for a release and a connect."""
         line, now = parked.ticket.line, time.monotonic()
-        if now < self._outside_until.get(line.key, 0.0) or parked.idle_out(now):
+        if parked.idle_out(now):
             return False
         if line.someone_waits:  # a thread of this process at the head takes it as it is
             return pass_on(key, parked)
@@ -172,7 +167,6 @@ class Lot:
         # Its next try at the server comes within PROBE_INTERVAL: wait for it before
         # giving up another one.
         self._head_since[line.key] = now + PROBE_INTERVAL
-        self._outside_until[line.key] = now + OUTSIDE_BACKOFF
         return True
 
     def check_server(self, now: float | None = None) -> int:
@@ -238,7 +232,6 @@ class Lot:
             _inherited.extend(stack)
         self._parked = {}
         self._head_since = {}
-        self._outside_until = {}
         self._checked_at, self._outside, self._borrowed = {}, {}, {}
         self._returned = threading.Condition(self._lock)
         self._releaser = None
