@@ -101,6 +101,16 @@ def render(
     )
     if not full:
         return "\n".join(lines) + "\n"
+    lines += _server_families(report)
+    lines += _process_families(process or {})
+    if waits is not None:
+        lines += prometheus_waits.render(waits, _family)
+    return "\n".join(lines) + "\n"
+
+
+def _server_families(report: Report) -> list[str]:
+    """What the server said of each database it answered for: connections by state, the
+    account's cap, the idle timeout and the longest idleness."""
     taken = [db for db in report.databases if db.snapshot is not None]
     connections: list[Sample] = []
     limits: list[Sample] = []
@@ -116,7 +126,7 @@ def render(
         if snapshot.wait_timeout is not None:
             timeouts.append(({"database": db.alias}, snapshot.wait_timeout))
         idle.append(({"database": db.alias}, snapshot.longest_idle_seconds))
-    lines += _family(
+    lines = _family(
         "pa_dbhealth_connections",
         "gauge",
         "Connections the database account holds on the server now, by state.",
@@ -140,10 +150,13 @@ def render(
         "Seconds the account's longest-idle connection has been idle.",
         idle,
     )
-    figures = process or {}
+    return lines
+
+
+def _process_families(figures: Mapping[str, int]) -> list[str]:
+    """This process's counts (the tracker's figures), one family per figure it has."""
+    lines: list[str] = []
     for key, (name, kind, help_text) in PROCESS_METRICS.items():
         if key in figures:
             lines += _family(name, kind, help_text, [({}, figures[key])])
-    if waits is not None:
-        lines += prometheus_waits.render(waits, _family)
-    return "\n".join(lines) + "\n"
+    return lines

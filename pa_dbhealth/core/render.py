@@ -80,6 +80,15 @@ def listing_lines(alias: str, result: dict[str, Any]) -> list[Line]:
     """The listing of one database as text lines."""
     if not result.get("applicable", True):
         return [(f"{alias}: does not apply. {result['note']}", None)]
+    return [
+        _listing_heading(alias, result),
+        *_connection_lines(result),
+        *_listing_footer(result),
+    ]
+
+
+def _listing_heading(alias: str, result: dict[str, Any]) -> Line:
+    """``alias (vendor): N of CAP connections, F free``, styled by how many are free."""
     limit, headroom = result["limit"], result["headroom"]
     heading = f"{alias} ({result['vendor']}): "
     heading += (
@@ -91,7 +100,11 @@ def listing_lines(alias: str, result: dict[str, Any]) -> list[Line]:
     if headroom is not None:
         heading += f", {headroom} free"
         style = "ERROR" if headroom <= 0 else "WARNING" if headroom == 1 else "SUCCESS"
-    lines: list[Line] = [(heading, style)]
+    return (heading, style)
+
+
+def _connection_lines(result: dict[str, Any]) -> list[Line]:
+    """The table of connections, each row followed by its holder when the registry was read."""
     killed, would_kill = set(result.get("killed", ())), set(result.get("would_kill", ()))
     spared: dict[str, str] = result.get("spared", {})
     rows = [("id", "host", "db", "command", "state", "idle s", "")]
@@ -108,24 +121,33 @@ def listing_lines(alias: str, result: dict[str, Any]) -> list[Line]:
         for row in result["connections"]
     ]
     table = _table(rows)
-    lines.append((table[0], None))
+    lines: list[Line] = [(table[0], None)]
     for line, row in zip(table[1:], result["connections"], strict=True):
         lines.append((line, None))
         if "holder" in row and not row["this_connection"]:
             lines.append((f"      {holder_line(row['holder'])}", None))
+    return lines
+
+
+def _listing_footer(result: dict[str, Any]) -> list[Line]:
+    """Below the table: the counts and the idle timeout, what a kill did or would do, and
+    the probable leaks the registry names."""
     timeout = result["wait_timeout"]
     drops = (
         f"the server drops connections idle for {timeout} s"
         if timeout
         else "the server does not drop idle connections"
     )
-    lines.append((f"  {result['active']} active, {result['sleeping']} sleeping; {drops}", None))
+    lines: list[Line] = [
+        (f"  {result['active']} active, {result['sleeping']} sleeping; {drops}", None)
+    ]
     if "would_kill" in result:
         ids = ", ".join(map(str, result["would_kill"])) or "none"
         lines.append((f"  would kill (dry run): {ids}", None))
     if "killed" in result:
         ids = ", ".join(map(str, result["killed"])) or "none"
         lines.append((f"  killed: {ids}", "WARNING"))
+    spared: dict[str, str] = result.get("spared", {})
     if spared:
         shown = ", ".join(f"{i} ({SPARED_WHY.get(why, why)})" for i, why in spared.items())
         lines.append((f"  spared: {shown}", None))

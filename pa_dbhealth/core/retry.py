@@ -85,8 +85,6 @@ def connect_with_retry(
     Inside :func:`single_attempt` the budget is 0 and a refusal is not a give-up: the caller
     asked for one attempt (a look); ``on_refused(classified)`` is called instead.
     """
-    first = FIRST_DELAY if first_delay is None else first_delay
-    cap = MAX_DELAY if max_delay is None else max_delay
     start = time.monotonic()
     single = _single_attempt.get()
     deadline = start + (0.0 if single else max(0.0, budget))
@@ -100,20 +98,30 @@ def connect_with_retry(
             if not classified.kind.is_cap:
                 raise
             now = time.monotonic()
-            if single:
-                if on_refused is not None:
-                    on_refused(classified)
+            if single or now >= deadline:
+                _tell_end(classified, attempt, now - start, single, on_refused, on_giveup)
                 raise
-            if now >= deadline:
-                if on_giveup is not None:
-                    on_giveup(classified, attempt, now - start)
-                raise
-            delay = min(backoff(attempt, first=first, cap=cap), deadline - now)
+            delay = min(backoff(attempt, first=first_delay, cap=max_delay), deadline - now)
             if on_retry is not None:
                 on_retry(classified, attempt, delay)
         if wait is None:
             time.sleep(delay)
-            continue
-        handed = wait(delay)
-        if handed is not None:
+        elif (handed := wait(delay)) is not None:
             return handed
+
+
+def _tell_end(
+    classified: Classified,
+    attempts: int,
+    elapsed: float,
+    single: bool,
+    on_refused: OnRefused | None,
+    on_giveup: OnGiveUp | None,
+) -> None:
+    """Tell the caller why the tries end: a refusal when it asked for one attempt
+    (``on_refused``), else a give-up once the budget is spent (``on_giveup``)."""
+    if single:
+        if on_refused is not None:
+            on_refused(classified)
+    elif on_giveup is not None:
+        on_giveup(classified, attempts, elapsed)

@@ -16,19 +16,21 @@ import os
 import secrets
 import shutil
 import signal
-import tempfile
+from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 from pa_dbhealth.core import line as lines
 from pa_dbhealth.core.registry import server_key
-from pa_dbhealth.sandbox.info import STATE_FILE, SandboxError, SandboxInfo
+from pa_dbhealth.sandbox import folder
+from pa_dbhealth.sandbox.accounts import create_accounts, set_limit
+from pa_dbhealth.sandbox.folder import default_dir
+from pa_dbhealth.sandbox.info import SandboxError, SandboxInfo
 from pa_dbhealth.sandbox.process import (
     find_binaries,
     free_port,
     initialise,
-    is_server,
     launch,
     port_in_use,
     server_args,
@@ -41,66 +43,8 @@ logger = logging.getLogger("pa_dbhealth.sandbox")
 
 HOST = "127.0.0.1"
 DEFAULTS = {"wait_timeout": 300, "net_read_timeout": 30, "limit": 3}
-LEFTOVERS = ("data", "tmp", STATE_FILE, "mysqld.sock", "mysqld.pid", "error.log", "server.out")
 
-
-def default_dir() -> Path:
-    """The folder the command-line tool uses unless told otherwise."""
-    user = os.environ.get("USER") or str(os.getuid())
-    return Path(tempfile.gettempdir()) / f"pa_dbhealth-sandbox-{user}"
-
-
-def _create_accounts(conn: Any, info: SandboxInfo) -> None:
-    cursor = conn.cursor()
-    cursor.execute(
-        "SELECT User, Host FROM mysql.user"
-        " WHERE User = '' OR (User = 'root' AND Host <> 'localhost')"
-    )
-    for user, host in cursor.fetchall():
-        cursor.execute("DROP USER %s@%s", [user, host])
-    cursor.execute(f"CREATE DATABASE `{info.database}` CHARACTER SET utf8mb4")
-    cursor.execute(
-        f"CREATE USER %s@'%%' IDENTIFIED BY %s WITH MAX_USER_CONNECTIONS {int(info.limit)}",
-        [info.user, info.password],
-    )
-    cursor.execute(f"GRANT ALL PRIVILEGES ON `{info.database}`.* TO %s@'%%'", [info.user])
-    # Django's test runner creates and drops test_<name> databases with the same account.
-    cursor.execute("GRANT ALL PRIVILEGES ON `test\\_%%`.* TO %s@'%%'", [info.user])
-    cursor.execute("CREATE USER %s@'%%' IDENTIFIED BY %s", [info.admin_user, info.admin_password])
-    cursor.execute("GRANT ALL PRIVILEGES ON *.* TO %s@'%%' WITH GRANT OPTION", [info.admin_user])
-    cursor.close()
-
-
-def _running_pid(base: Path, previous: SandboxInfo | None) -> int | None:
-    """The pid of a server running on ``base``'s data: the state file's, or the pid file's
-    (when the state file is unreadable)."""
-    candidates = [previous.pid] if previous else []
-    with contextlib.suppress(OSError, ValueError):
-        candidates.append(int((base / "mysqld.pid").read_text().strip()))
-    return next((pid for pid in candidates if is_server(pid, base / "data")), None)
-
-
-def _kept(base: Path, fresh: bool) -> SandboxInfo | None:
-    """The stopped sandbox in ``base`` to resume, or None to start from scratch."""
-    previous: SandboxInfo | None = None
-    if (base / STATE_FILE).exists():
-        try:
-            previous = SandboxInfo.load(base)
-        except SandboxError:
-            if not fresh:
-                raise
-    running = _running_pid(base, previous)
-    if running is not None:
-        where = f" on port {previous.port}" if previous and previous.pid == running else ""
-        raise SandboxError(f"a sandbox is already running in {base}{where} (pid {running})")
-    if previous is None or fresh:
-        return None
-    if not previous.data_dir.is_dir():
-        raise SandboxError(
-            f"the sandbox in {base} has lost its data ({previous.data_dir} is missing): "
-            "start a new one with --fresh"
-        )
-    return previous
+SetUp = Callable[[Any, SandboxInfo], None]  # (root connection, info): accounts, cap
 
 
 def start(
@@ -123,7 +67,34 @@ def start(
     folder and starts from scratch. Defaults for a new server: ``wait_timeout=300``,
     ``net_read_timeout=30``, ``limit=3``, ``database="app"``.
     """
-    values = {"wait_timeout": wait_timeout, "net_read_timeout": net_read_timeout, "limit": limit}
+    given = _checked(
+        {"wait_timeout": wait_timeout, "net_read_timeout": net_read_timeout, "limit": limit},
+        database,
+        port,
+    )
+    server, install_db, flavour = find_binaries()
+    _require_mysqlclient()
+    base = folder.chosen(base_dir)
+    previous = folder.kept(base, fresh)
+    if previous is not None:
+        if database is not None and database != previous.database:
+            raise SandboxError(
+                f"the sandbox in {base} has the database {previous.database!r}, not "
+                f"{database!r}: start a new one with --fresh"
+            )
+        return _resume(previous, server, flavour, port, given, startup_timeout)
+    folder.clear(base, flavour)
+    initialise(server, install_db, flavour, base / "data", base / "error.log")
+    info = _new_info(base, port, flavour, database, {**DEFAULTS, **given})
+    _launch(info, server, flavour, startup_timeout, create_accounts)
+    return info
+
+
+def _checked(
+    values: dict[str, int | None], database: str | None, port: int | None
+) -> dict[str, int]:
+    """The options given (those not None) once checked: whole numbers >= 1, a database name
+    of letters, digits and underscores, a port that is free."""
     for name, value in values.items():
         if value is not None and (not isinstance(value, int) or value < 1):
             raise SandboxError(f"{name} must be a whole number >= 1, not {value!r}")
@@ -133,41 +104,21 @@ def start(
         raise SandboxError(
             f"port {port} on {HOST} is in use: choose another with --port, or leave it out"
         )
-    server, install_db, flavour = find_binaries()
+    return {name: value for name, value in values.items() if value is not None}
+
+
+def _require_mysqlclient() -> None:
     try:
         import MySQLdb  # noqa: F401
     except ImportError:
         raise SandboxError("mysqlclient is not installed: `pip install mysqlclient`") from None
 
-    if base_dir:
-        base = Path(base_dir).resolve()
-    else:
-        base = Path(tempfile.mkdtemp(prefix="pa_dbhealth-sandbox-"))
-    previous = _kept(base, fresh)
-    given = {name: value for name, value in values.items() if value is not None}
-    chosen = {**DEFAULTS, **given}
-    if previous is not None:
-        if database is not None and database != previous.database:
-            raise SandboxError(
-                f"the sandbox in {base} has the database {previous.database!r}, not "
-                f"{database!r}: start a new one with --fresh"
-            )
-        return _resume(previous, server, flavour, port, given, startup_timeout)
 
-    if flavour == "MariaDB" and any(char.isspace() for char in str(base)):
-        raise SandboxError(
-            f"mariadb-install-db cannot initialise a folder whose path has spaces ({base}): "
-            "choose another with --dir"
-        )
-    for leftover in LEFTOVERS:
-        path = base / leftover
-        if path.is_dir():
-            shutil.rmtree(path)
-        elif path.exists():
-            path.unlink()
-    base.mkdir(parents=True, exist_ok=True)
-    initialise(server, install_db, flavour, base / "data", base / "error.log")
-    info = SandboxInfo(
+def _new_info(
+    base: Path, port: int | None, flavour: str, database: str | None, chosen: dict[str, int]
+) -> SandboxInfo:
+    """A new sandbox's description, with fresh passwords; pid and version come at launch."""
+    return SandboxInfo(
         base_dir=str(base),
         host=HOST,
         port=port or free_port(HOST),
@@ -184,20 +135,14 @@ def start(
         net_read_timeout=chosen["net_read_timeout"],
         limit=chosen["limit"],
     )
-    root = _launch(info, server, flavour, startup_timeout)
-    try:
-        _create_accounts(root, info)
-    except Exception:
-        stop(info, remove=False)
-        raise
-    finally:
-        root.close()
-    info.save()
-    return info
 
 
-def _launch(info: SandboxInfo, server: str, flavour: str, startup_timeout: float) -> Any:
-    """Start ``info``'s server; sets its pid and version, returns a root connection."""
+def _launch(
+    info: SandboxInfo, server: str, flavour: str, startup_timeout: float, set_up: SetUp | None
+) -> None:
+    """Start ``info``'s server (setting its pid and version), run ``set_up`` on a root
+    connection, and save ``info``. When ``set_up`` fails, the server is stopped (its folder
+    kept) and the error raised."""
     base = Path(info.base_dir)
     args = server_args(
         server,
@@ -209,7 +154,15 @@ def _launch(info: SandboxInfo, server: str, flavour: str, startup_timeout: float
     )
     info.pid, root = launch(args, base, startup_timeout)
     info.flavour, info.version = flavour, root.get_server_info()
-    return root
+    try:
+        if set_up is not None:
+            set_up(root, info)
+    except Exception:
+        stop(info, remove=False)
+        raise
+    finally:
+        root.close()
+    info.save()
 
 
 def _resume(
@@ -234,18 +187,8 @@ def _resume(
             previous.port,
             info.port,
         )
-    root = _launch(info, server, flavour, startup_timeout)
-    try:
-        if info.limit != previous.limit:
-            root.cursor().execute(
-                f"ALTER USER %s@'%%' WITH MAX_USER_CONNECTIONS {int(info.limit)}", [info.user]
-            )
-    except Exception:
-        stop(info, remove=False)
-        raise
-    finally:
-        root.close()
-    info.save()
+    changed = info.limit != previous.limit
+    _launch(info, server, flavour, startup_timeout, set_limit if changed else None)
     logger.info("resumed the kept server in %s: same data, accounts and passwords", info.base_dir)
     return info
 

@@ -18,6 +18,7 @@ from pa_dbhealth.core.findings import Finding
 from pa_dbhealth.core.health import CAP_REACHED, DatabaseHealth, Status
 from pa_dbhealth.core.line import cap_in_message
 from pa_dbhealth.core.registry import Found, Holder
+from pa_dbhealth.core.vendors import AccountSnapshot
 
 SERVER = "server"  # the rows are the server's list, each joined with its holder
 REGISTRY = "registry"  # the server could not be asked: the rows are the registry's entries
@@ -84,32 +85,57 @@ def database(
     shown = tuple(sorted(findings, key=lambda f: (-f.level, f.id)))
     if not result.applicable:
         return Database(result.alias, result.status, note=result.note, applicable=False)
-    snapshot = result.snapshot
-    if snapshot is not None:
-        by_id = registry.join(snapshot.connections, holders)
-        rows = tuple(
-            Row(
-                row.id,
-                None if row.id not in by_id else by_id[row.id].as_dict(),
-                row.command,
-                row.seconds,
-                row.idle,
-                row.this_connection,
-            )
-            for row in snapshot.connections
+    if result.snapshot is not None:
+        return _from_server(result, result.snapshot, found, holders, shown, settings_only)
+    return _from_registry(result, found, holders, shown, cap, settings_only)
+
+
+def _from_server(
+    result: DatabaseHealth,
+    snapshot: AccountSnapshot,
+    found: Found,
+    holders: Sequence[Holder],
+    shown: tuple[Finding, ...],
+    settings_only: bool,
+) -> Database:
+    """The section when the server answered: its list of connections, each joined with the
+    registry's entry that explains it."""
+    by_id = registry.join(snapshot.connections, holders)
+    rows = tuple(
+        Row(
+            row.id,
+            None if row.id not in by_id else by_id[row.id].as_dict(),
+            row.command,
+            row.seconds,
+            row.idle,
+            row.this_connection,
         )
-        return Database(
-            result.alias,
-            result.status,
-            result.reasons,
-            SERVER,
-            snapshot.total,
-            snapshot.account_limit,
-            rows=rows,
-            findings=shown,
-            registry_problem=found.problem,
-            settings_only=settings_only,
-        )
+        for row in snapshot.connections
+    )
+    return Database(
+        result.alias,
+        result.status,
+        result.reasons,
+        SERVER,
+        snapshot.total,
+        snapshot.account_limit,
+        rows=rows,
+        findings=shown,
+        registry_problem=found.problem,
+        settings_only=settings_only,
+    )
+
+
+def _from_registry(
+    result: DatabaseHealth,
+    found: Found,
+    holders: Sequence[Holder],
+    shown: tuple[Finding, ...],
+    cap: int,
+    settings_only: bool,
+) -> Database:
+    """The section when the server could not be asked: the registry's entries, and at a
+    full cap (the look refused) every slot counted as in use."""
     problem = result.error if result.detail is None else f"{result.error}: {result.detail}"
     at_cap = result.error == CAP_REACHED
     if at_cap:  # refused: all of the cap is in use, whoever holds it

@@ -5,7 +5,7 @@ Every value is escaped here (``html.escape``); a face hands over the model
 ``csrfmiddlewaretoken``, the Flask face's own). The page the GET answers refreshes itself
 every :data:`REFRESH` seconds (``<meta http-equiv="refresh">``, to the page's URL, so a
 refresh after a POST is a GET). The kill's confirmation is in
-``core.page.kill_html``.
+``core.page.kill_html``, the table of connections in ``core.page.rows_html``.
 """
 
 from __future__ import annotations
@@ -16,10 +16,11 @@ from dataclasses import dataclass
 from html import escape
 
 from pa_dbhealth.core.health import Status
-from pa_dbhealth.core.page import REGISTRY, SERVER, Database, Page, Row
+from pa_dbhealth.core.page import REGISTRY, SERVER, Database, Page
 from pa_dbhealth.core.page.kill import DEFAULT_MIN_IDLE
+from pa_dbhealth.core.page.rows_html import table
 from pa_dbhealth.core.registry import PUBLISH_AFTER
-from pa_dbhealth.core.render_holders import UNTRACKED, WAY_OUT, describe, short_program, when
+from pa_dbhealth.core.render_holders import WAY_OUT
 
 REFRESH = 5
 CANNOT_KNOW = (  # below the registry's rows, whose heading says it sees only processes with it
@@ -69,10 +70,6 @@ def document(title: str, body: Iterable[str], refresh_to: str | None = None) -> 
 
 def _status(status: Status, ident: str = "status") -> str:
     return f'<span class="status {status.value}" id="{escape(ident)}">{status.value}</span>'
-
-
-def held_by(row: Row) -> str:
-    return UNTRACKED if row.holder is None else describe(row.holder)
 
 
 def hidden(csrf: Csrf, **fields: object) -> str:
@@ -143,55 +140,6 @@ def _count(db: Database) -> str:
     )
 
 
-def idle(row: Row) -> str:
-    if row.command:
-        return f"{row.seconds} s" if row.idle else f"{escape(row.command)} {row.seconds} s"
-    holder = row.holder or {}
-    last = holder.get("last_used") or holder.get("opened_at")
-    if not last:
-        return "?"
-    seconds = max(round(time.time() - last), 0)
-    return f'<span title="since its last use, as the registry says">{seconds} s</span>'
-
-
-def _row(row: Row) -> str:
-    ident = "?" if row.id is None else str(row.id)
-    holder = row.holder
-    if holder is None:
-        note = "this page's own look" if row.this_page else UNTRACKED
-        cells = [ident, "", "", "", "", idle(row), escape(note)]
-    else:
-        leak = holder.get("leak")
-        note = (
-            f'<span class="leak">probable leak: {escape(leak["why"])}. '
-            f"Fix: {escape(leak['fix'])}.</span>"
-            if leak
-            else ""
-        )
-        if row.this_page:
-            note = f"this page looked through it. {note}"
-        origin = f" at <code>{escape(holder['origin'])}</code>" if holder.get("origin") else ""
-        cells = [
-            ident,
-            escape(f"pid {holder['pid']} on {holder['host']}"),
-            f"<code>{escape(short_program(holder['program'], 60))}</code>",
-            escape(holder["thread"]),
-            f"{escape(when(holder['opened_at']))}{origin}",
-            idle(row),
-            note,
-        ]
-    tds = "".join(f"<td>{c}</td>" for c in cells)
-    return f'<tr class="connection" data-id="{ident}">{tds}</tr>'
-
-
-def _table(rows: Iterable[Row]) -> str:
-    head = "".join(
-        f"<th>{h}</th>" for h in ("id", "process", "program", "thread", "opened", "idle", "note")
-    )
-    body = "".join(map(_row, rows))
-    return f'<table class="connections"><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>'
-
-
 def _findings(db: Database) -> list[str]:
     alone = (
         '<p class="muted">Judged on the settings alone: the server was not asked again.</p>'
@@ -236,7 +184,7 @@ def _database(db: Database, url: str, csrf: Csrf) -> str:
         )
     if db.registry_problem:
         parts.append(f'<p class="warning">{escape(db.registry_problem)}</p>')
-    parts.append(_table(db.rows))
+    parts.append(table(db.rows))
     if db.source == REGISTRY:
         parts.append(f'<p class="muted" id="cannot-know-{name}">{CANNOT_KNOW}</p>')
     parts += _findings(db)

@@ -8,7 +8,8 @@ from collections.abc import Iterable
 from html import escape
 
 from pa_dbhealth.core.page import Row
-from pa_dbhealth.core.page.html import Csrf, document, held_by, hidden, idle
+from pa_dbhealth.core.page.html import Csrf, document, hidden
+from pa_dbhealth.core.page.rows_html import held_by, idle
 
 
 def confirm(name: str, min_idle: float, rows: Iterable[Row], url: str, *, csrf: Csrf) -> str:

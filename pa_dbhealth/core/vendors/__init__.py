@@ -107,11 +107,18 @@ def kill_idle(
     privilege cannot see transactions, so its connections are then spared as unknown).
     Connections that ended meanwhile are skipped. Returns what was killed and spared;
     ``dry_run``: the same checks, and ``killed`` lists what would be."""
-    result: KillResult = _module(connection).kill_idle(
-        connection,
-        [int(i) for i in ids],
-        min_idle=min_idle,
-        include_transactions=include_transactions,
-        dry_run=dry_run,
-    )
+    module = _module(connection)
+    result = KillResult()
+    for conn_id in [int(i) for i in ids]:
+        spared: str | None = module.kill_one(
+            connection,
+            conn_id,
+            min_idle=min_idle,
+            include_transactions=include_transactions,
+            dry_run=dry_run,
+        )
+        if spared is None:
+            result.killed.append(conn_id)
+        else:
+            result.skip(conn_id, spared)
     return result

@@ -8,14 +8,12 @@ without its last ``@host`` part: a user name may itself contain ``@``.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
 from typing import Any
 
 from pa_dbhealth.core.errors import classify
 from pa_dbhealth.core.vendors.types import (
     AccountConnection,
     AccountSnapshot,
-    KillResult,
     ServerFacts,
     query,
 )
@@ -123,36 +121,31 @@ def _recheck(connection: Any, conn_id: int) -> tuple[str, int, bool | None] | No
     return str(command), seconds, bool(transactions)
 
 
-def kill_idle(
+def kill_one(
     connection: Any,
-    ids: Iterable[int],
+    conn_id: int,
     *,
     min_idle: float,
     include_transactions: bool,
-    dry_run: bool = False,
-) -> KillResult:
-    result = KillResult()
-    for conn_id in ids:
-        now = _recheck(connection, conn_id)
-        if now is None:
-            result.skip(conn_id, "gone")
-            continue
-        command, seconds, in_transaction = now
-        if command != IDLE_COMMAND or seconds < min_idle:
-            result.skip(conn_id, "busy")
-            continue
-        if not include_transactions and in_transaction is not False:
-            result.skip(conn_id, "in transaction" if in_transaction else "transaction unknown")
-            continue
-        if dry_run:
-            result.killed.append(conn_id)
-            continue
-        try:
-            query(connection, KILL_SQL, [conn_id], fetch=False)
-        except Exception as exc:
-            if classify(exc).code != UNKNOWN_THREAD:
-                raise
-            result.skip(conn_id, "gone")
-            continue
-        result.killed.append(conn_id)
-    return result
+    dry_run: bool,
+) -> str | None:
+    """Kill the account's connection ``conn_id`` if it is still idle enough (see
+    ``vendors.kill_idle``): None when it is killed (or, ``dry_run``, would be), else why it
+    is spared."""
+    now = _recheck(connection, conn_id)
+    if now is None:
+        return "gone"
+    command, seconds, in_transaction = now
+    if command != IDLE_COMMAND or seconds < min_idle:
+        return "busy"
+    if not include_transactions and in_transaction is not False:
+        return "in transaction" if in_transaction else "transaction unknown"
+    if dry_run:
+        return None
+    try:
+        query(connection, KILL_SQL, [conn_id], fetch=False)
+    except Exception as exc:
+        if classify(exc).code != UNKNOWN_THREAD:
+            raise
+        return "gone"
+    return None

@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
 from typing import Any
 
 from pa_dbhealth.core.vendors.types import (
     AccountConnection,
     AccountSnapshot,
-    KillResult,
     ServerFacts,
     query,
 )
@@ -98,35 +96,30 @@ def account_snapshot(connection: Any) -> AccountSnapshot:
     )
 
 
-def kill_idle(
+def kill_one(
     connection: Any,
-    ids: Iterable[int],
+    pid: int,
     *,
     min_idle: float,
     include_transactions: bool,
-    dry_run: bool = False,
-) -> KillResult:
-    result = KillResult()
-    for pid in ids:
-        rows = query(connection, RECHECK_SQL, [pid])
-        if not rows:
-            result.skip(pid, "gone")
-            continue
-        state, seconds = str(rows[0][0]), int(rows[0][1] or 0)
-        in_transaction = state in IDLE_IN_TRANSACTION
-        idle = state == IDLE_STATE or (in_transaction and include_transactions)
-        if in_transaction and not include_transactions:
-            result.skip(pid, "in transaction")
-            continue
-        if not idle or seconds < min_idle:
-            result.skip(pid, "busy")
-            continue
-        if dry_run:
-            result.killed.append(pid)
-            continue
-        terminated = query(connection, KILL_SQL, [pid, state])
-        if terminated and terminated[0][0]:
-            result.killed.append(pid)
-        else:
-            result.skip(pid, "busy" if terminated else "gone")
-    return result
+    dry_run: bool,
+) -> str | None:
+    """Kill the account's connection ``pid`` if it is still idle enough (see
+    ``vendors.kill_idle``): None when it is killed (or, ``dry_run``, would be), else why it
+    is spared."""
+    rows = query(connection, RECHECK_SQL, [pid])
+    if not rows:
+        return "gone"
+    state, seconds = str(rows[0][0]), int(rows[0][1] or 0)
+    in_transaction = state in IDLE_IN_TRANSACTION
+    idle = state == IDLE_STATE or (in_transaction and include_transactions)
+    if in_transaction and not include_transactions:
+        return "in transaction"
+    if not idle or seconds < min_idle:
+        return "busy"
+    if dry_run:
+        return None
+    terminated = query(connection, KILL_SQL, [pid, state])
+    if terminated and terminated[0][0]:
+        return None
+    return "busy" if terminated else "gone"
