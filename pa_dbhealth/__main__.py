@@ -23,9 +23,9 @@ from pa_dbhealth.core import cli_steps as commands
 from pa_dbhealth.core import listings as connections
 from pa_dbhealth.core import registry
 from pa_dbhealth.core.audit import Audit, Terms, budget, judge_limits, server_findings
+from pa_dbhealth.core.look import ask_server
 from pa_dbhealth.core.options import Options
 from pa_dbhealth.core.registry import holders as account_holders
-from pa_dbhealth.core.server_look import ask_server
 from pa_dbhealth.core.server_support import installed_django_findings
 from pa_dbhealth.core.workers import Workers
 

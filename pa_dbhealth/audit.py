@@ -16,14 +16,14 @@ from django.conf import settings
 from django.db import DatabaseError, NotSupportedError, connections
 
 from pa_dbhealth import behind, conf, holders, server_version
+from pa_dbhealth.alias_look import Question, look_at_alias
 from pa_dbhealth.core import findings, vendors
 from pa_dbhealth.core.audit import Audit, Terms, budget, judge_limits, server_findings
 from pa_dbhealth.core.errors import server_address
 from pa_dbhealth.core.findings import Finding, Level
-from pa_dbhealth.core.server_look import Asked, ask_server
+from pa_dbhealth.core.look import Asked, ask_server
 from pa_dbhealth.core.workers import concurrent_workers
 from pa_dbhealth.half_switched import half_switched
-from pa_dbhealth.look import Question, look
 from pa_dbhealth.middleware import MIDDLEWARE_PATH
 
 __all__ = ["MIDDLEWARE_PATH", "Audit", "audit_alias", "site_findings"]
@@ -157,7 +157,7 @@ def _asking(alias: str) -> Callable[[Question[T]], T]:
 
     def ask(question: Question[T]) -> T:
         try:
-            return look(alias, question)
+            return look_at_alias(alias, question)
         except NotSupportedError as exc:
             raise server_version.Refused(exc) from exc
 

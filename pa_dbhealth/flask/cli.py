@@ -15,7 +15,8 @@ from pa_dbhealth.core import listings as connections
 from pa_dbhealth.core.errors import server_address
 from pa_dbhealth.sqlalchemy import behind, holding
 from pa_dbhealth.sqlalchemy.audit import report
-from pa_dbhealth.sqlalchemy.look import database_errors, engine_vendor, look
+from pa_dbhealth.sqlalchemy.engine_look import look_at_engine
+from pa_dbhealth.sqlalchemy.engines import database_errors, engine_vendor
 from pa_dbhealth.sqlalchemy.wording import flask_wording
 
 # core.render's styles (Django's style roles) in click's colours
@@ -178,7 +179,7 @@ def dbconnections(
             name,
             engine_vendor(engine),
             engine.dialect.name,
-            lambda ask: look(engine, ask, timeout=options.HEALTH_CONNECT_TIMEOUT),
+            lambda ask: look_at_engine(engine, ask, timeout=options.HEALTH_CONNECT_TIMEOUT),
             kill_idle=kill_idle,
             include_transactions=include_transactions,
             dry_run=dry_run,

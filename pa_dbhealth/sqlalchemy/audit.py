@@ -29,17 +29,13 @@ from pa_dbhealth.core.audit import (
 )
 from pa_dbhealth.core.errors import server_address
 from pa_dbhealth.core.findings import Finding
+from pa_dbhealth.core.look import ask_server
 from pa_dbhealth.core.options import Options, effective
-from pa_dbhealth.core.server_look import ask_server
 from pa_dbhealth.core.vendors import AccountSnapshot, ServerFacts
 from pa_dbhealth.sqlalchemy import behind
+from pa_dbhealth.sqlalchemy.engine_look import look_at_engine
+from pa_dbhealth.sqlalchemy.engines import database_errors, engine_key, engine_vendor
 from pa_dbhealth.sqlalchemy.events import installed
-from pa_dbhealth.sqlalchemy.look import (
-    database_errors,
-    engine_key,
-    engine_vendor,
-    look,
-)
 from pa_dbhealth.sqlalchemy.pools import PoolShape, shape
 from pa_dbhealth.sqlalchemy.sizing import Concurrency, concurrency, fitting_options, per_process
 from pa_dbhealth.sqlalchemy.wording import PLAIN, Wording
@@ -84,7 +80,7 @@ def report(
             who,
             server_address(url.host, url.port),
             terms,
-            lambda ask: look(engine, ask, timeout=opts.HEALTH_CONNECT_TIMEOUT),
+            lambda ask: look_at_engine(engine, ask, timeout=opts.HEALTH_CONNECT_TIMEOUT),
             database_errors(engine),
         )
         if asked is None:

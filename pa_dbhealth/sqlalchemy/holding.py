@@ -42,7 +42,7 @@ from pa_dbhealth.core.registry.holders import AccountHolders
 from pa_dbhealth.core.server_id import server_id
 from pa_dbhealth.core.vendors import AccountSnapshot
 from pa_dbhealth.sqlalchemy import leak_timer, tracker
-from pa_dbhealth.sqlalchemy.look import engine_account, engine_vendor
+from pa_dbhealth.sqlalchemy.engines import engine_account, engine_vendor
 
 SOURCE = "sqlalchemy"  # this face's list in the process's file
 PUBLISH_AFTER = registry.PUBLISH_AFTER

@@ -1,6 +1,6 @@
 """``manage.py dbconnections``: who holds the account's connections, and freeing idle ones.
 
-The table comes from one bounded look (``pa_dbhealth.look``) per alias: one round trip on
+The table comes from one bounded look (``pa_dbhealth.alias_look``) per alias: one round trip on
 a connection the command opens for the look and closes again (also between ``--watch``
 refreshes), so on a 3-connection account it holds one only while it looks. Each row is
 joined with the registry of holders (``pa_dbhealth.holders``): which process holds it, or
@@ -19,12 +19,12 @@ from django.db import DEFAULT_DB_ALIAS, connections
 from django.db import Error as DatabaseError
 
 from pa_dbhealth import conf, holders
+from pa_dbhealth.alias_look import look_at_alias
 from pa_dbhealth.core import cli_steps as commands
 from pa_dbhealth.core import listings, vendors
 from pa_dbhealth.core.errors import server_address
 from pa_dbhealth.core.registry.holders import AccountHolders
 from pa_dbhealth.core.vendors import AccountSnapshot
-from pa_dbhealth.look import look
 
 seconds = commands.argument_seconds
 
@@ -103,7 +103,7 @@ class Command(BaseCommand):
                 alias,
                 connection.vendor,
                 shown,
-                lambda ask: look(alias, ask),
+                lambda ask: look_at_alias(alias, ask),
                 kill_idle=kill_idle,
                 include_transactions=include_transactions,
                 dry_run=dry_run,
