@@ -29,11 +29,10 @@ from pa_dbhealth.middleware import MIDDLEWARE_PATH
 __all__ = ["MIDDLEWARE_PATH", "Audit", "audit_alias", "site_findings"]
 
 TERMS = Terms(
-    options="PA_DBHEALTH",
-    connections_command="manage.py dbconnections",
-    address="HOST and PORT in DATABASES",
-    credentials="USER and PASSWORD in DATABASES",
-    database_name="NAME in DATABASES",
+    "PA_DBHEALTH",
+    "manage.py dbconnections",
+    "DATABASES",
+    ("HOST and PORT", "USER and PASSWORD", "NAME"),
     paging="QuerySet slicing, .iterator(chunk_size=...)",
 )
 RETRYING_ENGINE = "pa_dbhealth.backends.mysql"

@@ -18,16 +18,18 @@ from pa_dbhealth.core.timeouts import idle_limit
 from pa_dbhealth.core.vendors import AccountSnapshot, ServerFacts
 from pa_dbhealth.core.workers import Workers
 
+# What a URL calls its host and port, its user and password, its database's name.
+URL_PARTS = ("the host and port", "the user and password", "the database name")
+
 
 @dataclass(frozen=True)
 class Terms:
-    """How a face names things in its fixes."""
+    """How a face names things in its fixes: each face gives only its own words."""
 
     options: str  # what the face calls the options dict: "PA_DBHEALTH", "app.config['PA_DBHEALTH']"
     connections_command: str  # "manage.py dbconnections"
-    address: str  # where host and port are set: "HOST and PORT in DATABASES"
-    credentials: str  # "USER and PASSWORD in DATABASES"
-    database_name: str  # "NAME in DATABASES"
+    place: str  # where the connection is described: "DATABASES", "the URL"
+    parts: tuple[str, str, str] = URL_PARTS  # what ``place`` calls the address, login, name
     offline_flag: str = "--offline"
     wait_at_cap: str = ""  # a sentence: how this face makes a burst wait instead of failing
     # How this face's code fetches a large result a piece at a time (I012's fix).
@@ -36,6 +38,18 @@ class Terms:
 
     def option(self, key: str) -> str:
         return f"{self.options}[{key!r}]"
+
+    @property  # where the fixes say the address is set: "HOST and PORT in DATABASES"
+    def address(self) -> str:
+        return f"{self.parts[0]} in {self.place}"
+
+    @property
+    def credentials(self) -> str:
+        return f"{self.parts[1]} in {self.place}"
+
+    @property
+    def database_name(self) -> str:
+        return f"{self.parts[2]} in {self.place}"
 
 
 @dataclass
