@@ -25,9 +25,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
-from pa_dbhealth.core import vendors
-from pa_dbhealth.core.audit import Audit, Terms, connect_failure
+from pa_dbhealth.core import findings, vendors
+from pa_dbhealth.core.audit import Audit, Terms
 from pa_dbhealth.core.errors import Kind, classify
+from pa_dbhealth.core.findings import Finding
 from pa_dbhealth.core.liveness import socket_fd
 from pa_dbhealth.core.retry import in_single_attempt
 from pa_dbhealth.core.vendors import AccountSnapshot, ServerFacts
@@ -154,3 +155,27 @@ def ask_server(
             return None
         return Asked(None, None, f"no permission to read its limits: {found.short}")
     return Asked(facts, snapshot, "")
+
+
+def connect_failure(who: str, address: str, exc: BaseException, terms: Terms) -> Finding:
+    """E011 (no server answers at ``address``) or E018 (it refused the connection)."""
+    classified = classify(exc)
+    if classified.kind is Kind.UNREACHABLE:
+        fix = (
+            f"Check {terms.address} and that the server runs; on PythonAnywhere the host is "
+            "<username>.mysql.pythonanywhere-services.com."
+        )
+        return findings.unreachable(who, address, classified.short, fix)
+    fixes = {
+        Kind.ACCOUNT_CAP: "The account holds all its connections already. "
+        f"`{terms.connections_command}` names their holders without needing a connection; "
+        "stop one (reload the web app, stop the scheduled or always-on task, close the "
+        "console; on PythonAnywhere the Web and Tasks tabs), then run this again.",
+        Kind.HOURLY_QUOTA: "The account's hourly quota is used up: waiting seconds will not "
+        "help; it resets within the hour.",
+        Kind.ACCESS_DENIED: f"Check {terms.credentials}.",
+        Kind.UNKNOWN_DATABASE: f"Check {terms.database_name} (on PythonAnywhere: "
+        "'<username>$<dbname>').",
+    }
+    fix = fixes.get(classified.kind, "Check the database settings and the server's log.")
+    return findings.cannot_connect(who, classified.short, fix)
