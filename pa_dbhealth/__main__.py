@@ -23,9 +23,9 @@ from pa_dbhealth.core import cli_steps as commands
 from pa_dbhealth.core import listings as connections
 from pa_dbhealth.core import registry
 from pa_dbhealth.core.audit import Audit, Terms, budget, judge_limits, server_findings
+from pa_dbhealth.core.look import ask_server
 from pa_dbhealth.core.options import Options
 from pa_dbhealth.core.registry import holders as account_holders
-from pa_dbhealth.core.server_look import ask_server
 from pa_dbhealth.core.server_support import installed_django_findings
 from pa_dbhealth.core.workers import Workers
 
@@ -45,13 +45,7 @@ class FlagTerms(Terms):
         return FLAGS.get(key, key)
 
 
-TERMS = FlagTerms(
-    options="",
-    connections_command="python -m pa_dbhealth connections",
-    address="the host and port in the URL",
-    credentials="the user and password in the URL",
-    database_name="the database name in the URL",
-)
+TERMS = FlagTerms("", "python -m pa_dbhealth connections", "the URL")
 
 
 def _write(text: str, style: str | None) -> None:
@@ -95,7 +89,7 @@ def check(url: dburl.DatabaseURL, args: argparse.Namespace) -> Audit:
     return report
 
 
-def connections_of(url: dburl.DatabaseURL, args: argparse.Namespace) -> None:
+def connections_of(url: dburl.DatabaseURL, asked: commands.ListingAsked, format: str) -> None:
     options = Options()
     server = registry.server_key(url.vendor, url.host, url.port)
     where = registry.directory(None)  # $PA_DBHEALTH_REGISTRY_DIR, else the default
@@ -106,9 +100,7 @@ def connections_of(url: dburl.DatabaseURL, args: argparse.Namespace) -> None:
             url.vendor,
             url.vendor,
             lambda ask: dburl.look(url, ask, timeout=options.HEALTH_CONNECT_TIMEOUT),
-            kill_idle=args.kill_idle,
-            include_transactions=args.include_transactions,
-            dry_run=args.dry_run,
+            **asked.kills(),
             cap=options.CONNECTION_LIMIT,
             errors=url.errors(),
             address=url.address,
@@ -116,18 +108,15 @@ def connections_of(url: dburl.DatabaseURL, args: argparse.Namespace) -> None:
             account=(server, url.user) if url.vendor == "mysql" else None,
         )
 
-    commands.connections([NAME], look_one, args.format, _write, watch=args.watch, say=_say)
+    commands.connections([NAME], look_one, format, _write, watch=asked.watch, say=_say)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parser().parse_args(argv)
     text = url_text(args)
-    if args.action == "connections":
-        misuse = commands.listing_misuse(
-            args.kill_idle, args.include_transactions, args.dry_run, args.watch
-        )
-        if misuse is not None:
-            args.subparser.error(misuse)
+    asked = commands.ListingAsked.of(vars(args))
+    if args.action == "connections" and (misuse := asked.misuse()) is not None:
+        args.subparser.error(misuse)
     try:
         url = dburl.parse(text)
     except dburl.URLError as exc:
@@ -138,7 +127,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 [check(url, args)], (), args.format, args.fail_level, _write, name=PROG + " check"
             )
         else:
-            connections_of(url, args)
+            connections_of(url, asked, args.format)
     except commands.CommandFailed as exc:
         _say(f"error: {exc}")
         return exc.code

@@ -16,24 +16,23 @@ from django.conf import settings
 from django.db import DatabaseError, NotSupportedError, connections
 
 from pa_dbhealth import behind, conf, holders, server_version
+from pa_dbhealth.alias_look import Question, look_at_alias
 from pa_dbhealth.core import findings, vendors
 from pa_dbhealth.core.audit import Audit, Terms, budget, judge_limits, server_findings
 from pa_dbhealth.core.errors import server_address
 from pa_dbhealth.core.findings import Finding, Level
-from pa_dbhealth.core.server_look import Asked, ask_server
+from pa_dbhealth.core.look import Asked, ask_server
 from pa_dbhealth.core.workers import concurrent_workers
 from pa_dbhealth.half_switched import half_switched
-from pa_dbhealth.look import Question, look
 from pa_dbhealth.middleware import MIDDLEWARE_PATH
 
 __all__ = ["MIDDLEWARE_PATH", "Audit", "audit_alias", "site_findings"]
 
 TERMS = Terms(
-    options="PA_DBHEALTH",
-    connections_command="manage.py dbconnections",
-    address="HOST and PORT in DATABASES",
-    credentials="USER and PASSWORD in DATABASES",
-    database_name="NAME in DATABASES",
+    "PA_DBHEALTH",
+    "manage.py dbconnections",
+    "DATABASES",
+    ("HOST and PORT", "USER and PASSWORD", "NAME"),
     paging="QuerySet slicing, .iterator(chunk_size=...)",
 )
 RETRYING_ENGINE = "pa_dbhealth.backends.mysql"
@@ -157,7 +156,7 @@ def _asking(alias: str) -> Callable[[Question[T]], T]:
 
     def ask(question: Question[T]) -> T:
         try:
-            return look(alias, question)
+            return look_at_alias(alias, question)
         except NotSupportedError as exc:
             raise server_version.Refused(exc) from exc
 
@@ -171,10 +170,7 @@ def audit_alias(alias: str, *, offline: bool = False) -> Audit:
     vendor = connection.vendor
     who = repr(alias)
     if not vendors.is_applicable(vendor):
-        about = vendors.not_applicable(vendor, connection.display_name)
-        return Audit(
-            alias, vendor, "settings", about.as_dict(), [findings.not_applicable(who, about.note)]
-        )
+        return Audit.not_applicable(alias, vendor, connection.display_name)
 
     report = Audit(alias, vendor)
     unfinished = half_switched(alias, db, vendor)
@@ -182,25 +178,14 @@ def audit_alias(alias: str, *, offline: bool = False) -> Audit:
         report.findings.append(unfinished)
         if unfinished.level >= Level.ERROR:
             return report  # the driver would fail on it with a TypeError, not a finding
-    asked = Asked(None, None, "--offline")
-    if not offline:
-        address = server_address(db.get("HOST"), db.get("PORT"))
-        try:
-            found = ask_server(report, who, address, TERMS, _asking(alias), (DatabaseError,))
-        except server_version.Refused as exc:  # a Django too new for the server
-            seconds = conf.get_settings().HEALTH_CONNECT_TIMEOUT
-            report.findings.extend(server_version.refused_findings(alias, who, exc, seconds))
-            return report
-        if found is None:
-            return report  # what the settings would mean for a server not seen can wait
-        asked = found
-        if asked.facts is not None and vendor == "mysql":
-            report.findings.extend(server_version.version_findings(who, asked.facts.version))
-    facts, snapshot, reason = asked.facts, asked.snapshot, asked.reason
+    asked = Asked(None, None, "--offline") if offline else _ask(alias, report)
+    if asked is None:
+        return report  # what the settings would mean for a server not seen can wait
+    facts, snapshot = asked.facts, asked.snapshot
 
     options = conf.get_settings()
     host, port = str(db.get("HOST") or ""), str(db.get("PORT") or "")
-    limits = judge_limits(report, who, facts, snapshot, options, reason, TERMS, (host, port))
+    limits = judge_limits(report, who, facts, snapshot, options, asked.reason, TERMS, (host, port))
     report.findings.extend(_settings_findings(alias, db, limits.timeout, limits.idle_limit, vendor))
     report.findings.extend(
         _pool_findings(alias, db, limits.cap, limits.timeout, limits.idle_limit, vendor)
@@ -212,31 +197,50 @@ def audit_alias(alias: str, *, offline: bool = False) -> Audit:
         if pooler is not None:
             report.server["pooler"] = pooler.as_dict()
             report.findings = behind.kept_behind(alias, pooler, report.findings)
+    if pooler is None:  # behind a multiplexer the workers are the pooler's clients, not the cap's
+        report.findings.extend(_budget(alias, db, vendor, limits.cap))
+    if facts is not None and snapshot is not None:
+        report.findings.extend(
+            server_findings(who, facts, snapshot, limits.timeout, TERMS, f"--database {alias} ")
+        )
+    return report
+
+
+def _ask(alias: str, report: Audit) -> Asked | None:
+    """The server's facts and the account's connections (``core.look.ask_server``); None
+    when it could not be asked, the findings saying why already on ``report``."""
+    who = repr(alias)
+    db = connections[alias].settings_dict
+    address = server_address(db.get("HOST"), db.get("PORT"))
+    try:
+        asked = ask_server(report, who, address, TERMS, _asking(alias), (DatabaseError,))
+    except server_version.Refused as exc:  # a Django too new for the server
+        seconds = conf.get_settings().HEALTH_CONNECT_TIMEOUT
+        report.findings.extend(server_version.refused_findings(alias, who, exc, seconds))
+        return None
+    if asked is not None and asked.facts is not None and report.vendor == "mysql":
+        report.findings.extend(server_version.version_findings(who, asked.facts.version))
+    return asked
+
+
+def _budget(alias: str, db: dict[str, Any], vendor: str, cap: int | None) -> list[Finding]:
+    """E007/W008/W022/I019 for an alias: each worker holds one connection per alias of the
+    same account; ENGINE, LINE and CONNECT_RETRY say whether the excess waits."""
+    options = conf.get_settings()
     aliases = _same_account_aliases(alias)
     wait = (
         f"ENGINE {RETRYING_ENGINE!r} makes short bursts wait instead of failing."
         if vendor == "mysql" and db.get("ENGINE") != RETRYING_ENGINE
         else ""
     )
-    terms = replace(TERMS, wait_at_cap=wait)
-    # Behind a multiplexer the workers' connections are the pooler's clients, not the cap's.
-    report.findings.extend(
-        []
-        if pooler is not None
-        else budget(
-            who,
-            limits.cap,
-            concurrent_workers(options.WORKERS),
-            aliases,
-            f"{aliases} alias(es)",
-            options.TASK_CONNECTIONS,
-            vendor,
-            terms,
-            waits=_waits_in_line(db, options),
-        )
+    return budget(
+        repr(alias),
+        cap,
+        concurrent_workers(options.WORKERS),
+        aliases,
+        f"{aliases} alias(es)",
+        options.TASK_CONNECTIONS,
+        vendor,
+        replace(TERMS, wait_at_cap=wait),
+        waits=_waits_in_line(db, options),
     )
-    if facts is not None and snapshot is not None:
-        report.findings.extend(
-            server_findings(who, facts, snapshot, limits.timeout, TERMS, f"--database {alias} ")
-        )
-    return report

@@ -8,12 +8,12 @@ from typing import Any
 from django.db import DatabaseError, connections
 
 from pa_dbhealth import conf, holders
+from pa_dbhealth.alias_look import look_at_alias
 from pa_dbhealth.core import behind, pin_log
 from pa_dbhealth.core.behind import Between
 from pa_dbhealth.core.findings import Finding
 from pa_dbhealth.core.look import LookTimedOut
 from pa_dbhealth.core.vendors import pooler
-from pa_dbhealth.look import look
 
 __all__ = ["between", "findings_for", "kept_behind", "pin_findings"]
 
@@ -28,7 +28,7 @@ def between(alias: str) -> tuple[Between | None, bool]:
         return pooler.server_place(raw, vendor), pooler.prepares_statements(raw)
 
     try:
-        place, prepares = look(alias, ask)
+        place, prepares = look_at_alias(alias, ask)
     except (DatabaseError, LookTimedOut):
         return None, False
     port = behind.configured_port(vendor, db.get("HOST"), db.get("PORT"))

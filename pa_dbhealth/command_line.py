@@ -78,12 +78,7 @@ def _subcommand(sub: Any, name: str, summary: str, description: str) -> argparse
     where = parser.add_mutually_exclusive_group()
     where.add_argument("--url", metavar="URL", help=URL_HELP)
     where.add_argument("--url-file", metavar="PATH", help=URL_FILE_HELP)
-    parser.add_argument(
-        "--format",
-        choices=("text", "json"),
-        default="text",
-        help="text for people (default), json for scripts",
-    )
+    commands.add_format_argument(parser)
     return parser
 
 
@@ -107,35 +102,8 @@ def parser() -> argparse.ArgumentParser:
         "Audit the server's idle timeout and the account's connection cap against the "
         "workers and tasks that share the account.",
     )
-    check.add_argument(
-        "--fail-level",
-        choices=tuple(commands.LEVELS),
-        default="error",
-        help="exit with 1 when a finding is at or above this level (default: error)",
-    )
-    check.add_argument(
-        "--workers",
-        type=_whole(1),
-        metavar="N",
-        help="concurrent web workers (processes x threads) on the account; without it the "
-        "connection budget is not checked",
-    )
-    check.add_argument(
-        "--task-connections",
-        type=_whole(0),
-        default=0,
-        metavar="N",
-        help="connections held by scheduled and always-on tasks of the account (default: 0)",
-    )
-    check.add_argument(
-        "--timeout-margin",
-        type=_whole(0),
-        default=Options.TIMEOUT_MARGIN,
-        metavar="SECONDS",
-        help="a connection idle for the server's timeout minus this counts as stale "
-        f"(default: {Options.TIMEOUT_MARGIN})",
-    )
-    _listing_options(
+    _check_options(check)
+    commands.add_listing_arguments(
         _subcommand(
             sub,
             "connections",
@@ -147,31 +115,29 @@ def parser() -> argparse.ArgumentParser:
     return top
 
 
-def _listing_options(listing: argparse.ArgumentParser) -> None:
-    seconds = commands.argument_seconds
-    listing.add_argument(
-        "--kill-idle",
-        type=seconds,
+def _check_options(parser: argparse.ArgumentParser) -> None:
+    commands.add_fail_level_argument(parser)
+    parser.add_argument(
+        "--workers",
+        type=_whole(1),
+        metavar="N",
+        help="concurrent web workers (processes x threads) on the account; without it the "
+        "connection budget is not checked",
+    )
+    parser.add_argument(
+        "--task-connections",
+        type=_whole(0),
+        default=0,
+        metavar="N",
+        help="connections held by scheduled and always-on tasks of the account (default: 0)",
+    )
+    parser.add_argument(
+        "--timeout-margin",
+        type=_whole(0),
+        default=Options.TIMEOUT_MARGIN,
         metavar="SECONDS",
-        help="kill the account's connections idle for SECONDS or more, checked again right "
-        "before each kill; never this command's own, never one inside a transaction",
-    )
-    listing.add_argument(
-        "--include-transactions",
-        action="store_true",
-        help="with --kill-idle: also kill idle connections inside a transaction (their work "
-        "is rolled back) or whose transaction the server does not show",
-    )
-    listing.add_argument(
-        "--dry-run",
-        action="store_true",
-        help="with --kill-idle: show what would be killed, kill nothing",
-    )
-    listing.add_argument(
-        "--watch",
-        type=seconds,
-        metavar="SECONDS",
-        help="list again every SECONDS until interrupted (Ctrl-C)",
+        help="a connection idle for the server's timeout minus this counts as stale "
+        f"(default: {Options.TIMEOUT_MARGIN})",
     )
 
 

@@ -17,10 +17,10 @@ from django.db import Error as DatabaseError
 from django.db import connections
 
 from pa_dbhealth import conf, holders, tracker
+from pa_dbhealth.alias_look import LookTimedOut, look_at_alias
 from pa_dbhealth.core import render_holders, status_cache, vendors
 from pa_dbhealth.core.errors import Kind, classify
 from pa_dbhealth.core.health import DatabaseHealth, Report, Status, failed, judge, timed_out
-from pa_dbhealth.look import LookTimedOut, look
 
 __all__ = [
     "DatabaseHealth",
@@ -65,7 +65,7 @@ def probe(alias: str, *, connect_timeout: float | None = None) -> DatabaseHealth
     kept = connection.connection is not None
     try:
         try:
-            snapshot = look(alias, vendors.account_snapshot, timeout=seconds)
+            snapshot = look_at_alias(alias, vendors.account_snapshot, timeout=seconds)
         except DatabaseError as exc:
             # A kept connection dropped in a way its socket did not show (a NAT, a proxy):
             # ask once more on a connection of the probe's own.
@@ -73,7 +73,7 @@ def probe(alias: str, *, connect_timeout: float | None = None) -> DatabaseHealth
                 raise
             if not connection.in_atomic_block:
                 connection.close()
-            snapshot = look(alias, vendors.account_snapshot, timeout=seconds, reuse=False)
+            snapshot = look_at_alias(alias, vendors.account_snapshot, timeout=seconds, reuse=False)
     except LookTimedOut as exc:
         return timed_out(alias, vendor, exc.seconds)
     except DatabaseError as exc:

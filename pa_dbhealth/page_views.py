@@ -27,6 +27,7 @@ from django.views.decorators.csrf import csrf_protect
 from django.views.decorators.http import require_http_methods
 
 from pa_dbhealth import audit, conf, holders, server_version, views
+from pa_dbhealth.alias_look import look_at_alias
 from pa_dbhealth.core.findings import Finding
 from pa_dbhealth.core.health import DatabaseHealth, Report
 from pa_dbhealth.core.page import access as page_access
@@ -36,7 +37,6 @@ from pa_dbhealth.core.registry import holders as account_holders
 from pa_dbhealth.core.retry import single_attempt
 from pa_dbhealth.core.sign_in_limit import SignInAttempts
 from pa_dbhealth.health import check, shared_status
-from pa_dbhealth.look import look
 
 T = TypeVar("T")
 
@@ -79,7 +79,7 @@ class DjangoSite:
         return [*audit.site_findings(), *found]
 
     def look(self, name: str, question: Callable[[Any], T]) -> T:
-        return look(name, question)
+        return look_at_alias(name, question)
 
 
 def _secured(response: HttpResponse) -> HttpResponse:

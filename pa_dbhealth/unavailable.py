@@ -15,10 +15,10 @@ from django.http import HttpRequest, HttpResponse
 from django.template import TemplateDoesNotExist, loader
 
 from pa_dbhealth import holders, hygiene, tracker
+from pa_dbhealth.alias_look import LookTimedOut, look_at_alias
 from pa_dbhealth.core import render_holders, vendors
 from pa_dbhealth.core.errors import Classified, classify
 from pa_dbhealth.core.unavailable import answer, head
-from pa_dbhealth.look import LookTimedOut, look
 
 logger = logging.getLogger("pa_dbhealth.middleware")  # where these lines always were
 
@@ -104,7 +104,7 @@ def server_rows(alias: str) -> str:
     if not vendors.is_applicable(connection.vendor):
         return "The server cannot be asked about the account's connections."
     try:
-        snapshot = look(alias, vendors.account_snapshot)
+        snapshot = look_at_alias(alias, vendors.account_snapshot)
     except (DatabaseError, LookTimedOut) as exc:
         found = classify(exc).short if isinstance(exc, DatabaseError) else str(exc)
         reason = f"the server's list of the account's connections is unavailable: {found}"

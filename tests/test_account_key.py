@@ -21,7 +21,7 @@ pytest.importorskip("sqlalchemy")
 from sqlalchemy.pool import NullPool
 
 from pa_dbhealth.sqlalchemy import install
-from pa_dbhealth.sqlalchemy.look import engine_account
+from pa_dbhealth.sqlalchemy.engines import engine_account
 
 
 def socket_settings(server: Any, *, as_option: bool) -> dict[str, Any]:

@@ -10,24 +10,25 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from pa_dbhealth.core import findings
-from pa_dbhealth.core.errors import Kind, classify
+from pa_dbhealth.core import findings, vendors
 from pa_dbhealth.core.findings import Finding, Level
 from pa_dbhealth.core.options import Options
 from pa_dbhealth.core.timeouts import idle_limit
 from pa_dbhealth.core.vendors import AccountSnapshot, ServerFacts
 from pa_dbhealth.core.workers import Workers
 
+# What a URL calls its host and port, its user and password, its database's name.
+URL_PARTS = ("the host and port", "the user and password", "the database name")
+
 
 @dataclass(frozen=True)
 class Terms:
-    """How a face names things in its fixes."""
+    """How a face names things in its fixes: each face gives only its own words."""
 
     options: str  # what the face calls the options dict: "PA_DBHEALTH", "app.config['PA_DBHEALTH']"
     connections_command: str  # "manage.py dbconnections"
-    address: str  # where host and port are set: "HOST and PORT in DATABASES"
-    credentials: str  # "USER and PASSWORD in DATABASES"
-    database_name: str  # "NAME in DATABASES"
+    place: str  # where the connection is described: "DATABASES", "the URL"
+    parts: tuple[str, str, str] = URL_PARTS  # what ``place`` calls the address, login, name
     offline_flag: str = "--offline"
     wait_at_cap: str = ""  # a sentence: how this face makes a burst wait instead of failing
     # How this face's code fetches a large result a piece at a time (I012's fix).
@@ -36,6 +37,18 @@ class Terms:
 
     def option(self, key: str) -> str:
         return f"{self.options}[{key!r}]"
+
+    @property  # where the fixes say the address is set: "HOST and PORT in DATABASES"
+    def address(self) -> str:
+        return f"{self.parts[0]} in {self.place}"
+
+    @property
+    def credentials(self) -> str:
+        return f"{self.parts[1]} in {self.place}"
+
+    @property
+    def database_name(self) -> str:
+        return f"{self.parts[2]} in {self.place}"
 
 
 @dataclass
@@ -47,6 +60,13 @@ class Audit:
     source: str = "settings"  # "server": figures read from the live server; "settings": fallbacks
     server: dict[str, Any] = field(default_factory=dict)
     findings: list[Finding] = field(default_factory=list)
+
+    @classmethod
+    def not_applicable(cls, name: str, vendor: str, display_name: str) -> Audit:
+        """The audit of a database whose vendor has no limits to judge (SQLite, ...)."""
+        about = vendors.not_applicable(vendor, display_name)
+        finding = findings.not_applicable(repr(name), about.note)
+        return cls(name, vendor, "settings", about.as_dict(), [finding])
 
     def sorted_findings(self) -> list[Finding]:
         return sorted(self.findings, key=lambda f: (-f.level, f.id))
@@ -210,27 +230,3 @@ def server_findings(
             if c.idle and c.idle_seconds > timeout
         )
     return found
-
-
-def connect_failure(who: str, address: str, exc: BaseException, terms: Terms) -> Finding:
-    """E011 (no server answers at ``address``) or E018 (it refused the connection)."""
-    classified = classify(exc)
-    if classified.kind is Kind.UNREACHABLE:
-        fix = (
-            f"Check {terms.address} and that the server runs; on PythonAnywhere the host is "
-            "<username>.mysql.pythonanywhere-services.com."
-        )
-        return findings.unreachable(who, address, classified.short, fix)
-    fixes = {
-        Kind.ACCOUNT_CAP: "The account holds all its connections already. "
-        f"`{terms.connections_command}` names their holders without needing a connection; "
-        "stop one (reload the web app, stop the scheduled or always-on task, close the "
-        "console; on PythonAnywhere the Web and Tasks tabs), then run this again.",
-        Kind.HOURLY_QUOTA: "The account's hourly quota is used up: waiting seconds will not "
-        "help; it resets within the hour.",
-        Kind.ACCESS_DENIED: f"Check {terms.credentials}.",
-        Kind.UNKNOWN_DATABASE: f"Check {terms.database_name} (on PythonAnywhere: "
-        "'<username>$<dbname>').",
-    }
-    fix = fixes.get(classified.kind, "Check the database settings and the server's log.")
-    return findings.cannot_connect(who, classified.short, fix)

@@ -13,7 +13,8 @@ import contextlib
 import json
 import math
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -49,16 +50,41 @@ def seconds(value: str) -> float:
     return number
 
 
-def listing_misuse(
-    kill_idle: float | None, include_transactions: bool, dry_run: bool, watch: float | None
-) -> str | None:
-    """What is wrong with a ``dbconnections`` command line, in one line, or None."""
-    if (dry_run or include_transactions) and kill_idle is None:
-        flag = "--dry-run" if dry_run else "--include-transactions"
-        return f"{flag} goes with --kill-idle SECONDS"
-    if watch is not None and watch <= 0:
-        return "--watch needs a number of seconds > 0"
-    return None
+@dataclass(frozen=True)
+class ListingAsked:
+    """What a ``dbconnections`` command line asks: which idle connections to kill, and how
+    often to list again. Every face reads it from its parsed options with :meth:`of`."""
+
+    kill_idle: float | None = None
+    include_transactions: bool = False
+    dry_run: bool = False
+    watch: float | None = None
+
+    @classmethod
+    def of(cls, options: Mapping[str, Any]) -> ListingAsked:
+        return cls(
+            options.get("kill_idle"),
+            bool(options.get("include_transactions")),
+            bool(options.get("dry_run")),
+            options.get("watch"),
+        )
+
+    def misuse(self) -> str | None:
+        """What is wrong with the command line, in one line, or None."""
+        if (self.dry_run or self.include_transactions) and self.kill_idle is None:
+            flag = "--dry-run" if self.dry_run else "--include-transactions"
+            return f"{flag} goes with --kill-idle SECONDS"
+        if self.watch is not None and self.watch <= 0:
+            return "--watch needs a number of seconds > 0"
+        return None
+
+    def kills(self) -> dict[str, Any]:
+        """The keyword arguments of ``core.listings.listing`` that say what to kill."""
+        return {
+            "kill_idle": self.kill_idle,
+            "include_transactions": self.include_transactions,
+            "dry_run": self.dry_run,
+        }
 
 
 def argument_seconds(value: str) -> float:
@@ -67,6 +93,47 @@ def argument_seconds(value: str) -> float:
         return seconds(value)
     except ValueError as exc:
         raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+# The help of the options every face's commands share (argparse's and click's alike).
+FAIL_LEVEL_HELP = "Exit with 1 when a finding is at or above this level (default: error)."
+FORMAT_HELP = "text for people (default), json for scripts."
+KILL_IDLE_HELP = (
+    "Kill the account's own connections idle (Sleep) for SECONDS or more, checked again "
+    "right before each kill; never this command's own, never another account's, never one "
+    "inside a transaction (see --include-transactions)."
+)
+INCLUDE_TRANSACTIONS_HELP = (
+    "With --kill-idle: also kill idle connections inside a transaction (their uncommitted "
+    "work is rolled back) or whose transaction the server does not show (MySQL without the "
+    "PROCESS privilege, as on PythonAnywhere)."
+)
+DRY_RUN_HELP = "With --kill-idle: show what would be killed, kill nothing."
+WATCH_HELP = "List again every SECONDS until interrupted (Ctrl-C)."
+
+
+def add_format_argument(parser: argparse.ArgumentParser) -> None:
+    """``--format text|json`` of every command."""
+    parser.add_argument("--format", choices=("text", "json"), default="text", help=FORMAT_HELP)
+
+
+def add_fail_level_argument(parser: argparse.ArgumentParser) -> None:
+    """``--fail-level`` of a check command."""
+    parser.add_argument(
+        "--fail-level", choices=tuple(LEVELS), default="error", help=FAIL_LEVEL_HELP
+    )
+
+
+def add_listing_arguments(parser: argparse.ArgumentParser) -> None:
+    """``--kill-idle``, ``--include-transactions``, ``--dry-run`` and ``--watch`` of a
+    connections command (read back with :meth:`ListingAsked.of`)."""
+    seconds_ = argument_seconds
+    parser.add_argument("--kill-idle", type=seconds_, metavar="SECONDS", help=KILL_IDLE_HELP)
+    parser.add_argument(
+        "--include-transactions", action="store_true", help=INCLUDE_TRANSACTIONS_HELP
+    )
+    parser.add_argument("--dry-run", action="store_true", help=DRY_RUN_HELP)
+    parser.add_argument("--watch", type=seconds_, metavar="SECONDS", help=WATCH_HELP)
 
 
 def check(

@@ -13,9 +13,11 @@ from pa_dbhealth.core import cli_steps as commands
 from pa_dbhealth.core import findings
 from pa_dbhealth.core import listings as connections
 from pa_dbhealth.core.errors import server_address
+from pa_dbhealth.core.options import Options
 from pa_dbhealth.sqlalchemy import behind, holding
 from pa_dbhealth.sqlalchemy.audit import report
-from pa_dbhealth.sqlalchemy.look import database_errors, engine_vendor, look
+from pa_dbhealth.sqlalchemy.engine_look import look_at_engine
+from pa_dbhealth.sqlalchemy.engines import database_errors, engine_vendor
 from pa_dbhealth.sqlalchemy.wording import flask_wording
 
 # core.render's styles (Django's style roles) in click's colours
@@ -93,7 +95,7 @@ def recycle_note(app: Flask, name: str, engine: Any) -> str:
     "--fail-level",
     type=click.Choice(list(commands.LEVELS)),
     default="error",
-    help="Exit with 1 when a finding is at or above this level (default: error).",
+    help=commands.FAIL_LEVEL_HELP,
 )
 @click.option(
     "--offline",
@@ -137,66 +139,45 @@ def dbcheck(bind: str | None, fmt: str, fail_level: str, offline: bool) -> None:
     help="Engine to look at: 'default' or a bind key; repeat for several (default: default).",
 )
 @click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text")
-@click.option(
-    "--kill-idle",
-    type=Seconds(),
-    metavar="SECONDS",
-    help="Kill the account's own connections idle (Sleep) for SECONDS or more, checked again "
-    "right before each kill; never this command's own, never another account's, never one "
-    "inside a transaction (see --include-transactions).",
-)
-@click.option(
-    "--include-transactions",
-    is_flag=True,
-    help="With --kill-idle: also kill idle connections inside a transaction (their "
-    "uncommitted work is rolled back) or whose transaction the server does not show "
-    "(MySQL without the PROCESS privilege, as on PythonAnywhere).",
-)
-@click.option("--dry-run", is_flag=True, help="With --kill-idle: show what would be killed.")
-@click.option(
-    "--watch", type=Seconds(), metavar="SECONDS", help="Refresh every SECONDS until Ctrl-C."
-)
+@click.option("--kill-idle", type=Seconds(), metavar="SECONDS", help=commands.KILL_IDLE_HELP)
+@click.option("--include-transactions", is_flag=True, help=commands.INCLUDE_TRANSACTIONS_HELP)
+@click.option("--dry-run", is_flag=True, help=commands.DRY_RUN_HELP)
+@click.option("--watch", type=Seconds(), metavar="SECONDS", help=commands.WATCH_HELP)
 @with_appcontext
-def dbconnections(
-    binds: tuple[str, ...],
-    fmt: str,
-    kill_idle: float | None,
-    include_transactions: bool,
-    dry_run: bool,
-    watch: float | None,
-) -> None:
-    misuse = commands.listing_misuse(kill_idle, include_transactions, dry_run, watch)
+def dbconnections(binds: tuple[str, ...], fmt: str, **given: Any) -> None:
+    asked = commands.ListingAsked.of(given)
+    misuse = asked.misuse()
     if misuse is not None:
         raise click.UsageError(misuse)
     app = current_app._get_current_object()  # type: ignore[attr-defined]
     engines = _names(app, tuple(dict.fromkeys(binds)) or ("default",))
     options = _extension(app).options(app)
-
-    def look_one(name: str) -> dict[str, Any]:
-        engine = engines[name]
-        return connections.listing(
-            name,
-            engine_vendor(engine),
-            engine.dialect.name,
-            lambda ask: look(engine, ask, timeout=options.HEALTH_CONNECT_TIMEOUT),
-            kill_idle=kill_idle,
-            include_transactions=include_transactions,
-            dry_run=dry_run,
-            cap=options.CONNECTION_LIMIT,
-            errors=database_errors(engine),
-            address=server_address(engine.url.host, engine.url.port),
-            holders=lambda snapshot: holding.account_holders_of(engine, options, snapshot),
-        )
-
     try:
         commands.connections(
             list(engines),
-            look_one,
+            lambda name: _listing(name, engines[name], options, asked),
             fmt,
             write,
-            watch=watch,
+            watch=asked.watch,
             say=lambda t: click.echo(t, err=True),
             findings=_extension(app).registry_findings(app),
         )
     except commands.CommandFailed as exc:
         raise failed(exc) from None
+
+
+def _listing(
+    name: str, engine: Any, options: Options, asked: commands.ListingAsked
+) -> dict[str, Any]:
+    """One engine's listing (and kills), through a look at its server."""
+    return connections.listing(
+        name,
+        engine_vendor(engine),
+        engine.dialect.name,
+        lambda ask: look_at_engine(engine, ask, timeout=options.HEALTH_CONNECT_TIMEOUT),
+        **asked.kills(),
+        cap=options.CONNECTION_LIMIT,
+        errors=database_errors(engine),
+        address=server_address(engine.url.host, engine.url.port),
+        holders=lambda snapshot: holding.account_holders_of(engine, options, snapshot),
+    )

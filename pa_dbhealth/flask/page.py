@@ -32,8 +32,9 @@ from pa_dbhealth.core.sign_in_limit import SignInAttempts
 from pa_dbhealth.flask.cli import recycle_note
 from pa_dbhealth.sqlalchemy import health
 from pa_dbhealth.sqlalchemy.audit import report
+from pa_dbhealth.sqlalchemy.engine_look import look_at_engine
+from pa_dbhealth.sqlalchemy.engines import database_errors
 from pa_dbhealth.sqlalchemy.holding import account_holders_of
-from pa_dbhealth.sqlalchemy.look import database_errors, look
 from pa_dbhealth.sqlalchemy.wording import flask_wording
 
 T = TypeVar("T")
@@ -90,7 +91,9 @@ class FlaskSite:
         return [*site, *self.extension.registry_findings(self.app), *audit.findings]
 
     def look(self, name: str, question: Callable[[Any], T]) -> T:
-        return look(self.engines[name], question, timeout=self.options.HEALTH_CONNECT_TIMEOUT)
+        return look_at_engine(
+            self.engines[name], question, timeout=self.options.HEALTH_CONNECT_TIMEOUT
+        )
 
 
 def shared_status(

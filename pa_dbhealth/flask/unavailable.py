@@ -16,8 +16,8 @@ from sqlalchemy.exc import DBAPIError
 
 from pa_dbhealth.core import unavailable
 from pa_dbhealth.core.errors import classify
+from pa_dbhealth.sqlalchemy.engines import engine_account
 from pa_dbhealth.sqlalchemy.holding import account_holders_of
-from pa_dbhealth.sqlalchemy.look import engine_account
 
 logger = logging.getLogger("pa_dbhealth.flask")
 

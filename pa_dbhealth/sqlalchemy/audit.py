@@ -13,7 +13,7 @@ that fit (``sizing.fitting_options``, what ``engine_options`` returns).
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, NamedTuple
 
 from sqlalchemy.engine import Engine
 from sqlalchemy.pool import NullPool
@@ -22,6 +22,7 @@ from pa_dbhealth.core import findings, vendors
 from pa_dbhealth.core.audit import (
     Audit,
     Limits,
+    Terms,
     judge_limits,
     queue_fix,
     server_findings,
@@ -29,22 +30,28 @@ from pa_dbhealth.core.audit import (
 )
 from pa_dbhealth.core.errors import server_address
 from pa_dbhealth.core.findings import Finding
+from pa_dbhealth.core.look import Asked, ask_server
 from pa_dbhealth.core.options import Options, effective
-from pa_dbhealth.core.server_look import ask_server
-from pa_dbhealth.core.vendors import AccountSnapshot, ServerFacts
 from pa_dbhealth.sqlalchemy import behind
+from pa_dbhealth.sqlalchemy.engine_look import look_at_engine
+from pa_dbhealth.sqlalchemy.engines import database_errors, engine_key, engine_vendor
 from pa_dbhealth.sqlalchemy.events import installed
-from pa_dbhealth.sqlalchemy.look import (
-    database_errors,
-    engine_key,
-    engine_vendor,
-    look,
-)
 from pa_dbhealth.sqlalchemy.pools import PoolShape, shape
 from pa_dbhealth.sqlalchemy.sizing import Concurrency, concurrency, fitting_options, per_process
 from pa_dbhealth.sqlalchemy.wording import PLAIN, Wording
 
 __all__ = ["audit", "report"]
+
+
+class Judged(NamedTuple):
+    """What an engine's pool and budget findings are judged on, and how they are worded."""
+
+    who: str
+    pool: PoolShape
+    vendor: str
+    wording: Wording
+    fitting: dict[str, Any]
+    is_installed: bool
 
 
 def report(
@@ -69,59 +76,45 @@ def report(
     vendor = engine_vendor(engine)
     terms = wording.terms
     if not vendors.is_applicable(vendor):
-        about = vendors.not_applicable(vendor, engine.dialect.name)
-        return Audit(
-            label, vendor, "settings", about.as_dict(), [findings.not_applicable(who, about.note)]
-        )
+        return Audit.not_applicable(label, vendor, engine.dialect.name)
     result = Audit(label, vendor)
-    facts: ServerFacts | None = None
-    snapshot: AccountSnapshot | None = None
-    reason = terms.offline_flag
-    url = engine.url
-    if not offline:
-        asked = ask_server(
-            result,
-            who,
-            server_address(url.host, url.port),
-            terms,
-            lambda ask: look(engine, ask, timeout=opts.HEALTH_CONNECT_TIMEOUT),
-            database_errors(engine),
-        )
-        if asked is None:
-            return result
-        facts, snapshot, reason = asked.facts, asked.snapshot, asked.reason or reason
-    where = (str(url.host or ""), str(url.port or ""))
+    asked = (
+        Asked(None, None, terms.offline_flag) if offline else _ask(engine, result, who, opts, terms)
+    )
+    if asked is None:
+        return result  # what the options would mean for a server not seen can wait
+    facts, snapshot = asked.facts, asked.snapshot
+    where = (str(engine.url.host or ""), str(engine.url.port or ""))
+    reason = asked.reason or terms.offline_flag
     limits = judge_limits(result, who, facts, snapshot, opts, reason, terms, where)
-    pool = shape(engine)
     given = workers if workers is not None else opts.WORKERS
     setting = "the workers argument" if workers is not None else terms.option("WORKERS")
     how = concurrency(given, setting)
-    cap = limits.cap
     fitting = fitting_options(
-        cap or opts.CONNECTION_LIMIT, opts.TASK_CONNECTIONS, how, limits.idle_limit
+        limits.cap or opts.CONNECTION_LIMIT, opts.TASK_CONNECTIONS, how, limits.idle_limit
     )
-    is_installed = installed(engine) is not None
-    result.findings += _pool_findings(who, pool, limits, vendor, wording, fitting, is_installed)
-    queues = bool(opts.LINE) and opts.CONNECT_RETRY > 0
+    judged = Judged(who, shape(engine), vendor, wording, fitting, installed(engine) is not None)
+    result.findings += _pool_findings(judged, limits)
     # Behind a multiplexer the processes' connections are its clients: no budget.
-    pooled = facts is not None and behind.judge_behind(engine, who, opts, result, wording)
-    if not pooled:
-        result.findings += _budget(
-            who,
-            cap,
-            pool,
-            how,
-            opts.TASK_CONNECTIONS,
-            vendor,
-            wording,
-            fitting,
-            is_installed,
-            queues,
-        )
+    if not (facts is not None and behind.judge_behind(engine, who, opts, result, wording)):
+        queues = bool(opts.LINE) and opts.CONNECT_RETRY > 0
+        result.findings += _budget(judged, limits.cap, how, opts.TASK_CONNECTIONS, queues)
     if facts is not None and snapshot is not None:
         kill_flag = f"--bind {wording.bind} " if wording.bind is not None else ""
         result.findings += server_findings(who, facts, snapshot, limits.timeout, terms, kill_flag)
     return result
+
+
+def _ask(engine: Engine, result: Audit, who: str, opts: Options, terms: Terms) -> Asked | None:
+    """``core.look.ask_server`` through a look at the engine's server."""
+    return ask_server(
+        result,
+        who,
+        server_address(engine.url.host, engine.url.port),
+        terms,
+        lambda ask: look_at_engine(engine, ask, timeout=opts.HEALTH_CONNECT_TIMEOUT),
+        database_errors(engine),
+    )
 
 
 def audit(
@@ -135,15 +128,9 @@ def audit(
     return report(engine, workers=workers, options=options, wording=wording).sorted_findings()
 
 
-def _pool_findings(
-    who: str,
-    pool: PoolShape,
-    limits: Limits,
-    vendor: str,
-    wording: Wording,
-    fitting: dict[str, Any],
-    is_installed: bool,
-) -> list[Finding]:
+def _pool_findings(judged: Judged, limits: Limits) -> list[Finding]:
+    who, pool, vendor = judged.who, judged.pool, judged.vendor
+    wording, fitting = judged.wording, judged.fitting
     found = []
     subject = f"The engine {who}"
     cap, timeout, limit = limits.cap, limits.timeout, limits.idle_limit
@@ -168,7 +155,7 @@ def _pool_findings(
         elif pool.recycle > limit:
             shown = f"{pool.recycle:g}" + wording.recycle_note
             found.append(findings.kept_past_timeout(setting, shown, timeout, vendor, fix))
-    if pool.keeps and not pool.pre_ping and not is_installed:
+    if pool.keeps and not pool.pre_ping and not judged.is_installed:
         found.append(
             findings.kept_untested(
                 f"{subject} keeps connections in its {pool.kind} without pool_pre_ping or "
@@ -181,22 +168,13 @@ def _pool_findings(
 
 
 def _budget(
-    who: str,
-    cap: int | None,
-    pool: PoolShape,
-    how: Concurrency,
-    tasks: int,
-    vendor: str,
-    wording: Wording,
-    fitting: dict[str, Any],
-    is_installed: bool,
-    queues: bool = False,
+    judged: Judged, cap: int | None, how: Concurrency, tasks: int, queues: bool
 ) -> list[Finding]:
     """E007/W008/W022/I019: the connections every process's pool may open against the cap
     (``queues``: a refused connect waits in the account's line, LINE and CONNECT_RETRY)."""
     if cap is None:
         return []
-    terms = wording.terms
+    who, pool, vendor, terms = judged.who, judged.pool, judged.vendor, judged.wording.terms
     if how.processes is None:
         return [findings.workers_unknown(who, cap, workers_fix(terms))]
     per = per_process(pool, how.threads)
@@ -205,30 +183,35 @@ def _budget(
     breakdown = f"{how.source}, up to {per} connection(s) per process: {why}"
     if tasks:
         breakdown += f" + {tasks} task connection(s)"
-    wait = (
-        ""
-        if is_installed
-        else f" {wording.install} makes a connect refused by the cap wait for a free connection."
-    )
+    if need > cap and judged.is_installed and pool.kind == "NullPool" and queues:
+        allowed = max(cap - tasks, 0) // max(how.threads or 1, 1)
+        return [findings.budget_queues(who, need, breakdown, cap, queue_fix(allowed, terms))]
+    if need > cap:
+        fix = _budget_fix(judged, cap, how, tasks)
+        return [findings.budget_over_cap(who, need, breakdown, cap, fix, vendor)]
+    if need == cap:
+        fix = _budget_fix(judged, cap, how, tasks)
+        return [findings.budget_at_cap(who, need, breakdown, cap, fix, vendor)]
+    return []
+
+
+def _budget_fix(judged: Judged, cap: int, how: Concurrency, tasks: int) -> str:
+    """E007's and W008's fix: the options that fit, or NullPool with pa_dbhealth's wait."""
+    wording, fitting = judged.wording, judged.fitting
     if fitting.get("poolclass") is NullPool:
-        fix = (
+        return (
             f"Run at most {max(cap - tasks, 0)} worker process(es), or use "
             f"{wording.write(fitting)} with {wording.install}: a connection is held only while "
             "it is used, and a connect refused by the cap waits (CONNECT_RETRY) instead of "
             "failing; a sustained overload still fails."
         )
-    else:
-        fit = int(fitting["pool_size"]) + int(fitting["max_overflow"])
-        fix = (
-            f"Set {wording.write(fitting)}: {how.processes} process(es) x {fit} connection(s) "
-            f"stay within the cap of {cap}.{wait}"
-        )
-    waits = is_installed and pool.kind == "NullPool" and queues
-    if need > cap and waits:
-        allowed = max(cap - tasks, 0) // max(how.threads or 1, 1)
-        return [findings.budget_queues(who, need, breakdown, cap, queue_fix(allowed, terms))]
-    if need > cap:
-        return [findings.budget_over_cap(who, need, breakdown, cap, fix, vendor)]
-    if need == cap:
-        return [findings.budget_at_cap(who, need, breakdown, cap, fix, vendor)]
-    return []
+    wait = (
+        ""
+        if judged.is_installed
+        else f" {wording.install} makes a connect refused by the cap wait for a free connection."
+    )
+    fit = int(fitting["pool_size"]) + int(fitting["max_overflow"])
+    return (
+        f"Set {wording.write(fitting)}: {how.processes} process(es) x {fit} connection(s) "
+        f"stay within the cap of {cap}.{wait}"
+    )

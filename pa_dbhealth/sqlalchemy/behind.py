@@ -14,7 +14,8 @@ from pa_dbhealth.core.findings import Finding
 from pa_dbhealth.core.look import LookTimedOut
 from pa_dbhealth.core.options import Options
 from pa_dbhealth.core.vendors import pooler
-from pa_dbhealth.sqlalchemy.look import database_errors, engine_vendor, look
+from pa_dbhealth.sqlalchemy.engine_look import look_at_engine
+from pa_dbhealth.sqlalchemy.engines import database_errors, engine_vendor
 from pa_dbhealth.sqlalchemy.wording import Wording
 
 __all__ = ["findings_for", "judge_behind", "pin_findings"]
@@ -31,7 +32,7 @@ def findings_for(
 
     errors: tuple[type[BaseException], ...] = (LookTimedOut, *database_errors(engine))
     try:
-        place, prepares = look(engine, ask, timeout=options.HEALTH_CONNECT_TIMEOUT)
+        place, prepares = look_at_engine(engine, ask, timeout=options.HEALTH_CONNECT_TIMEOUT)
     except errors:
         return None, []
     url = engine.url

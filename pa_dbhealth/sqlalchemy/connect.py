@@ -50,14 +50,35 @@ def retrying_connect(
     account: Account | None = None,
 ) -> Callable[..., Any]:
     """The ``do_connect`` listener for one engine (``key`` names it in logs; ``account``
-    names its line, None for an engine that waits without one)."""
+    names its line, None for an engine that waits without one): ``core.connect``'s policy,
+    as the Django backend's ``get_new_connection`` calls it."""
+    target = _target(key, options, on_refused, account)
+
+    def do_connect(dialect: Any, entry: Any, cargs: list[Any], cparams: dict[str, Any]) -> Any:
+        if in_look():
+            return None  # a look connects once, bounded, by itself
+        params = (list(cargs), dict(cparams))
+        handed_over: list[handoff.Handed] = []
+        wait = _receive(key, room, params, handed_over) if options.HANDOFF else None
+        raw, ticket = policy.connect(lambda: dialect.connect(*cargs, **cparams), target, wait=wait)
+        if entry is not None:
+            _note(entry, params, ticket, handed_over)
+        return raw
+
+    return do_connect
+
+
+def _target(
+    key: str, options: Options, on_refused: Callable[[], object], account: Account | None
+) -> policy.Target:
+    """What ``core.connect`` needs to know of the engine: its name, line, budget, counters."""
 
     def count(event: str) -> None:
         tracker.counts.event(event)
         if event == policy.RETRY:
             on_refused()
 
-    target = policy.Target(
+    return policy.Target(
         key,
         account if options.LINE else None,
         options.CONNECT_RETRY,
@@ -67,40 +88,39 @@ def retrying_connect(
         options.REGISTRY_DIR,
     )
 
-    def do_connect(dialect: Any, entry: Any, cargs: list[Any], cparams: dict[str, Any]) -> Any:
-        if in_look():
-            return None  # a look connects once, bounded, by itself
-        params = (list(cargs), dict(cparams))
-        handed_over: list[handoff.Handed] = []
 
-        def wait(delay: float) -> Any:
-            handed = room.wait(delay)
-            if handed is None:
-                return None
-            if handed.opened_with != params or liveness.is_dead(handed.raw) is not False:
-                logger.debug("connection handed over for %s is not for this connect", key)
-                with contextlib.suppress(Exception):  # not ours to use: closed all the same
-                    handed.raw.close()
-                return None
-            logger.debug("connect to %s: took over a connection another thread was done with", key)
-            handed_over.append(handed)
-            return handed.raw
+def _receive(
+    key: str, room: handoff.WaitingRoom, params: Any, handed_over: list[handoff.Handed]
+) -> Callable[[float], Any]:
+    """Waiting between attempts: a connection a sibling thread hands over meanwhile, when
+    it was made with the same arguments and is still alive (noted in ``handed_over``)."""
 
-        raw, ticket = policy.connect(
-            lambda: dialect.connect(*cargs, **cparams),
-            target,
-            wait=wait if options.HANDOFF else None,
-        )
-        if entry is not None:
-            if ticket is not None:
-                entry.info[TICKET] = ticket
-            entry.info[PARAMS] = params
-            entry.info[HANDOFFS] = handed_over[-1].handoffs if handed_over else 0
-            if handed_over:
-                entry.info[HANDED] = True
-        return raw
+    def wait(delay: float) -> Any:
+        handed = room.wait(delay)
+        if handed is None:
+            return None
+        if handed.opened_with != params or liveness.is_dead(handed.raw) is not False:
+            logger.debug("connection handed over for %s is not for this connect", key)
+            with contextlib.suppress(Exception):  # not ours to use: closed all the same
+                handed.raw.close()
+            return None
+        logger.debug("connect to %s: took over a connection another thread was done with", key)
+        handed_over.append(handed)
+        return handed.raw
 
-    return do_connect
+    return wait
+
+
+def _note(
+    entry: Any, params: Any, ticket: policy.Ticket | None, handed_over: list[handoff.Handed]
+) -> None:
+    """What the pool entry remembers of its connection's opening."""
+    if ticket is not None:
+        entry.info[TICKET] = ticket
+    entry.info[PARAMS] = params
+    entry.info[HANDOFFS] = handed_over[-1].handoffs if handed_over else 0
+    if handed_over:
+        entry.info[HANDED] = True
 
 
 def may_hand_over(dbapi_connection: Any, entry: Any, options: Options) -> bool:

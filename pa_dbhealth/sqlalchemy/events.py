@@ -30,7 +30,7 @@ from pa_dbhealth.core import handoff, liveness, staleness
 from pa_dbhealth.core.options import Options, effective
 from pa_dbhealth.core.timeouts import Learned
 from pa_dbhealth.sqlalchemy import connect, holding, pins, tracker
-from pa_dbhealth.sqlalchemy.look import engine_account, engine_key, engine_vendor
+from pa_dbhealth.sqlalchemy.engines import engine_account, engine_key, engine_vendor
 
 __all__ = ["LEAK_AFTER", "LEARNED", "install", "installed"]
 

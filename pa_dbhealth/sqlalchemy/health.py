@@ -12,7 +12,8 @@ from pa_dbhealth.core import vendors
 from pa_dbhealth.core.errors import classify
 from pa_dbhealth.core.health import DatabaseHealth, Report, Status, failed, judge, timed_out
 from pa_dbhealth.core.options import Options, effective
-from pa_dbhealth.sqlalchemy.look import LookTimedOut, database_errors, engine_vendor, look
+from pa_dbhealth.sqlalchemy.engine_look import LookTimedOut, look_at_engine
+from pa_dbhealth.sqlalchemy.engines import database_errors, engine_vendor
 
 __all__ = ["check", "probe"]
 
@@ -30,7 +31,9 @@ def probe(
         note = vendors.not_applicable(vendor, engine.dialect.name).note
         return DatabaseHealth(name, vendor, Status.OK, applicable=False, note=note)
     try:
-        snapshot = look(engine, vendors.account_snapshot, timeout=opts.HEALTH_CONNECT_TIMEOUT)
+        snapshot = look_at_engine(
+            engine, vendors.account_snapshot, timeout=opts.HEALTH_CONNECT_TIMEOUT
+        )
     except LookTimedOut as exc:
         return timed_out(name, vendor, exc.seconds)
     except database_errors(engine) as exc:

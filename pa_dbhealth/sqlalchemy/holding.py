@@ -42,7 +42,7 @@ from pa_dbhealth.core.registry.holders import AccountHolders
 from pa_dbhealth.core.server_id import server_id
 from pa_dbhealth.core.vendors import AccountSnapshot
 from pa_dbhealth.sqlalchemy import leak_timer, tracker
-from pa_dbhealth.sqlalchemy.look import engine_account, engine_vendor
+from pa_dbhealth.sqlalchemy.engines import engine_account, engine_vendor
 
 SOURCE = "sqlalchemy"  # this face's list in the process's file
 PUBLISH_AFTER = registry.PUBLISH_AFTER
@@ -119,15 +119,7 @@ def describe(
     if _place is None:
         _place = where
     server, account = engine_account(engine)
-    return EngineKey(
-        name=name,
-        server=server,
-        account=account,
-        vendor=vendor,
-        where=where,
-        origins=bool(options.TRACK_ORIGINS),
-        checkouts=checkouts,
-    )
+    return EngineKey(name, server, account, vendor, where, bool(options.TRACK_ORIGINS), checkouts)
 
 
 def opened(engine: EngineKey, raw: Any, entry: Any) -> None:
@@ -153,11 +145,8 @@ def opened(engine: EngineKey, raw: Any, entry: Any) -> None:
     with _lock:
         earlier = _open.get(id(raw))
         if earlier is not None:  # handed over: the connection keeps its history
-            record.opened_at, record.caller, record.stack = (
-                earlier.opened_at,
-                earlier.caller,
-                earlier.stack,
-            )
+            record.opened_at, record.caller = earlier.opened_at, earlier.caller
+            record.stack = earlier.stack
         _open[id(raw)] = record
     if transient:
         if _local.transient is None:
@@ -195,12 +184,9 @@ def request_ended(*args: Any, **kwargs: Any) -> None:
     if not mine:
         return
     _local.transient = None
-    outlived = False
-    for key in mine:
-        record = _open.get(key)
-        if record is not None and record.transient:
-            record.transient = False
-            outlived = True
+    outlived = [r for key in mine if (r := _open.get(key)) is not None and r.transient]
+    for record in outlived:
+        record.transient = False
     if outlived:
         publish()
 

@@ -15,7 +15,8 @@ from pa_dbhealth.core import vendors
 from pa_dbhealth.core.errors import classify
 from pa_dbhealth.core.options import Options, effective
 from pa_dbhealth.core.timeouts import idle_limit
-from pa_dbhealth.sqlalchemy.look import LookTimedOut, database_errors, engine_vendor, look
+from pa_dbhealth.sqlalchemy.engine_look import LookTimedOut, look_at_engine
+from pa_dbhealth.sqlalchemy.engines import database_errors, engine_vendor
 from pa_dbhealth.sqlalchemy.sizing import concurrency, fitting_options
 
 __all__ = ["engine_options"]
@@ -49,7 +50,7 @@ def engine_options(
     errors: tuple[type[BaseException], ...] = (LookTimedOut, *database_errors(probe))
     try:
         if vendors.is_applicable(engine_vendor(probe)):
-            facts = look(probe, vendors.server_facts, timeout=opts.HEALTH_CONNECT_TIMEOUT)
+            facts = look_at_engine(probe, vendors.server_facts, timeout=opts.HEALTH_CONNECT_TIMEOUT)
             timeout, cap = facts.wait_timeout, facts.account_limit
         else:
             timeout = cap = None

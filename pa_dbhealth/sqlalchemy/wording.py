@@ -52,22 +52,18 @@ class Wording:
 
 
 PLAIN_TERMS = Terms(
-    options="PA_DBHEALTH",
-    connections_command="python -m pa_dbhealth connections",
-    address="the host and port in the engine's URL",
-    credentials="the user and password in the engine's URL",
-    database_name="the database name in the engine's URL",
+    "PA_DBHEALTH",
+    "python -m pa_dbhealth connections",
+    "the engine's URL",
     paging="select(...).limit(n), .execution_options(yield_per=n), Result.partitions()",
     workers_also=", or pass workers= to the audit",
 )
 PLAIN = Wording(PLAIN_TERMS, install="pa_dbhealth.sqlalchemy.install(engine)")
 
 FLASK_TERMS = Terms(
-    options="app.config['PA_DBHEALTH']",
-    connections_command="flask dbconnections",
-    address="the host and port in SQLALCHEMY_DATABASE_URI",
-    credentials="the user and password in SQLALCHEMY_DATABASE_URI",
-    database_name="the database name in SQLALCHEMY_DATABASE_URI",
+    "app.config['PA_DBHEALTH']",
+    "flask dbconnections",
+    "SQLALCHEMY_DATABASE_URI",
     paging="db.paginate(...), select(...).limit(n), .execution_options(yield_per=n)",
 )
 

@@ -4,21 +4,21 @@ from __future__ import annotations
 
 from typing import Any
 
-from django.core.management.base import BaseCommand, CommandError, CommandParser
+from django.core.management.base import CommandParser
 from django.db import connections
 
 from pa_dbhealth import behind, conf
 from pa_dbhealth.audit import audit_alias, site_findings
 from pa_dbhealth.checks import asgi_findings, settings_findings
 from pa_dbhealth.core import cli_steps as commands
+from pa_dbhealth.management.base import ReportCommand
 
 
-class Command(BaseCommand):
+class Command(ReportCommand):
     help = (
         "Audit database settings against the live server's idle timeout and the account's "
         "connection cap. Exit code 0: nothing at or above --fail-level; 1: findings; 2: misuse."
     )
-    requires_system_checks: list[str] = []
 
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument(
@@ -26,18 +26,8 @@ class Command(BaseCommand):
             choices=tuple(connections),
             help="Audit only this alias (default: every alias).",
         )
-        parser.add_argument(
-            "--format",
-            choices=("text", "json"),
-            default="text",
-            help="text for people (default), json for scripts.",
-        )
-        parser.add_argument(
-            "--fail-level",
-            choices=tuple(commands.LEVELS),
-            default="error",
-            help="Exit with 1 when a finding is at or above this level (default: error).",
-        )
+        commands.add_format_argument(parser)
+        commands.add_fail_level_argument(parser)
         parser.add_argument(
             "--offline",
             action="store_true",
@@ -58,10 +48,5 @@ class Command(BaseCommand):
         site = settings_findings(conf.problems()) + site_findings() + asgi_findings()
         site += behind.pin_findings()  # what the site's processes ran that pins a multiplexer
         reports = [audit_alias(alias, offline=offline) for alias in aliases]
-        try:
-            commands.check(reports, site, format, fail_level, self._write, name="dbcheck")
-        except commands.CommandFailed as exc:
-            raise CommandError(str(exc), returncode=exc.code) from None
-
-    def _write(self, text: str, style: str | None) -> None:
-        self.stdout.write(getattr(self.style, style)(text) if style else text)
+        with self.exit_codes():
+            commands.check(reports, site, format, fail_level, self.write, name="dbcheck")

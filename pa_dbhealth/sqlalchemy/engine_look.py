@@ -1,5 +1,5 @@
 """One look at an engine's server, bounded in time: the audit, ``engine_options``, the health
-view and the commands ask through :func:`look`.
+view and the commands ask through :func:`look_at_engine`.
 
 The look opens a DB-API connection of its own, made as the engine's pool makes them (its
 URL, ``connect_args``, ``creator`` and ``do_connect`` listeners), with a connect timeout and
@@ -17,20 +17,16 @@ from typing import Any, TypeVar
 
 from sqlalchemy import event
 from sqlalchemy.engine import Engine
-from sqlalchemy.exc import DBAPIError
 
 from pa_dbhealth.core.errors import classify
 from pa_dbhealth.core.look import LookTimedOut, connect_timeout_options, shut_down, within
 from pa_dbhealth.core.retry import single_attempt
-from pa_dbhealth.core.server_id import account_key
 from pa_dbhealth.sqlalchemy import tracker
+from pa_dbhealth.sqlalchemy.engines import vendor_of
 
-__all__ = ["LookTimedOut", "database_errors", "engine_key", "engine_vendor", "look"]
+__all__ = ["LookTimedOut", "look_at_engine"]
 
 T = TypeVar("T")
-
-# SQLAlchemy dialect names -> the vendors core.vendors knows ("mariadb" is MySQL's dialect).
-_VENDORS = {"mysql": "mysql", "mariadb": "mysql", "postgresql": "postgresql"}
 
 
 class _Bound(threading.local):
@@ -39,23 +35,6 @@ class _Bound(threading.local):
 
 _bound = _Bound()
 _bounded_lock = threading.Lock()
-
-
-def engine_vendor(engine: Engine) -> str:
-    """``"mysql"``, ``"postgresql"`` or the dialect's own name (``"sqlite"``, ...)."""
-    return _VENDORS.get(engine.dialect.name, engine.dialect.name)
-
-
-def engine_key(engine: Engine) -> str:
-    """What pa_dbhealth calls an engine's database in logs and its learned timeouts: the URL
-    without the password."""
-    return engine.url.render_as_string(hide_password=True)
-
-
-def database_errors(engine: Engine) -> tuple[type[BaseException], ...]:
-    """The errors a connect or a probe of this engine raises for a database problem."""
-    dbapi = engine.dialect.loaded_dbapi
-    return (DBAPIError, dbapi.Error) if dbapi is not None else (DBAPIError,)
 
 
 def _bound_connects(engine: Engine) -> None:
@@ -69,8 +48,7 @@ def _timeout(dialect: Any, conn_rec: Any, cargs: Any, cparams: dict[str, Any]) -
     seconds = _bound.seconds
     if seconds is None:
         return
-    vendor = _VENDORS.get(dialect.name, dialect.name)
-    for key, value in connect_timeout_options(vendor, seconds).items():
+    for key, value in connect_timeout_options(vendor_of(dialect.name), seconds).items():
         current = cparams.get(key)
         if not (isinstance(current, int | float) and 0 < current <= value):
             cparams[key] = value
@@ -83,7 +61,7 @@ def _creator(engine: Engine) -> Callable[[Any], Any]:
     return invoke
 
 
-def look(engine: Engine, question: Callable[[Any], T], *, timeout: float) -> T:
+def look_at_engine(engine: Engine, question: Callable[[Any], T], *, timeout: float) -> T:
     """``question(dbapi_connection)`` answered by the engine's server within ``timeout``
     seconds for the connect and as long again for the answer. Raises the driver's error
     (classify it with ``core.errors.classify``) or :class:`LookTimedOut`."""
@@ -117,11 +95,3 @@ def look(engine: Engine, question: Callable[[Any], T], *, timeout: float) -> T:
             shut_down(raw)
 
     return within(2 * timeout, work, on_timeout=give_up, name="pa_dbhealth-look")
-
-
-def engine_account(engine: Engine) -> tuple[str, str]:
-    """``(server, account)`` of an engine, keyed as the Django face keys its own (a
-    ``unix_socket`` in the URL's query included)."""
-    url = engine.url
-    socket = url.query.get("unix_socket")
-    return account_key(engine_vendor(engine), url.host, url.port, url.username, socket)

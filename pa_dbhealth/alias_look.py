@@ -1,5 +1,5 @@
 """One look at an alias's server, for the Django face: the health view, ``dbcheck``,
-``dbconnections`` and the middleware's cap report all ask through :func:`look`.
+``dbconnections`` and the middleware's cap report all ask through :func:`look_at_alias`.
 
 Modelled on Django's ``connection.temporary_connection()``: the calling thread's connection
 to the alias is used when it is open, alive and error-free; otherwise the look opens a
@@ -24,13 +24,13 @@ from pa_dbhealth.core import liveness
 from pa_dbhealth.core.look import LookTimedOut, connect_timeout_options, shut_down, within
 from pa_dbhealth.core.retry import single_attempt
 
-__all__ = ["LookTimedOut", "look"]
+__all__ = ["LookTimedOut", "Question", "look_at_alias"]
 
 T = TypeVar("T")
 Question = Callable[[Any], T]
 
 
-def look(
+def look_at_alias(
     alias: str, question: Question[T], *, timeout: float | None = None, reuse: bool = True
 ) -> T:
     """``question(dbapi_connection)`` answered by ``alias``'s server within the bound.
