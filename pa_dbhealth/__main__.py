@@ -91,7 +91,7 @@ def check(url: dburl.DatabaseURL, args: argparse.Namespace) -> Audit:
 
 def connections_of(url: dburl.DatabaseURL, asked: commands.ListingAsked, format: str) -> None:
     options = Options()
-    server = registry.server_key(url.vendor, url.host, url.port)
+    server, user = url.account
     where = registry.directory(None)  # $PA_DBHEALTH_REGISTRY_DIR, else the default
 
     def look_one(name: str) -> dict[str, Any]:
@@ -104,8 +104,8 @@ def connections_of(url: dburl.DatabaseURL, asked: commands.ListingAsked, format:
             cap=options.CONNECTION_LIMIT,
             errors=url.errors(),
             address=url.address,
-            holders=lambda snapshot: account_holders.read(where, server, url.user, snapshot),
-            account=(server, url.user) if url.vendor == "mysql" else None,
+            holders=lambda snapshot: account_holders.read(where, server, user, snapshot),
+            account=(server, user) if url.vendor == "mysql" else None,
         )
 
     commands.connections([NAME], look_one, format, _write, watch=asked.watch, say=_say)

@@ -20,6 +20,7 @@ from typing import Any, TypeVar
 from urllib.parse import SplitResult, parse_qsl, unquote, urlsplit
 
 from pa_dbhealth.core.look import LookTimedOut, connect_timeout_options, shut_down, within
+from pa_dbhealth.core.server_id import account_key
 
 __all__ = ["DatabaseURL", "LookTimedOut", "URLError", "parse"]
 
@@ -71,6 +72,13 @@ class DatabaseURL:
     @property
     def address(self) -> str:
         return f"{self.host or 'localhost'}:{self.port or _DEFAULT_PORTS[self.vendor]}"
+
+    @property
+    def account(self) -> tuple[str, str]:
+        """``(server, account)`` as every face keys the line and the registry (a Unix
+        socket's path when the URL names one)."""
+        socket = self.query.get("unix_socket") or self.query.get("host")
+        return account_key(self.vendor, self.host, self.port, self.user, socket)
 
     def errors(self) -> tuple[type[BaseException], ...]:
         """The driver's base error class: what a connect or a probe raises."""

@@ -11,6 +11,7 @@ from conftest import sqlalchemy_url
 from django.db import connections
 from django.test import override_settings
 
+from pa_dbhealth import dburl
 from pa_dbhealth.backends.mysql.base import DatabaseWrapper
 from pa_dbhealth.core import line as lines
 from pa_dbhealth.core.server_id import account_key
@@ -37,9 +38,14 @@ def socket_settings(server: Any, *, as_option: bool) -> dict[str, Any]:
 def test_a_socket_is_one_key_in_both_faces(server: Any, make_engine: Any, as_option: bool) -> None:
     django_key = server_of(socket_settings(server, as_option=as_option), "mysql")
     engine = make_engine(sqlalchemy_url(server, unix_socket=server.socket))
+    url = dburl.parse(
+        f"mysql://{server.user}:{server.password}@localhost/{server.database}"
+        f"?unix_socket={server.socket}"
+    )  # python -m pa_dbhealth's
     assert (
         django_key
         == engine_account(engine)
+        == url.account
         == account_key("mysql", "127.0.0.1", 3306, server.user, server.socket)
     )
     assert django_key[0] == server.socket
