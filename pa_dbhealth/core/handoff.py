@@ -19,10 +19,16 @@ closed so threads of other processes get their turn at the slot.
 
 from __future__ import annotations
 
+import contextlib
+import logging
 import threading
 from collections import deque
 from dataclasses import dataclass
 from typing import Any
+
+from pa_dbhealth.core import liveness
+
+logger = logging.getLogger("pa_dbhealth.handoff")
 
 MAX_HANDOFFS = 3  # times one connection is handed over before it is really closed
 
@@ -66,10 +72,32 @@ class WaitingRoom:
                     self._waiting -= 1
             return self._handed.popleft() if self._handed else None
 
+    def receive(self, timeout: float, opened_with: Any) -> Handed | None:
+        """:meth:`wait`, and take what was handed over only when it is fit to use in place
+        of a connection opened with ``opened_with`` (:func:`fit_to_receive`; else it is
+        closed)."""
+        handed = self.wait(timeout)
+        if handed is None or fit_to_receive(handed.raw, handed.opened_with, opened_with):
+            return handed
+        return None
+
     @property
     def waiting(self) -> int:
         with self._ready:
             return self._waiting
+
+
+def fit_to_receive(raw: Any, opened_with: Any, wanted: Any) -> bool:
+    """The one rule on receipt of a connection another thread or request was done with
+    (handed over, passed from the lot, taken back from it): opened as the receiver would
+    open one, and still alive on the server (its socket is quiet; it may have died in
+    between). A connection that is not fit is closed here."""
+    if opened_with == wanted and liveness.is_dead(raw) is False:
+        return True
+    logger.debug("a connection handed over was not fit to use (other settings, or dead)")
+    with contextlib.suppress(Exception):  # not the receiver's to use: closed all the same
+        raw.close()
+    return False
 
 
 _rooms: dict[str, WaitingRoom] = {}

@@ -13,9 +13,10 @@ from collections.abc import Callable
 from typing import Any, TypeVar
 
 from pa_dbhealth.core import line as lines
-from pa_dbhealth.core import liveness, waits
+from pa_dbhealth.core import waits
 from pa_dbhealth.core.errors import classify
-from pa_dbhealth.core.passing import HEADS, close
+from pa_dbhealth.core.handoff import fit_to_receive
+from pa_dbhealth.core.passing import HEADS
 from pa_dbhealth.core.recount import recount
 from pa_dbhealth.core.refusals import HANDOFF, RETRY, Target, refusal, said_give_up
 
@@ -147,10 +148,7 @@ class _Head:
         passed = HEADS.collect(self.line.key)
         if passed is None or self.ticket is None:
             return None
-        if (passed.key, passed.opened_with) != self.target.reuse or (
-            liveness.is_dead(passed.raw) is not False
-        ):
-            close(passed.raw)
+        if not fit_to_receive(passed.raw, (passed.key, passed.opened_with), self.target.reuse):
             return None
         self.ticket.passed = True
         self.target.count(HANDOFF)

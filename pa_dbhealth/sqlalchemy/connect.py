@@ -20,13 +20,12 @@ handed over: its token goes to whoever has waited longest, in any process.
 
 from __future__ import annotations
 
-import contextlib
 import logging
 from collections.abc import Callable
 from typing import Any
 
 from pa_dbhealth.core import connect as policy
-from pa_dbhealth.core import handoff, liveness, staleness
+from pa_dbhealth.core import handoff, staleness
 from pa_dbhealth.core.look import in_look
 from pa_dbhealth.core.options import Options
 from pa_dbhealth.sqlalchemy import tracker
@@ -96,13 +95,8 @@ def _receive(
     it was made with the same arguments and is still alive (noted in ``handed_over``)."""
 
     def wait(delay: float) -> Any:
-        handed = room.wait(delay)
+        handed = room.receive(delay, params)
         if handed is None:
-            return None
-        if handed.opened_with != params or liveness.is_dead(handed.raw) is not False:
-            logger.debug("connection handed over for %s is not for this connect", key)
-            with contextlib.suppress(Exception):  # not ours to use: closed all the same
-                handed.raw.close()
             return None
         logger.debug("connect to %s: took over a connection another thread was done with", key)
         handed_over.append(handed)

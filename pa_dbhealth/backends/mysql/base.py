@@ -20,7 +20,6 @@ as with a persistent connection. ``PA_DBHEALTH["HANDOFF"] = False`` turns this o
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import os
 import time
@@ -115,17 +114,8 @@ class DatabaseWrapper(mysql_base.DatabaseWrapper):
         waiting_room = handoff.room(self.alias)
 
         def wait(delay: float) -> Any:
-            handed = waiting_room.wait(delay)
+            handed = waiting_room.receive(delay, (conn_params, self.isolation_level))
             if handed is None:
-                return None
-            if handed.opened_with != (conn_params, self.isolation_level):
-                logger.debug(
-                    "connection handed over for database %r had other settings", self.alias
-                )
-                self._discard(handed.raw)
-                return None
-            if liveness.is_dead(handed.raw) is not False:  # the server dropped it in transit
-                self._discard(handed.raw)
                 return None
             logger.debug(
                 "connect to database %r: took over a connection another thread was done with",
@@ -144,7 +134,7 @@ class DatabaseWrapper(mysql_base.DatabaseWrapper):
         if parked is None:
             return None
         if liveness.is_dead(parked.raw) is not False:  # the server dropped it meanwhile
-            parking.give_up(parked)
+            parking.give_up(parked)  # its token goes back too
             return None
         self._pa_dbhealth_ticket = parked.ticket
         self._pa_dbhealth_opened_with = opened_with
@@ -221,8 +211,3 @@ class DatabaseWrapper(mysql_base.DatabaseWrapper):
             and staleness.as_good_as_new(self.connection)
             and self.connection.get_autocommit()  # open: read from the last reply's flags
         )
-
-    @staticmethod
-    def _discard(raw: Any) -> None:
-        with contextlib.suppress(Exception):  # closed all the same: it was not ours to use
-            raw.close()
