@@ -33,7 +33,7 @@ from typing import Any
 
 from pa_dbhealth.core.line import PROBE_INTERVAL, Line
 from pa_dbhealth.core.parked import Parked, give_up, pass_on
-from pa_dbhealth.core.recount import count_account
+from pa_dbhealth.core.recount import full_with_outsiders
 
 __all__ = ["LOT", "Lot", "Parked", "give_up"]
 
@@ -179,7 +179,7 @@ class Lot:
         given_up = 0
         for key, parked in self._borrow_for_check(now):
             line_key = parked.ticket.line.key
-            outside = _held_outside(parked)
+            outside = full_with_outsiders(parked.ticket.line, parked.raw)
             keep = outside is False or (outside and not self._outside.get(line_key, False))
             self._outside[line_key] = bool(outside)
             with self._lock:
@@ -235,18 +235,6 @@ class Lot:
         self._checked_at, self._outside, self._borrowed = {}, {}, {}
         self._returned = threading.Condition(self._lock)
         self._releaser = None
-
-
-def _held_outside(parked: Parked) -> bool | None:
-    """Whether the account is full with part of it held outside the line, counted on
-    ``parked``; None when the server could not be asked on it."""
-    line = parked.ticket.line
-    held_in_line = line.cap - line.free
-    counted = count_account(parked.raw)
-    if counted is None:
-        return None
-    holding, cap = counted
-    return bool(cap) and holding >= cap and holding > held_in_line
 
 
 _inherited: list[Parked] = []

@@ -43,3 +43,15 @@ def recount(line: lines.Line, connection: Any) -> None:
     if counted is not None:
         holding, cap = counted
         line.heal(cap or None, holding)
+
+
+def full_with_outsiders(line: lines.Line, connection: Any) -> bool | None:
+    """Whether the account is full with part of it held outside the line (more
+    connections on the server than tokens taken), counted on ``connection``; None when
+    the server could not be asked on it."""
+    held_in_line = line.cap - line.free
+    counted = count_account(connection)
+    if counted is None:
+        return None
+    holding, cap = counted
+    return bool(cap) and holding >= cap and holding > held_in_line
