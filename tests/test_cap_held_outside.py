@@ -1,9 +1,9 @@
 """At a cap someone else holds: consoles, scripts and apps without pa_dbhealth hold the
 account's connections. Every waiter gets the driver's own error (a 503 with Retry-After
-from the middleware), the waiters of a host together try the server about 20 times a second
-at most, a slot an outsider frees is taken at once, and the line heals when the server
-disagrees with it (a cap changed on the server, a master that connects before it forks, a
-line forced wrong, kill -9).
+from either face: ``test_503_at_an_outsiders_cap``), the waiters of a host together try
+the server about 20 times a second at most, a slot an outsider frees is taken at once, and
+the line heals when the server disagrees with it (a cap changed on the server, a master
+that connects before it forks, a line forced wrong, kill -9).
 
 The figures each test measures are printed (``pytest -s`` shows them).
 """
@@ -26,8 +26,6 @@ from outsiders import (
     PROBES_PER_SECOND,
     RETIRING,
     aborted_connects,
-    answers,
-    cap_held_outside,
 )
 from processes import Processes
 
@@ -241,39 +239,3 @@ def test_a_master_that_connects_before_it_forks_keeps_the_line_true(
     assert line.free >= line.cap - 1  # at most the master's own connection holds one
     site.stop()
     assert line.free == 3
-
-
-@pytest.mark.parametrize("requests", [1, 4, 8])
-def test_requests_at_an_outsiders_cap_answer_503_with_retry_after_under_uwsgi(
-    retrying_line: tuple[dict[str, Any], lines.Line],
-    processes: Processes,
-    server: Any,
-    raw_connections: Any,
-    account_ids: Any,
-    admin: Any,
-    requests: int,
-) -> None:
-    settings_dict, _ = retrying_line
-    budget = 2.0
-    site = processes.uwsgi(
-        processes=4,
-        threads=2,
-        settings={
-            "PA_DBHEALTH": {"CONNECT_RETRY": budget},
-            "DATABASES": {"default": {**settings_dict, "TEST": {}}},
-        },
-    )
-    with cap_held_outside(server, raw_connections, account_ids):
-        before = aborted_connects(admin)
-        found, elapsed = answers(site.url + "/connection/", requests)
-        refused = aborted_connects(admin) - before
-        listing = processes.manage("dbconnections", settings={"DATABASES": {"default": {
-            **settings_dict, "TEST": {}}}})  # fmt: skip
-    print(f"\n{requests} request(s) under uWSGI 4x2: {refused / elapsed:.1f} refused connects/s")
-    assert all(status == 503 and took <= budget + 1 and after for status, took, after in found)
-    # The head's probes, each request's first try and last word, each worker's first refusal.
-    assert refused <= PROBES_PER_SECOND * elapsed + 2 * requests + RETIRING + 4 + 3
-    assert listing.returncode == 0, listing.err
-    headline = "3 of 3 in use (the server refused this look: 1226): 1 named below, 2 not tracked"
-    assert headline in listing.out, listing.out
-    assert "cron-elsewhere" in listing.out
