@@ -34,9 +34,8 @@ class AtTheCap:
 def django_at_the_cap(holders: Holders, where: Path) -> Iterator[AtTheCap]:
     middleware.snapshot_throttle.reset()
     connections["default"].close()
-    with override_settings(
-        ROOT_URLCONF="testsite.hygiene_urls", PA_DBHEALTH={"REGISTRY_DIR": str(where)}
-    ):
+    options = {"REGISTRY_DIR": str(where), "CONNECT_RETRY": 0.5}
+    with override_settings(ROOT_URLCONF="testsite.hygiene_urls", PA_DBHEALTH=options):
         threads = [Holder(f"holder-{n}", open_and_tell).hold() for n in range(3)]
         holders.started.extend(threads)
 
@@ -48,7 +47,11 @@ def django_at_the_cap(holders: Holders, where: Path) -> Iterator[AtTheCap]:
             for thread in threads:
                 thread.release()
 
-        yield AtTheCap(get, "pa_dbhealth.middleware", [t.value for t in threads], release)
+        try:
+            yield AtTheCap(get, "pa_dbhealth.middleware", [t.value for t in threads], release)
+        finally:
+            # The test client keeps the request's connection (it turns close_old_connections off).
+            connections["default"].close()
 
 
 def flask_at_the_cap(
@@ -111,8 +114,7 @@ def at_the_cap(
     where = tmp_path / "holders"
     with django_db_blocker.unblock():
         if face == DJANGO:
-            with override_settings(PA_DBHEALTH={"CONNECT_RETRY": 0.5}):
-                yield from django_at_the_cap(holders, where)
+            yield from django_at_the_cap(holders, where)
         else:
             yield from flask_at_the_cap(make_engine, server, where)
 
