@@ -29,7 +29,7 @@ from pa_dbhealth.core import connect as policy
 from pa_dbhealth.core import handoff, liveness, staleness
 from pa_dbhealth.core.look import in_look
 from pa_dbhealth.core.options import Options
-from pa_dbhealth.sqlalchemy import tracker
+from pa_dbhealth.sqlalchemy import holding, tracker
 
 logger = logging.getLogger("pa_dbhealth.sqlalchemy")
 
@@ -81,6 +81,7 @@ def retrying_connect(
                 logger.debug("connection handed over for %s is not for this connect", key)
                 with contextlib.suppress(Exception):  # not ours to use: closed all the same
                     handed.raw.close()
+                holding.closed(handed.raw)  # no pool closes it: out of the registry here
                 return None
             logger.debug("connect to %s: took over a connection another thread was done with", key)
             handed_over.append(handed)
