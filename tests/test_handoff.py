@@ -9,6 +9,7 @@ test knows which connection it got from the server's own ids.
 from __future__ import annotations
 
 import contextlib
+import os
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -22,7 +23,7 @@ from faces import DJANGO
 from handoff_faces import ALIAS, NO_LINE, DjangoGiver, DjangoHandoff, EngineHandoff, Receiver
 
 from pa_dbhealth import hygiene
-from pa_dbhealth.core import handoff, retry
+from pa_dbhealth.core import handoff, registry, retry
 
 pytestmark = pytest.mark.usefixtures("unblocked_db", "without_the_line")
 
@@ -234,6 +235,9 @@ def test_a_connection_that_died_on_its_way_to_the_receiver_is_not_used(
     assert offered == [giver.id]  # it was handed over, and died on the way
     assert got != giver.id
     assert site.handoffs() == before  # not taken
+    # Nor listed as held any more by this process (no pool closed it: the receiver did).
+    entries = registry.read(registry.directory(None)).processes
+    assert giver.id not in {c.id for p in entries if p.pid == os.getpid() for c in p.connections}
     giver.forget()
 
 
