@@ -25,6 +25,7 @@ from django.conf import settings
 from django.core.management import call_command
 from django.core.management.base import CommandError
 from django.db import connections
+from faces import FACES
 from holders import Holders
 from processes import Finished, Processes
 from proxy import Proxy
@@ -122,6 +123,15 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
     if report.failed and isinstance(started, Processes) and started.started:
         report.sections.append(("logs of the test's processes", started.logs()))
     return report
+
+
+@pytest.fixture(scope="module", params=FACES)
+def face(request: pytest.FixtureRequest) -> str:
+    """The face a scenario runs through: "django" (the backend, the middleware, manage.py)
+    or "flask" (an SQLAlchemy engine with ``install()``, Flask-SQLAlchemy, ``flask``).
+    Module-scoped, so a module's scene is built once per face."""
+    face_name: str = request.param
+    return face_name
 
 
 @pytest.fixture
@@ -393,16 +403,14 @@ def temporary_alias() -> Iterator[AddAlias]:
 
 @pytest.fixture
 def retrying_line(server: sandbox.SandboxInfo) -> Iterator[tuple[dict[str, Any], Any]]:
-    """The retrying backend's settings for the suite's server, and the account's line made
-    afresh (cap 3); removed after the test."""
+    """The retrying backend's settings for the suite's server (as Django completes them),
+    and the account's line made afresh (cap 3); removed after the test."""
+    from outsiders import retrying_settings
+
     from pa_dbhealth.core import line as lines
     from pa_dbhealth.holders import server_of
 
-    settings_dict = dict(
-        connections.configure_settings(
-            {"default": server.database_settings(engine="pa_dbhealth.backends.mysql")}
-        )["default"]
-    )
+    settings_dict = retrying_settings(server)
     where = server_of(settings_dict, "mysql")
     lines.forget(*where)
     lines.note_cap(*where, 3)

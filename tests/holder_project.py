@@ -186,9 +186,16 @@ def make_project(
 
 
 class Site:
-    """The project under uWSGI: a master and ``processes`` single-threaded workers."""
+    """The project under uWSGI: a master and ``processes`` single-threaded workers serving
+    ``module`` (the Django project's, or another app's with a ``/hold/`` view)."""
 
-    def __init__(self, project: Project, binary: str, processes: int = 2) -> None:
+    def __init__(
+        self,
+        project: Project,
+        binary: str,
+        processes: int = 2,
+        module: str = "holders_site.wsgi:application",
+    ) -> None:
         self.port = sandbox.free_port()
         self.log = project.root / "uwsgi.log"
         self.proc = project.popen(
@@ -201,7 +208,7 @@ class Site:
             f"--home={sys.prefix}",
             f"--pythonpath={project.root}",
             f"--pythonpath={TESTS}",
-            "--module=holders_site.wsgi:application",
+            f"--module={module}",
             f"--logto={self.log}",
             session=True,
         )

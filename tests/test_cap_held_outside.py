@@ -1,9 +1,9 @@
 """At a cap someone else holds: consoles, scripts and apps without pa_dbhealth hold the
 account's connections. Every waiter gets the driver's own error (a 503 with Retry-After
-from the middleware), the waiters of a host together try the server about 20 times a second
-at most, a slot an outsider frees is taken at once, and the line heals when the server
-disagrees with it (a cap changed on the server, a master that connects before it forks, a
-line forced wrong, kill -9).
+from either face: ``test_503_at_an_outsiders_cap``), the waiters of a host together try
+the server about 20 times a second at most, a slot an outsider frees is taken at once, and
+the line heals when the server disagrees with it (a cap changed on the server, a master
+that connects before it forks, a line forced wrong, kill -9).
 
 The figures each test measures are printed (``pytest -s`` shows them).
 """
@@ -15,7 +15,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -26,31 +26,14 @@ from outsiders import (
     PROBES_PER_SECOND,
     RETIRING,
     aborted_connects,
-    answers,
-    cap_held_outside,
-    retrying_settings,
 )
 from processes import Processes
 
 from pa_dbhealth.backends.mysql.base import DatabaseWrapper
 from pa_dbhealth.core import line as lines
 from pa_dbhealth.core.retry import backoff
-from pa_dbhealth.holders import server_of
 
 pytestmark = pytest.mark.usefixtures("unblocked_db")
-
-
-@pytest.fixture
-def line_of(server: Any) -> Iterator[tuple[dict[str, Any], lines.Line]]:
-    """The retrying backend's settings and the account's line, made afresh (cap 3)."""
-    settings_dict = retrying_settings(server)
-    where = server_of(settings_dict, "mysql")
-    lines.forget(*where)
-    lines.note_cap(*where, 3)
-    line = lines.line_for(*where)
-    assert line is not None
-    yield settings_dict, line
-    lines.forget(*where)
 
 
 def connect_once(settings_dict: dict[str, Any]) -> DatabaseWrapper:
@@ -67,12 +50,12 @@ def test_no_number_of_attempts_overflows_the_backoff() -> None:
 
 @pytest.mark.parametrize("waiters", [1, 4, 8])
 def test_waiters_get_the_drivers_error_and_try_the_server_politely(
-    line_of: tuple[dict[str, Any], lines.Line],
+    retrying_line: tuple[dict[str, Any], lines.Line],
     raw_connections: Any,
     admin: Any,
     waiters: int,
 ) -> None:
-    settings_dict, line = line_of
+    settings_dict, line = retrying_line
     raw_connections(3)  # a console holds the whole cap
     budget = 2.0
     before = aborted_connects(admin)
@@ -102,9 +85,9 @@ def test_waiters_get_the_drivers_error_and_try_the_server_politely(
 
 
 def test_a_slot_an_outsider_frees_is_taken_within_100_ms(
-    line_of: tuple[dict[str, Any], lines.Line], raw_connections: Any
+    retrying_line: tuple[dict[str, Any], lines.Line], raw_connections: Any
 ) -> None:
-    settings_dict, line = line_of
+    settings_dict, line = retrying_line
     outsiders = raw_connections(3)
     got: list[float] = []
     done = threading.Event()
@@ -139,9 +122,9 @@ def test_a_slot_an_outsider_frees_is_taken_within_100_ms(
 
 
 def test_a_cap_raised_and_lowered_on_the_server_reaches_the_line(
-    line_of: tuple[dict[str, Any], lines.Line], admin: Any, server: Any
+    retrying_line: tuple[dict[str, Any], lines.Line], admin: Any, server: Any
 ) -> None:
-    settings_dict, line = line_of
+    settings_dict, line = retrying_line
 
     def alter(cap: int) -> None:
         admin.execute(f"ALTER USER %s@'%%' WITH MAX_USER_CONNECTIONS {int(cap)}", [server.user])
@@ -177,9 +160,9 @@ def test_a_cap_raised_and_lowered_on_the_server_reaches_the_line(
 
 @pytest.mark.parametrize("forced", [0, 5], ids=["none-free", "cap-plus-two"])
 def test_a_line_forced_wrong_is_repaired(
-    line_of: tuple[dict[str, Any], lines.Line], account_ids: Any, forced: int
+    retrying_line: tuple[dict[str, Any], lines.Line], account_ids: Any, forced: int
 ) -> None:
-    settings_dict, line = line_of
+    settings_dict, line = retrying_line
     line.force(forced)
     started = time.monotonic()
     with override_settings(PA_DBHEALTH={"CONNECT_RETRY": 10.0}):
@@ -204,9 +187,9 @@ def holder_code(settings_dict: dict[str, Any], hold: float) -> str:
 
 
 def test_kill_9_of_holders_and_of_waiters_loses_no_token(
-    line_of: tuple[dict[str, Any], lines.Line], account_ids: Any
+    retrying_line: tuple[dict[str, Any], lines.Line], account_ids: Any
 ) -> None:
-    settings_dict, line = line_of
+    settings_dict, line = retrying_line
     spawn: Callable[[], subprocess.Popen[str]] = lambda: subprocess.Popen(  # noqa: E731
         [sys.executable, "-c", holder_code(settings_dict, 60)],
         stdout=subprocess.PIPE,
@@ -237,11 +220,11 @@ def test_kill_9_of_holders_and_of_waiters_loses_no_token(
 
 
 def test_a_master_that_connects_before_it_forks_keeps_the_line_true(
-    line_of: tuple[dict[str, Any], lines.Line], processes: Processes, account_ids: Any
+    retrying_line: tuple[dict[str, Any], lines.Line], processes: Processes, account_ids: Any
 ) -> None:
-    _, line = line_of
+    _, line = retrying_line
     settings = {"PA_DBHEALTH": {"CONNECT_RETRY": 5.0}}
-    databases = {"default": {**line_of[0], "TEST": {}}}
+    databases = {"default": {**retrying_line[0], "TEST": {}}}
     site = processes.uwsgi(
         processes=3,
         settings={**settings, "DATABASES": databases},
@@ -256,39 +239,3 @@ def test_a_master_that_connects_before_it_forks_keeps_the_line_true(
     assert line.free >= line.cap - 1  # at most the master's own connection holds one
     site.stop()
     assert line.free == 3
-
-
-@pytest.mark.parametrize("requests", [1, 4, 8])
-def test_requests_at_an_outsiders_cap_answer_503_with_retry_after_under_uwsgi(
-    line_of: tuple[dict[str, Any], lines.Line],
-    processes: Processes,
-    server: Any,
-    raw_connections: Any,
-    account_ids: Any,
-    admin: Any,
-    requests: int,
-) -> None:
-    settings_dict, _ = line_of
-    budget = 2.0
-    site = processes.uwsgi(
-        processes=4,
-        threads=2,
-        settings={
-            "PA_DBHEALTH": {"CONNECT_RETRY": budget},
-            "DATABASES": {"default": {**settings_dict, "TEST": {}}},
-        },
-    )
-    with cap_held_outside(server, raw_connections, account_ids):
-        before = aborted_connects(admin)
-        found, elapsed = answers(site.url + "/connection/", requests)
-        refused = aborted_connects(admin) - before
-        listing = processes.manage("dbconnections", settings={"DATABASES": {"default": {
-            **settings_dict, "TEST": {}}}})  # fmt: skip
-    print(f"\n{requests} request(s) under uWSGI 4x2: {refused / elapsed:.1f} refused connects/s")
-    assert all(status == 503 and took <= budget + 1 and after for status, took, after in found)
-    # The head's probes, each request's first try and last word, each worker's first refusal.
-    assert refused <= PROBES_PER_SECOND * elapsed + 2 * requests + RETIRING + 4 + 3
-    assert listing.returncode == 0, listing.err
-    headline = "3 of 3 in use (the server refused this look: 1226): 1 named below, 2 not tracked"
-    assert headline in listing.out, listing.out
-    assert "cron-elsewhere" in listing.out

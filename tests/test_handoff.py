@@ -1,4 +1,5 @@
-"""Handing a connection to a thread waiting for the cap, against the real capped server.
+"""Handing a connection to a thread waiting for the cap, against the real capped server,
+in both faces (``handoff_faces``): the Django backend and an ``install()``-ed engine.
 
 The receiving thread is made to wait long between attempts (a slot freed by a real close
 is then only noticed at its deadline), so a prompt connect can only be a handoff and each
@@ -7,6 +8,8 @@ test knows which connection it got from the server's own ids.
 
 from __future__ import annotations
 
+import contextlib
+import os
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -16,18 +19,16 @@ import pytest
 from django.db import connections, transaction
 from django.db.utils import DatabaseError
 from django.test import override_settings
-from holders import Holder
+from faces import DJANGO
+from handoff_faces import ALIAS, NO_LINE, DjangoGiver, DjangoHandoff, EngineHandoff, Receiver
 
-from pa_dbhealth import hygiene, tracker
-from pa_dbhealth.backends.mysql.base import DatabaseWrapper
-from pa_dbhealth.core import handoff, retry
-
-ALIAS = "handoff"
-# Handoff is how threads of one process wait when the host's line is off (or unavailable):
-# with the line, a closing connection's token goes to whoever waited longest, anywhere.
-NO_LINE = {"LINE": False}
+from pa_dbhealth import hygiene
+from pa_dbhealth.core import handoff, registry, retry
 
 pytestmark = pytest.mark.usefixtures("unblocked_db", "without_the_line")
+
+Handoff = DjangoHandoff | EngineHandoff
+Settled = Callable[[Callable[[list[int]], bool]], list[int]]
 
 
 @pytest.fixture
@@ -53,127 +54,79 @@ def slow_retries(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(retry, "MAX_DELAY", 30.0)
 
 
-class Receiver(Holder):
-    """Connects in its own thread (connections belong to threads), reports what it got."""
+@pytest.fixture
+def handing(
+    face: str, settings_of: Callable[..., dict[str, Any]], make_engine: Callable[..., Any]
+) -> Iterator[Callable[..., Handoff]]:
+    """``handing(**options)``: the face's handoff with these PA_DBHEALTH options (the line
+    off): Django's settings for the test, or a NullPool engine installed with them."""
+    with contextlib.ExitStack() as stack:
 
-    def __init__(self, settings_dict: dict[str, Any], *statements: str) -> None:
-        super().__init__(opener=self.connect, closer=self.close)
-        self.settings_dict = settings_dict
-        self.statements = statements  # run once connected, as a request would
-        self.waited = 0.0
-        self.wrapper: DatabaseWrapper | None = None
+        def make(**options: Any) -> Handoff:
+            if face == DJANGO:
+                stack.enter_context(override_settings(PA_DBHEALTH={**NO_LINE, **options}))
+                return DjangoHandoff(settings_of())
+            from sqlalchemy.pool import NullPool
 
-    def connect(self) -> int:
-        self.wrapper = DatabaseWrapper(self.settings_dict, alias=ALIAS)
-        started = time.monotonic()
-        self.wrapper.ensure_connection()
-        self.waited = time.monotonic() - started
-        with self.wrapper.cursor() as cursor:
-            cursor.execute("SELECT CONNECTION_ID()")
-            got = int(cursor.fetchone()[0])
-            for statement in self.statements:
-                cursor.execute(statement)
-            return got
+            from pa_dbhealth.sqlalchemy import install
 
-    def close(self) -> None:
-        if self.wrapper is not None:
-            self.wrapper.close()
+            engine = make_engine(poolclass=NullPool, pool_reset_on_return=None)
+            return EngineHandoff(install(engine, {**NO_LINE, **options}))
 
-    @property
-    def got(self) -> int | None:
-        got: int | None = self.value
-        return got
-
-    def result(self) -> int:
-        got: int = self.release()
-        return got
+        yield make
 
 
-def start_waiting(receiver: Receiver) -> Receiver:
+def start_waiting(receiver: Receiver, room: handoff.WaitingRoom) -> Receiver:
     """Start ``receiver`` and return once it waits in the room (its connect was refused)."""
     receiver.start()
     deadline = time.monotonic() + 5
-    while handoff.room(ALIAS).waiting < 1:
+    while room.waiting < 1:
         assert time.monotonic() < deadline, "the receiver never waited for the cap"
         time.sleep(0.005)
     return receiver
 
 
 @pytest.fixture
-def giver(settings_of: Callable[..., dict[str, Any]]) -> Iterator[DatabaseWrapper]:
-    """A connected wrapper of this thread, the one to hand its connection over."""
-    wrapper = DatabaseWrapper(settings_of(), alias=ALIAS)
-    connections[ALIAS] = wrapper  # so that transaction.atomic(using=ALIAS) finds it
-    wrapper.ensure_connection()
-    yield wrapper
-    wrapper.close()
-    del connections[ALIAS]
+def giver(settings_of: Callable[..., dict[str, Any]]) -> Iterator[DjangoGiver]:
+    """A connected wrapper of this thread (the Django face), the one to hand its
+    connection over."""
+    made = DjangoGiver(settings_of())
+    yield made
+    made.forget()
+
+
+def django_receiver(settings_dict: dict[str, Any], *statements: str) -> Receiver:
+    receiver: Receiver = DjangoHandoff(settings_dict).receiver(*statements)
+    return start_waiting(receiver, handoff.room(ALIAS))
 
 
 def handoffs() -> int:
-    return int(tracker.figures()["connect_handoffs"])
+    return DjangoHandoff({}).handoffs()
 
 
-def given_id(wrapper: DatabaseWrapper) -> int:
-    return int(wrapper.connection.thread_id())
+# --- the rules of both faces ----------------------------------------------------------------
 
 
 @pytest.mark.usefixtures("slow_retries")
 def test_a_closed_connection_goes_to_the_waiting_thread(
-    giver: DatabaseWrapper,
-    settings_of: Callable[..., dict[str, Any]],
-    raw_connections: Any,
-    settled_ids: Callable[[Callable[[list[int]], bool]], list[int]],
+    face: str, handing: Callable[..., Handoff], raw_connections: Any, settled_ids: Settled
 ) -> None:
+    site = handing(CONNECT_RETRY=10.0)
+    giver = site.giver()
     raw_connections(2)  # with the giver's, the cap of 3 is full
-    before, given = handoffs(), given_id(giver)
-    receiver = start_waiting(Receiver(settings_of()))
+    before = site.handoffs()
+    receiver = start_waiting(site.receiver(), site.room())
     giver.close()
 
-    assert receiver.result() == given  # the same server connection, not a new one
+    assert receiver.result() == giver.id  # the same server connection, not a new one
     assert receiver.waited < 10  # woken by the handoff, long before its next attempt (20-30 s)
-    assert giver.connection is None
-    assert handoffs() == before + 1
-    assert given not in settled_ids(
-        lambda ids: given not in ids
-    )  # the receiver's close was a real one: nobody waited
-    assert handoff.room(ALIAS).waiting == 0
-
-
-@pytest.mark.usefixtures("slow_retries")
-@pytest.mark.parametrize(
-    "state", ["atomic block", "error occurred", "turned off"], ids=lambda state: state
-)
-def test_a_connection_not_fit_to_pass_on_is_closed(
-    state: str,
-    giver: DatabaseWrapper,
-    settings_of: Callable[..., dict[str, Any]],
-    raw_connections: Any,
-    settled_ids: Callable[[Callable[[list[int]], bool]], list[int]],
-) -> None:
-    raw_connections(2)
-    before, given = handoffs(), given_id(giver)
-    with override_settings(PA_DBHEALTH={**NO_LINE, "CONNECT_RETRY": 1.0}):
-        receiver = start_waiting(Receiver(settings_of()))
-    if state == "atomic block":
-        with transaction.atomic(using=ALIAS):
-            giver.close()
-            assert given not in settled_ids(
-                lambda ids: given not in ids
-            )  # closed, not handed into someone's block
-    else:
-        if state == "error occurred":
-            with pytest.raises(DatabaseError), giver.cursor() as cursor:
-                cursor.execute("SELECT * FROM no_such_table")
-        # Turned off after the receiver started waiting: the closing side checks it too.
-        with override_settings(PA_DBHEALTH={**NO_LINE, "HANDOFF": state != "turned off"}):
-            giver.close()
-        assert given not in settled_ids(lambda ids: given not in ids)
-
-    got = receiver.result()  # at its deadline, into the slot the real close freed
-    assert got != given
-    assert receiver.waited >= 0.9
-    assert handoffs() == before
+    if isinstance(giver, DjangoGiver):
+        assert giver.wrapper.connection is None
+    assert site.handoffs() == before + 1
+    # The receiver's close was a real one: nobody waited.
+    assert giver.id not in settled_ids(lambda ids: giver.id not in ids)
+    assert site.room().waiting == 0
+    giver.forget()
 
 
 @pytest.fixture
@@ -191,52 +144,159 @@ def writes(admin: Any) -> Iterator[Callable[[], list[str]]]:
 
 @pytest.mark.usefixtures("slow_retries")
 def test_a_transaction_left_open_by_raw_sql_is_never_handed_over(
-    giver: DatabaseWrapper,
-    settings_of: Callable[..., dict[str, Any]],
-    raw_connections: Any,
-    writes: Callable[[], list[str]],
+    handing: Callable[..., Handoff], raw_connections: Any, writes: Callable[[], list[str]]
 ) -> None:
     """A request opens a transaction through a raw cursor and crashes before COMMIT; the
     request waiting for the cap must not write into that transaction: its write would be
     answered and then vanish with the rollback."""
+    site = handing(CONNECT_RETRY=1.0)
+    giver = site.giver()
     raw_connections(2)
-    given = given_id(giver)
-    with override_settings(PA_DBHEALTH={**NO_LINE, "CONNECT_RETRY": 1.0}):
-        receiver = start_waiting(
-            Receiver(settings_of(), "INSERT INTO handoff_writes VALUES ('waiter')")
-        )
-    cursor = giver.connection.cursor()
+    before = site.handoffs()
+    receiver = start_waiting(
+        site.receiver("INSERT INTO handoff_writes VALUES ('waiter')"), site.room()
+    )
+    cursor = giver.raw.cursor()
     cursor.execute("START TRANSACTION")  # Django's autocommit flag still says True
     cursor.execute("INSERT INTO handoff_writes VALUES ('crashed')")
+    cursor.close()
     giver.close()  # never committed
 
-    assert receiver.result() != given
+    assert receiver.result() != giver.id
     assert writes() == ["waiter"]
+    assert site.handoffs() == before
+    giver.forget()
+
+
+def test_handoff_turned_off_means_the_waiter_polls_the_server(
+    handing: Callable[..., Handoff], raw_connections: Any, settled_ids: Settled
+) -> None:
+    site = handing(CONNECT_RETRY=10.0, HANDOFF=False)
+    giver = site.giver()
+    raw_connections(2)
+    before = site.handoffs()
+    receiver = site.receiver()
+    receiver.start()
+    time.sleep(0.3)
+    assert site.room().waiting == 0  # it polls the server, it does not wait for a handoff
+    giver.close()
+    assert giver.id not in settled_ids(lambda ids: giver.id not in ids)  # closed for real
+    assert receiver.result() != giver.id
+    assert site.handoffs() == before
+    giver.forget()
 
 
 @pytest.mark.usefixtures("slow_retries")
-@pytest.mark.parametrize("how", ["killed by the server", "error washed out by a ping"])
-def test_a_dead_or_erred_connection_is_never_handed_over(
-    how: str,
-    giver: DatabaseWrapper,
+def test_a_connection_the_server_killed_is_never_handed_over(
+    handing: Callable[..., Handoff], raw_connections: Any, admin: Any, settled_ids: Settled
+) -> None:
+    site = handing(CONNECT_RETRY=1.0)
+    giver = site.giver()
+    raw_connections(2)
+    before = site.handoffs()
+    receiver = start_waiting(site.receiver(), site.room())
+    admin.execute("KILL CONNECTION %s", [giver.id])
+    settled_ids(lambda ids: giver.id not in ids)
+    giver.close()
+
+    assert receiver.result() != giver.id
+    assert site.handoffs() == before
+    giver.forget()
+
+
+@pytest.mark.usefixtures("slow_retries")
+def test_a_connection_that_died_on_its_way_to_the_receiver_is_not_used(
+    handing: Callable[..., Handoff],
+    raw_connections: Any,
+    admin: Any,
+    settled_ids: Settled,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Handed over alive, killed before the receiver takes it: the receiver checks it again
+    and connects afresh (into the slot the kill freed, at its deadline)."""
+    site = handing(CONNECT_RETRY=1.0)
+    giver = site.giver()
+    raw_connections(2)
+    before = site.handoffs()
+    offered: list[int] = []
+    offer = handoff.WaitingRoom.offer
+
+    def killed_in_transit(room: handoff.WaitingRoom, handed: handoff.Handed) -> bool:
+        offered.append(giver.id)
+        admin.execute("KILL CONNECTION %s", [giver.id])
+        settled_ids(lambda ids: giver.id not in ids)
+        return offer(room, handed)
+
+    receiver = start_waiting(site.receiver("SELECT 1"), site.room())
+    monkeypatch.setattr(handoff.WaitingRoom, "offer", killed_in_transit)
+    giver.close()
+
+    got = receiver.result()  # it ran its statements: a live connection
+    assert offered == [giver.id]  # it was handed over, and died on the way
+    assert got != giver.id
+    assert site.handoffs() == before  # not taken
+    # Nor listed as held any more by this process (no pool closed it: the receiver did).
+    entries = registry.read(registry.directory(None)).processes
+    assert giver.id not in {c.id for p in entries if p.pid == os.getpid() for c in p.connections}
+    giver.forget()
+
+
+# --- the Django backend's own rules -----------------------------------------------------------
+
+
+@pytest.mark.usefixtures("slow_retries")
+@pytest.mark.parametrize(
+    "state", ["atomic block", "error occurred", "turned off"], ids=lambda state: state
+)
+def test_a_connection_not_fit_to_pass_on_is_closed(
+    state: str,
+    giver: DjangoGiver,
+    settings_of: Callable[..., dict[str, Any]],
+    raw_connections: Any,
+    settled_ids: Settled,
+) -> None:
+    raw_connections(2)
+    before, given = handoffs(), giver.id
+    with override_settings(PA_DBHEALTH={**NO_LINE, "CONNECT_RETRY": 1.0}):
+        receiver = django_receiver(settings_of())
+    if state == "atomic block":
+        with transaction.atomic(using=ALIAS):
+            giver.close()
+            assert given not in settled_ids(
+                lambda ids: given not in ids
+            )  # closed, not handed into someone's block
+    else:
+        if state == "error occurred":
+            with pytest.raises(DatabaseError), giver.wrapper.cursor() as cursor:
+                cursor.execute("SELECT * FROM no_such_table")
+        # Turned off after the receiver started waiting: the closing side checks it too.
+        with override_settings(PA_DBHEALTH={**NO_LINE, "HANDOFF": state != "turned off"}):
+            giver.close()
+        assert given not in settled_ids(lambda ids: given not in ids)
+
+    got = receiver.result()  # at its deadline, into the slot the real close freed
+    assert got != given
+    assert receiver.waited >= 0.9
+    assert handoffs() == before
+
+
+@pytest.mark.usefixtures("slow_retries")
+def test_an_erred_connection_is_never_handed_over_even_after_a_ping(
+    giver: DjangoGiver,
     settings_of: Callable[..., dict[str, Any]],
     raw_connections: Any,
     admin: Any,
-    settled_ids: Callable[[Callable[[list[int]], bool]], list[int]],
+    settled_ids: Settled,
 ) -> None:
     raw_connections(2)
-    before, given = handoffs(), given_id(giver)
+    before, given = handoffs(), giver.id
     with override_settings(PA_DBHEALTH={**NO_LINE, "CONNECT_RETRY": 1.0}):
-        receiver = start_waiting(Receiver(settings_of()))
-    if how == "killed by the server":
-        admin.execute("KILL CONNECTION %s", [given])
-        settled_ids(lambda ids: given not in ids)
-    else:
-        with pytest.raises(DatabaseError), giver.cursor() as cursor:
-            cursor.execute("SET @left_behind = 1")
-            cursor.execute("SELECT * FROM no_such_table")
-        hygiene.stale_reason(giver)  # the ping answers, so errors_occurred is cleared
-        assert not giver.errors_occurred
+        receiver = django_receiver(settings_of())
+    with pytest.raises(DatabaseError), giver.wrapper.cursor() as cursor:
+        cursor.execute("SET @left_behind = 1")
+        cursor.execute("SELECT * FROM no_such_table")
+    hygiene.stale_reason(giver.wrapper)  # the ping answers, so errors_occurred is cleared
+    assert not giver.wrapper.errors_occurred
     giver.close()
 
     assert receiver.result() != given
@@ -245,17 +305,17 @@ def test_a_dead_or_erred_connection_is_never_handed_over(
 
 def test_a_connection_is_passed_on_at_most_max_handoffs_times(
     monkeypatch: pytest.MonkeyPatch,
-    giver: DatabaseWrapper,
+    giver: DjangoGiver,
     settings_of: Callable[..., dict[str, Any]],
     raw_connections: Any,
-    settled_ids: Callable[[Callable[[list[int]], bool]], list[int]],
+    settled_ids: Settled,
 ) -> None:
     monkeypatch.setattr(retry, "FIRST_DELAY", 30.0)
     monkeypatch.setattr(retry, "MAX_DELAY", 30.0)
     monkeypatch.setattr(handoff, "MAX_HANDOFFS", 1)
     raw_connections(2)
-    given = given_id(giver)
-    first = start_waiting(Receiver(settings_of()))
+    given = giver.id
+    first = django_receiver(settings_of())
     giver.close()
     deadline = time.monotonic() + 5
     while first.got is None:  # the first receiver has it and uses it
@@ -263,23 +323,23 @@ def test_a_connection_is_passed_on_at_most_max_handoffs_times(
         time.sleep(0.005)
     assert first.got == given
     with override_settings(PA_DBHEALTH={**NO_LINE, "CONNECT_RETRY": 1.0}):
-        second = start_waiting(Receiver(settings_of()))
+        second = django_receiver(settings_of())
     assert first.result() == given  # it closes: handed over once already, so for real
     assert given not in settled_ids(lambda ids: given not in ids)
     assert second.result() != given
 
 
 def test_a_waiter_with_other_settings_does_not_use_it(
-    giver: DatabaseWrapper,
+    giver: DjangoGiver,
     settings_of: Callable[..., dict[str, Any]],
     raw_connections: Any,
-    settled_ids: Callable[[Callable[[list[int]], bool]], list[int]],
+    settled_ids: Settled,
     slow_retries: None,
 ) -> None:
     raw_connections(2)
-    given = given_id(giver)
+    given = giver.id
     other = settings_of(OPTIONS={"init_command": "SET @pa_dbhealth_test = 1"})
-    receiver = start_waiting(Receiver(other))
+    receiver = django_receiver(other)
     giver.close()
 
     got = receiver.result()

@@ -1,5 +1,5 @@
-"""The Django face's registry of holders, in this process: what the tracker publishes, when,
-and what a request pays for it (nothing, for a connection that lives within it)."""
+"""The Django face's registry of holders, in this process: when the tracker refreshes what
+it published, and its leak rules. What both faces do alike is test_holders_published.py's."""
 
 from __future__ import annotations
 
@@ -19,8 +19,6 @@ from django.test import Client, override_settings
 from pa_dbhealth import holders, tracker
 from pa_dbhealth.core import registry
 from pa_dbhealth.core.registry import publishing as registry_publisher
-from pa_dbhealth.core.registry.files import file_name
-from pa_dbhealth.core.registry.process import this_host
 from pa_dbhealth.tracker import publishing, records
 
 mysql = pytest.mark.django_db(transaction=True)
@@ -42,10 +40,6 @@ def where(tmp_path: Path) -> Iterator[Path]:
         tracker.publish()
 
 
-def mine(where: Path) -> Path:
-    return where / file_name(this_host(), os.getpid())
-
-
 def published(where: Path) -> list[registry.Holder]:
     server, account = holders.server_of(connections["default"].settings_dict, "mysql")
     return registry.read(where).holders(server, account)
@@ -59,56 +53,6 @@ def persistent() -> Iterator[None]:
     yield
     connections["default"].close()
     settings_dict["CONN_MAX_AGE"] = before
-
-
-@mysql
-def test_a_connection_opened_outside_a_request_is_published_at_once(where: Path) -> None:
-    connections["default"].ensure_connection()
-    (holder,) = published(where)
-    assert holder.connection.id == connections["default"].connection.thread_id()
-    assert holder.connection.thread == "MainThread"
-    assert holder.connection.caller is not None and f"{__file__}:" in holder.connection.caller
-    assert holder.process.pid == os.getpid()
-    assert not holder.probable_leak  # the main thread: a command's
-    connections["default"].close()  # its closing takes it out at once
-    assert published(where) == []
-    assert not mine(where).exists()
-
-
-@mysql
-@urls
-def test_a_request_that_opens_and_closes_its_connection_writes_nothing(
-    where: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    writes: list[Any] = []
-    original = registry.Publisher._write
-
-    def counting(self: registry.Publisher, *args: Any) -> None:
-        writes.append(args)
-        original(self, *args)
-
-    monkeypatch.setattr(registry.Publisher, "_write", counting)
-    client = Client()
-    for _ in range(20):
-        assert client.get("/select-one/").content == b"1"  # CONN_MAX_AGE = 0
-    assert client.get("/no-database/").status_code == 200
-    assert writes == []
-    assert not where.exists()
-
-
-@mysql
-@urls
-def test_a_persistent_connection_is_published_when_it_outlives_its_request(
-    where: Path, persistent: None
-) -> None:
-    client = Client()
-    assert client.get("/select-one/").content == b"1"
-    (holder,) = published(where)
-    assert holder.connection.id == connections["default"].connection.thread_id()
-    written = mine(where).stat().st_mtime_ns
-    for _ in range(5):
-        client.get("/select-one/")
-    assert mine(where).stat().st_mtime_ns == written  # same connection, last use not yet due
 
 
 @mysql
@@ -210,27 +154,6 @@ def test_registry_dir_false_writes_nothing(tmp_path: Path) -> None:
         assert holders.directory() is None
         assert registry.read(holders.directory()).problem is not None
         connections.close_all()
-
-
-@mysql
-@urls
-def test_an_unwritable_registry_costs_a_request_nothing(
-    tmp_path: Path, persistent: None, caplog: pytest.LogCaptureFixture
-) -> None:
-    blocker = tmp_path / "a-file"
-    blocker.write_text("")
-    connections.close_all()
-    with (
-        override_settings(PA_DBHEALTH={"REGISTRY_DIR": str(blocker / "holders")}),
-        caplog.at_level("DEBUG", logger="pa_dbhealth.registry"),
-    ):
-        client = Client()
-        for _ in range(5):
-            assert client.get("/select-one/").content == b"1"
-        connections.close_all()
-        for _ in range(5):
-            assert client.get("/select-one/").content == b"1"
-    assert len([r for r in caplog.records if "not written" in r.getMessage()]) == 1
 
 
 LISTENING = """

@@ -23,11 +23,9 @@ from typing import Any
 import pytest
 from django.test import override_settings
 from holders import Holder
-from outsiders import retrying_settings
 
 from pa_dbhealth.backends.mysql.base import DatabaseWrapper
 from pa_dbhealth.core import line as lines
-from pa_dbhealth.holders import server_of
 
 
 def _available() -> bool:
@@ -135,18 +133,8 @@ def test_the_cap_is_read_from_the_refusal() -> None:
 # --- the retrying backend in line, against the real capped server -------------------------
 
 
-@pytest.fixture
-def in_line(server: Any) -> Iterator[tuple[dict[str, Any], lines.Line]]:
-    """The retrying backend's settings for the suite's server, and its line (cap 3)."""
-    settings_dict = retrying_settings(server)
-    where = server_of(settings_dict, "mysql")
-    lines.forget(*where)
-    lines.note_cap(*where, 3)
-    line = lines.line_for(*where)
-    assert line is not None
-    with override_settings(PA_DBHEALTH={"CONNECT_RETRY": 10.0}):
-        yield settings_dict, line
-    lines.forget(*where)
+# Connects that wait up to 10 s in the conftest's line (``retrying_line``).
+waits_in_line = override_settings(PA_DBHEALTH={"CONNECT_RETRY": 10.0})
 
 
 def connected(settings_dict: dict[str, Any], name: str, log: list[str]) -> Holder:
@@ -162,10 +150,11 @@ def connected(settings_dict: dict[str, Any], name: str, log: list[str]) -> Holde
 
 
 @pytest.mark.usefixtures("unblocked_db")
+@waits_in_line
 def test_requests_at_the_cap_are_served_in_the_order_they_came(
-    in_line: tuple[dict[str, Any], lines.Line],
+    retrying_line: tuple[dict[str, Any], lines.Line],
 ) -> None:
-    settings_dict, line = in_line
+    settings_dict, line = retrying_line
     log: list[str] = []
     first = [connected(settings_dict, f"first-{n}", log).hold() for n in range(3)]
     assert line.free == 0
@@ -190,10 +179,11 @@ def test_requests_at_the_cap_are_served_in_the_order_they_came(
 
 
 @pytest.mark.usefixtures("unblocked_db")
+@waits_in_line
 def test_a_connection_dropped_without_close_gives_its_token_back(
-    in_line: tuple[dict[str, Any], lines.Line],
+    retrying_line: tuple[dict[str, Any], lines.Line],
 ) -> None:
-    settings_dict, line = in_line
+    settings_dict, line = retrying_line
 
     def forgotten() -> None:  # a thread that ends without closing its connection
         DatabaseWrapper(settings_dict, alias="inline").ensure_connection()
@@ -206,11 +196,12 @@ def test_a_connection_dropped_without_close_gives_its_token_back(
 
 
 @pytest.mark.usefixtures("unblocked_db")
+@waits_in_line
 def test_a_token_holder_refused_by_the_server_gets_in_when_a_slot_frees(
-    in_line: tuple[dict[str, Any], lines.Line], raw_connections: Any
+    retrying_line: tuple[dict[str, Any], lines.Line], raw_connections: Any
 ) -> None:
     """Connections outside the line (a console, another host) take slots it cannot see."""
-    settings_dict, line = in_line
+    settings_dict, line = retrying_line
     outside = raw_connections(3)
     threading.Timer(0.5, outside[0].close).start()
     started = time.monotonic()
@@ -240,8 +231,9 @@ def engine_connection(engine: Any, name: str, log: list[str]) -> Holder:
 
 
 @pytest.mark.usefixtures("unblocked_db")
+@waits_in_line
 def test_sqlalchemy_and_django_wait_in_one_line_in_the_order_they_came(
-    in_line: tuple[dict[str, Any], lines.Line], make_engine: Any
+    retrying_line: tuple[dict[str, Any], lines.Line], make_engine: Any
 ) -> None:
     """A Flask worker and a Django worker of one account on one host: one line for both."""
     pytest.importorskip("sqlalchemy")
@@ -249,7 +241,7 @@ def test_sqlalchemy_and_django_wait_in_one_line_in_the_order_they_came(
 
     from pa_dbhealth.sqlalchemy import install
 
-    settings_dict, line = in_line
+    settings_dict, line = retrying_line
     engine = install(make_engine(poolclass=NullPool), {"CONNECT_RETRY": 10.0})
     log: list[str] = []
     first = [connected(settings_dict, f"django-{n}", log).hold() for n in range(3)]
@@ -277,15 +269,16 @@ def test_sqlalchemy_and_django_wait_in_one_line_in_the_order_they_came(
 
 
 @pytest.mark.usefixtures("unblocked_db")
+@waits_in_line
 def test_a_pooled_connection_keeps_its_token_until_the_pool_closes_it(
-    in_line: tuple[dict[str, Any], lines.Line], make_engine: Any, admin: Any
+    retrying_line: tuple[dict[str, Any], lines.Line], make_engine: Any, admin: Any
 ) -> None:
     pytest.importorskip("sqlalchemy")
     from sqlalchemy import text
 
     from pa_dbhealth.sqlalchemy import install
 
-    _, line = in_line
+    _, line = retrying_line
     engine = install(make_engine(pool_size=2, max_overflow=0), {"CONNECT_RETRY": 10.0})
     with engine.connect() as conn:
         own = conn.execute(text("SELECT CONNECTION_ID()")).scalar_one()

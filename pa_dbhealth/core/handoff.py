@@ -23,6 +23,7 @@ import contextlib
 import logging
 import threading
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -72,12 +73,14 @@ class WaitingRoom:
                     self._waiting -= 1
             return self._handed.popleft() if self._handed else None
 
-    def receive(self, timeout: float, opened_with: Any) -> Handed | None:
+    def receive(
+        self, timeout: float, opened_with: Any, discarded: Callable[[Any], object] | None = None
+    ) -> Handed | None:
         """:meth:`wait`, and take what was handed over only when it is fit to use in place
         of a connection opened with ``opened_with`` (:func:`fit_to_receive`; else it is
-        closed)."""
+        closed, and ``discarded(raw)`` called)."""
         handed = self.wait(timeout)
-        if handed is None or fit_to_receive(handed.raw, handed.opened_with, opened_with):
+        if handed is None or fit_to_receive(handed.raw, handed.opened_with, opened_with, discarded):
             return handed
         return None
 
@@ -87,7 +90,9 @@ class WaitingRoom:
             return self._waiting
 
 
-def fit_to_receive(raw: Any, opened_with: Any, wanted: Any) -> bool:
+def fit_to_receive(
+    raw: Any, opened_with: Any, wanted: Any, discarded: Callable[[Any], object] | None = None
+) -> bool:
     """The one rule on receipt of a connection another thread or request was done with
     (handed over, passed from the lot, taken back from it): opened as the receiver would
     open one, and still alive on the server (its socket is quiet; it may have died in
@@ -97,6 +102,8 @@ def fit_to_receive(raw: Any, opened_with: Any, wanted: Any) -> bool:
     logger.debug("a connection handed over was not fit to use (other settings, or dead)")
     with contextlib.suppress(Exception):  # not the receiver's to use: closed all the same
         raw.close()
+    if discarded is not None:
+        discarded(raw)
     return False
 
 

@@ -28,7 +28,7 @@ from pa_dbhealth.core import connect as policy
 from pa_dbhealth.core import handoff, staleness
 from pa_dbhealth.core.look import in_look
 from pa_dbhealth.core.options import Options
-from pa_dbhealth.sqlalchemy import tracker
+from pa_dbhealth.sqlalchemy import holding, tracker
 
 logger = logging.getLogger("pa_dbhealth.sqlalchemy")
 
@@ -95,7 +95,8 @@ def _receive(
     it was made with the same arguments and is still alive (noted in ``handed_over``)."""
 
     def wait(delay: float) -> Any:
-        handed = room.receive(delay, params)
+        # Not fit: no pool closes it, so it leaves the registry here.
+        handed = room.receive(delay, params, discarded=holding.closed)
         if handed is None:
             return None
         logger.debug("connect to %s: took over a connection another thread was done with", key)
