@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 from conftest import account_connection_ids
 from django.test import override_settings
-from test_parking import ALIAS, until
+from test_parking import ALIAS, request, until
 
 from pa_dbhealth.backends.mysql.base import DatabaseWrapper
 from pa_dbhealth.core import line as lines
@@ -206,3 +206,25 @@ def test_threads_passing_never_lose_a_write_or_leak_a_transaction(
     assert [row[0] for row in admin.fetchall()] == sorted(committed)
     assert not problems, problems[:5]
     assert HEADS.passed > passed_before, "no connection was passed: the test tested nothing"
+
+
+def test_one_process_of_the_host_counts_the_account(
+    in_line: tuple[dict[str, Any], lines.Line],
+) -> None:
+    """The count of the account (a console's slot) is made by one process of the host: the
+    one that took the line's counter role while it had something parked; it leaves the
+    role when nothing is parked any more (the kernel frees it if the process dies)."""
+    settings_dict, line = in_line
+    request(settings_dict)  # parked: the releaser counts the account at its first round
+    until(lambda: role_taken(line))
+    parking.LOT.release_due(everything=True)
+    until(lambda: not role_taken(line))  # the releaser left it as it ended
+
+
+def role_taken(line: lines.Line) -> bool:
+    """Whether a process holds the line's counter role (trying to take it, and giving it
+    back at once when it was free)."""
+    if line.become_counter():
+        line.leave_counter()
+        return False
+    return True

@@ -1,24 +1,18 @@
 """Keep a connection while nobody waits for one; give it up the moment someone does.
 
 With ``PARK``, a face that is done with a connection (Django at the end of a request, even
-with ``CONN_MAX_AGE = 0``) parks it here with its token of the account's line instead of
-closing it, and the next connect of the process to the same database takes it back: no
-connect, no round trip. It is parked only while another token of the line is free, so one
-always is. A parked connection costs the account a slot, so it is given up (its token given
-back, then closed) as soon as a connect of any process of the host stands in the line
-(:attr:`~pa_dbhealth.core.line.Line.someone_waits`), or when it has been idle for the idle
-limit. A releaser thread watches the line every :data:`WATCH_INTERVAL` seconds, and only
-while something is parked.
+with ``CONN_MAX_AGE = 0``) parks it here with its token of the account's line, and the next
+connect of the process to the same database takes it back: no connect. It is parked only
+while another token is free, so one always is. It is given up (closed, then its token back)
+or passed to this process's head of the line (:mod:`pa_dbhealth.core.passing`) as soon as a
+connect of any process of the host stands in the line, at the idle limit, and when the
+account is full with part of it held outside the line (a console: :meth:`Lot.check_server`).
+A releaser thread, alive only while something is parked, does this every
+:data:`WATCH_INTERVAL` seconds.
 
-One lock per process guards the lot: a connection is either parked (in the lot) or in use
-(taken out by exactly one thread, its owner, who may use or close it), never both. The
-releaser closes only what it has taken out under that lock, so it never closes a
-connection in use. Only a connection a fresh one would be indistinguishable from may be
-parked (the face decides, with the one reuse rule), and only one that holds a token: the
-line is what tells a parked connection that someone waits.
-
-A forked child inherits the parent's parked connections but not their tokens: it forgets
-them without closing them (closing would end the parent's sessions).
+One lock per process guards the lot: a connection is either parked or in use by exactly one
+thread, its owner, never both; the releaser closes only what it has taken out under the
+lock. A forked child forgets its parent's parked connections without closing them.
 """
 
 from __future__ import annotations
@@ -61,6 +55,8 @@ class Lot:
         self._checked_at: dict[int, float] = {}  # line key -> last count of the account
         self._outside: dict[int, bool] = {}  # line key -> the last count said: held outside
         self._borrowed: dict[Hashable, int] = {}  # out of the lot for a count, by key
+        self._counting: dict[int, Line] = {}  # lines this process counts the account of
+        self._emptied = 0  # times everything was given up (atexit, tests)
         self._returned = threading.Condition(self._lock)  # a borrowed one is back
         self.released = 0  # connections given up while parked (figures, tests)
         self.taken = 0  # connections taken back for use
@@ -127,6 +123,8 @@ class Lot:
         """Give up the parked connections that are due (or all): those idle for their limit,
         and the oldest of each line a connect of the host needs a slot of; how many."""
         now = time.monotonic() if now is None else now
+        if everything:  # what is out for a count is given up as it comes back
+            self._emptied += 1
         leaving: list[tuple[Hashable, Parked, bool]] = []  # and whether a waiter needs it
         needs: dict[int, bool] = {}  # by line: one given up this round for its waiter
         with self._lock:
@@ -170,13 +168,13 @@ class Lot:
         return True
 
     def check_server(self, now: float | None = None) -> int:
-        """Every CHECK_INTERVAL, count the account on one parked connection of each line.
-        When two counts in a row find the account full with part of it held outside the
-        line (a console, a scheduled task), that connection is given up, so whoever
-        connects outside the line finds a slot; so is one the server cannot be asked on.
-        How many were given up."""
+        """Every CHECK_INTERVAL, count the account on a parked connection of each line this
+        process counts (one process of the host does: ``Line.become_counter``). Two counts
+        in a row that find it full, part of it held outside the line (a console, a task),
+        give that connection up, so whoever connects outside finds a slot; so does a
+        count the server cannot answer. How many were given up."""
         now = time.monotonic() if now is None else now
-        given_up = 0
+        given_up, emptied = 0, self._emptied
         for key, parked in self._borrow_for_check(now):
             line_key = parked.ticket.line.key
             outside = full_with_outsiders(parked.ticket.line, parked.raw)
@@ -184,6 +182,7 @@ class Lot:
             self._outside[line_key] = bool(outside)
             with self._lock:
                 self._borrowed[key] -= 1
+                keep = keep and self._emptied == emptied  # not after everything was let go
                 if keep:
                     self._parked.setdefault(key, []).insert(0, parked)
                 else:
@@ -201,15 +200,27 @@ class Lot:
         borrowed: list[tuple[Hashable, Parked]] = []
         with self._lock:
             for key, stack in list(self._parked.items()):
-                line_key = stack[0].ticket.line.key
+                line = stack[0].ticket.line
+                line_key = line.key
                 if now - self._checked_at.get(line_key, 0.0) < CHECK_INTERVAL:
                     continue
+                if line_key not in self._counting:  # one process of the host counts
+                    if not line.become_counter():
+                        continue
+                    self._counting[line_key] = line
                 self._checked_at[line_key] = now
                 borrowed.append((key, stack.pop(0)))  # the longest idle: not the next used
                 self._borrowed[key] = self._borrowed.get(key, 0) + 1
                 if not stack:
                     del self._parked[key]
         return borrowed
+
+    def _stop_counting_idle_lines(self) -> None:
+        """Leave the counter's role of each line this process has nothing parked on (the
+        lock held), so a process that has counts instead."""
+        parked_on = {p.ticket.line.key for stack in self._parked.values() for p in stack}
+        for line_key in [k for k in self._counting if k not in parked_on]:
+            self._counting.pop(line_key).leave_counter()
 
     def _watch(self) -> None:
         """The releaser: while anything is parked, give up what is due, and count the
@@ -219,6 +230,7 @@ class Lot:
             self.release_due()
             self.check_server()
             with self._lock:
+                self._stop_counting_idle_lines()
                 if not self._parked:
                     self._releaser = None
                     return
@@ -233,6 +245,7 @@ class Lot:
         self._parked = {}
         self._head_since = {}
         self._checked_at, self._outside, self._borrowed = {}, {}, {}
+        self._counting = {}  # the parent's roles: the kernel keeps them for the parent
         self._returned = threading.Condition(self._lock)
         self._releaser = None
 

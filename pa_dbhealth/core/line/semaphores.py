@@ -1,12 +1,15 @@
 """A first-come, first-served line for an account's connections, across the processes of a
 host: a System V semaphore set with one token per connection the account may have.
 
-Four semaphores: the free tokens, the *head* (one waiter at a time stands at the front and
+Six semaphores: the free tokens, the *head* (one waiter at a time stands at the front and
 is the only one that touches the server while the line is full), the cap as the server
-last said it, and the tokens still to be removed after a lowered cap (taken from the next
-ones given back). A connect takes a token; the connection gives it back when it is really
-closed, and the kernel hands it at once to the head, whatever its process. The kernel also
-gives back what a dead process held (``SEM_UNDO``), so a ``kill -9`` loses nothing.
+last said it, the tokens still to be removed after a lowered cap (taken from the next
+ones given back), the tokens retired since the server last counted the account, and the
+*counter* (the one process of the host that counts the account while connections are
+parked, :mod:`pa_dbhealth.core.parking`). A connect takes a token; the connection gives it
+back when it is really closed, and the kernel hands it at once to the head, whatever its
+process. The kernel also gives back what a dead process held (``SEM_UNDO``), so a
+``kill -9`` loses nothing.
 
 The server stays the truth. Connections held elsewhere (another host, a console, a process
 without pa_dbhealth) take slots the line cannot see, so a token is permission to try: the
@@ -28,6 +31,7 @@ import time
 
 from pa_dbhealth.core.line.repairs import Repairs
 from pa_dbhealth.core.line.sysv import (
+    COUNTER,
     DEBT,
     GETNCNT,
     GETVAL,
@@ -73,6 +77,17 @@ class Line(Repairs):
         self._op((TOKENS, 1, SEM_UNDO))
         self.trim()
 
+    # --- the one process that counts the account while connections are parked ---------
+
+    def become_counter(self) -> bool:
+        """Whether this process has just become the host's one process that counts the
+        account for PARK (False: another one is); the kernel frees the role when the
+        process ends."""
+        return self._op((COUNTER, -1, IPC_NOWAIT | SEM_UNDO))
+
+    def leave_counter(self) -> None:
+        self._op((COUNTER, 1, SEM_UNDO))
+
     # --- the head -----------------------------------------------------------------------
 
     def take_head(self, timeout: float) -> bool:
@@ -108,7 +123,7 @@ def open_line(server: str, account: str, tokens: int | None) -> Line | None:
     if tokens is not None and 1 <= tokens <= MAX_TOKENS:
         semid = libc.semget(key, SEMAPHORES, IPC_CREAT | IPC_EXCL | MODE)
         if semid >= 0:
-            values = (ctypes.c_ushort * SEMAPHORES)(tokens, 1, tokens, 0, 0)
+            values = (ctypes.c_ushort * SEMAPHORES)(tokens, 1, tokens, 0, 0, 1)
             if libc.semctl(semid, 0, SETALL, values) != 0:
                 libc.semctl(semid, 0, IPC_RMID)
                 return None
