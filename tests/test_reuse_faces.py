@@ -1,7 +1,8 @@
 """Reuse of a kept connection, in each face (the middleware at a request's start, an
 ``install()``-ed pool at checkout), against the real server: a connection the server ended
 (KILL, or its own wait_timeout) is replaced before use, one idle past the learned limit is
-replaced before the server drops it, and without the face the dropped one fails.
+replaced before the server drops it (both counted by the core's reason, the dead one logged
+with it), and without the face the dropped one fails.
 
 What only one face has stays in its module: the pool's dirty check-in
 (``test_sqlalchemy_install``), async requests and views without database use
@@ -10,6 +11,7 @@ What only one face has stays in its module: the pool's dirty check-in
 from __future__ import annotations
 
 import contextlib
+import logging
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -22,6 +24,7 @@ from django.db.utils import OperationalError
 from django.test import Client, override_settings
 from faces import DJANGO
 
+from pa_dbhealth.core import staleness, waits
 from pa_dbhealth.core.errors import Kind, classify
 
 SERVER_TIMEOUT = 3  # seconds: the server drops a connection idle this long
@@ -105,13 +108,22 @@ def reusing(
         yield make
 
 
+def stale_closes(label: str) -> int:
+    """How many connections this process replaced as stale for ``label`` (dead, idle...)."""
+    return int(waits.figures()["counters"].get(waits.STALE, {}).get(label, 0))
+
+
 def test_a_connection_the_server_killed_is_replaced_before_use(
-    reusing: Callable[..., Reuse], admin: Any
+    reusing: Callable[..., Reuse], admin: Any, caplog: pytest.LogCaptureFixture
 ) -> None:
     reuse = reusing()
     killed = reuse.use()
+    before = stale_closes("dead")
     admin.execute("KILL CONNECTION %s", [killed])
-    assert reuse.use() != killed  # its socket said it was gone
+    with caplog.at_level(logging.DEBUG, logger="pa_dbhealth"):
+        assert reuse.use() != killed  # its socket said it was gone
+    assert staleness.DEAD in caplog.text  # the same reason, in the face's own log line
+    assert stale_closes("dead") == before + 1
 
 
 def test_a_connection_the_server_dropped_is_replaced(
@@ -146,5 +158,7 @@ def test_a_connection_idle_past_the_limit_is_replaced_before_the_server_drops_it
     first = reuse.use()
     assert reuse.learned() == SERVER_TIMEOUT
     assert reuse.use() == first  # used at once: kept
+    before = stale_closes("idle")
     time.sleep(2)  # past 1.5 s, before the server's 3 s
     assert reuse.use() != first
+    assert stale_closes("idle") == before + 1
