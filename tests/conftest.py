@@ -362,6 +362,39 @@ def pause(clock: Clock, admin: Any) -> Callable[[float], None]:
 
 
 @pytest.fixture
+def without_the_line() -> Iterator[None]:
+    """The host's line off (the handoff tests: with the line, a closing connection's token
+    goes to whoever waited longest, anywhere)."""
+    from django.test import override_settings
+    from handoff_faces import NO_LINE
+
+    with override_settings(PA_DBHEALTH=NO_LINE):
+        yield
+
+
+@pytest.fixture
+def settings_of(server: Any) -> Callable[..., dict[str, Any]]:
+    """``settings_of(**overrides)``: a settings dict of the retrying backend for the suite's
+    server, with Django's defaults filled in."""
+
+    def make(**overrides: Any) -> dict[str, Any]:
+        settings_dict = {**server.database_settings(engine="pa_dbhealth.backends.mysql")}
+        settings_dict.update(overrides)
+        return dict(connections.configure_settings({"default": settings_dict})["default"])
+
+    return make
+
+
+@pytest.fixture
+def slow_retries(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Waits of 20-30 s between attempts: only a handoff or the deadline ends one."""
+    from pa_dbhealth.core import retry
+
+    monkeypatch.setattr(retry, "FIRST_DELAY", 30.0)
+    monkeypatch.setattr(retry, "MAX_DELAY", 30.0)
+
+
+@pytest.fixture
 def settled_ids(admin: Any) -> Callable[[Callable[[list[int]], bool]], list[int]]:
     """``account_ids_once`` for this test's admin connection."""
     return lambda settled: account_ids_once(admin, settled)

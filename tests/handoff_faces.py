@@ -25,6 +25,8 @@ ALIAS = "handoff"
 # Handoff is how threads of one process wait when the host's line is off (or unavailable):
 # with the line, a closing connection's token goes to whoever waited longest, anywhere.
 NO_LINE = {"LINE": False}
+# ``settled_ids`` (conftest): the account's connection ids once ``settled(ids)`` holds.
+Settled = Callable[[Callable[[list[int]], bool]], list[int]]
 
 
 class Receiver(Holder):
@@ -64,6 +66,16 @@ def run_statements(cursor: Any, statements: tuple[str, ...]) -> int:
     for statement in statements:
         cursor.execute(statement)
     return got
+
+
+def start_waiting(receiver: Receiver, room: handoff.WaitingRoom) -> Receiver:
+    """Start ``receiver`` and return once it waits in the room (its connect was refused)."""
+    receiver.start()
+    deadline = time.monotonic() + 5
+    while room.waiting < 1:
+        assert time.monotonic() < deadline, "the receiver never waited for the cap"
+        time.sleep(0.005)
+    return receiver
 
 
 class DjangoGiver:

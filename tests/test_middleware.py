@@ -1,5 +1,7 @@
-"""ConnectionHygieneMiddleware against the capped server: idle connections, a full cap,
-lost connections, and no cost for a view that does not use the database."""
+"""ConnectionHygieneMiddleware against the capped server: idle connections of async
+requests, a full cap, lost connections, and no cost for a view that does not use the
+database. A connection the server killed or dropped, and its control: test_reuse_faces,
+run for both faces."""
 
 from __future__ import annotations
 
@@ -7,7 +9,6 @@ import logging
 import os
 import re
 import threading
-import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -23,7 +24,6 @@ from holders import Holders
 
 from pa_dbhealth import middleware, tracker
 from pa_dbhealth.core import unavailable
-from pa_dbhealth.core.errors import Kind, classify
 
 mysql = pytest.mark.django_db(transaction=True)
 urls = override_settings(ROOT_URLCONF="testsite.hygiene_urls")
@@ -63,31 +63,6 @@ def fresh_throttle() -> None:
 def open_default() -> None:
     """A holder's opener defined here: the cap report names where each was opened."""
     connections["default"].ensure_connection()
-
-
-@mysql
-@urls
-def test_a_view_after_the_connection_idled_past_the_timeout_succeeds(
-    short_timeout: None, persistent: None, pause: Callable[[float], None]
-) -> None:
-    client = Client()
-    assert client.get("/select-one/").content == b"1"
-    pause(PAUSE)  # the connection idles past the limit and the server drops it
-    assert client.get("/select-one/").content == b"1"
-
-
-@mysql
-@urls
-@without_middleware
-def test_control_without_the_middleware_the_idle_connection_fails(
-    short_timeout: None, persistent: None
-) -> None:
-    client = Client()
-    assert client.get("/select-one/").content == b"1"
-    time.sleep(PAUSE)
-    with pytest.raises(OperationalError) as caught:
-        client.get("/select-one/")
-    assert classify(caught.value).kind is Kind.LOST
 
 
 @mysql
@@ -195,19 +170,6 @@ def test_the_log_lists_the_server_rows_when_this_thread_can_ask(
             rf"  id {conn.thread_id()} host [^\n]*\n    not tracked: a process without pa_dbhealth",
             report,
         )
-
-
-@mysql
-@urls
-def test_a_connection_the_server_killed_is_replaced_before_the_request_uses_it(
-    admin: Any, persistent: None
-) -> None:
-    client = Client(raise_request_exception=False)
-    assert client.get("/select-one/").status_code == 200
-    killed = connections["default"].connection.thread_id()
-    admin.execute("KILL CONNECTION %s", [killed])
-    assert client.get("/select-one/").status_code == 200  # its socket said it was gone
-    assert connections["default"].connection.thread_id() != killed
 
 
 @mysql

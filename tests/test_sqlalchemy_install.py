@@ -1,5 +1,6 @@
 """pa_dbhealth.sqlalchemy.install against the real capped server: connects that wait at the
-cap, dead / idle / dirty connections replaced at checkout, handoff, probable leaks."""
+cap, a server restart, dirty connections never handed out at checkout, probable leaks.
+Dead and idle connections replaced at checkout: test_reuse_faces, run for both faces."""
 
 from __future__ import annotations
 
@@ -19,7 +20,7 @@ from sqlalchemy.orm import Session
 from sqlalchemy.pool import NullPool
 
 from pa_dbhealth import sandbox
-from pa_dbhealth.sqlalchemy import events, install, tracker
+from pa_dbhealth.sqlalchemy import install, tracker
 
 pytestmark = pytest.mark.matrix_once  # the same on every Django version
 
@@ -101,42 +102,7 @@ def test_a_wrong_password_is_not_retried(make_engine: Callable[..., Any], server
     assert time.monotonic() - started < 5
 
 
-# --- checkout: dead, idle and dirty connections are replaced --------------------------------
-
-
-def test_a_connection_the_server_dropped_is_replaced(
-    make_engine: Callable[..., Any], wait_timeout: Callable[[int], None]
-) -> None:
-    wait_timeout(3)
-    # A margin of 0: only the server's own drop counts, not pa_dbhealth's idle rule.
-    engine = install(make_engine(pool_size=1, max_overflow=0), {"TIMEOUT_MARGIN": 0})
-    first = connection_id(engine)
-    time.sleep(3.8)  # the server kills it after 3 s idle
-    assert connection_id(engine) != first
-
-
-def test_without_install_the_dropped_connection_fails(
-    make_engine: Callable[..., Any], wait_timeout: Callable[[int], None]
-) -> None:
-    wait_timeout(3)
-    engine = make_engine(pool_size=1, max_overflow=0)
-    connection_id(engine)
-    time.sleep(3.8)
-    with pytest.raises(OperationalError) as raised:
-        connection_id(engine)
-    assert raised.value.orig.args[0] in (2006, 2013, 4031)
-
-
-def test_a_connection_idle_past_the_limit_is_replaced_before_the_server_drops_it(
-    make_engine: Callable[..., Any], wait_timeout: Callable[[int], None]
-) -> None:
-    wait_timeout(3)  # learned from the first connection; the margin leaves half: 1.5 s
-    engine = install(make_engine(pool_size=1, max_overflow=0))
-    first = connection_id(engine)
-    assert events.LEARNED.server_timeout(events.installed(engine).key, 300) == 3
-    assert connection_id(engine) == first  # used at once: kept
-    time.sleep(2)  # past 1.5 s, before the server's 3 s
-    assert connection_id(engine) != first
+# --- checkout: a restart, dirty connections (dead and idle ones: test_reuse_faces) --------
 
 
 @pytest.mark.parametrize("installed", [True, False])

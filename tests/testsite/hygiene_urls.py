@@ -63,6 +63,11 @@ def connection_id() -> str:
         return str(cursor.fetchone()[0])
 
 
+def connection_id_view(request: HttpRequest) -> HttpResponse:
+    """The server's id of the connection the view runs its query on."""
+    return HttpResponse(connection_id())
+
+
 def streaming(request: HttpRequest) -> StreamingHttpResponse:
     """Queries in the view and again while the body streams out."""
     first = connection_id()
@@ -90,6 +95,7 @@ def select_one_on(request: HttpRequest, alias: str) -> HttpResponse:
 urlpatterns = [
     path("select-one-on/<str:alias>/", select_one_on),
     path("streaming/", streaming),
+    path("connection-id/", connection_id_view),
     path("sleep/<str:seconds>/", sleep),
     path("no-database/", no_database),
     path("default-open/", default_open),
