@@ -7,8 +7,8 @@ while another token is free, so one always is. It is given up (closed, then its 
 or passed to this process's head of the line (:mod:`pa_dbhealth.core.passing`) as soon as a
 connect of any process of the host stands in the line, at the idle limit, and when the
 account is full with part of it held outside the line (a console: :meth:`Lot.check_server`).
-A releaser thread, alive only while something is parked, does this every
-:data:`WATCH_INTERVAL` seconds.
+A releaser thread, alive only while something is parked, does this; it sleeps in the kernel
+until a connect stands in the line, or for :data:`CHECK_INTERVAL` at most.
 
 One lock per process guards the lot: a connection is either parked or in use by exactly one
 thread, its owner, never both; the releaser closes only what it has taken out under the
@@ -33,7 +33,7 @@ __all__ = ["LOT", "Lot", "Parked", "give_up"]
 
 logger = logging.getLogger("pa_dbhealth.parking")
 
-WATCH_INTERVAL = 0.003  # seconds between two looks at the line while something is parked
+WATCH_INTERVAL = 0.003  # seconds at least between two rounds of the releaser
 # A head that stands in the line this long while nobody is blocked has a token the server
 # refused (slots held outside the line): it needs a parked slot too.
 HEAD_PATIENCE = 0.02
@@ -226,7 +226,7 @@ class Lot:
         """The releaser: while anything is parked, give up what is due, and count the
         account from time to time."""
         while True:
-            time.sleep(WATCH_INTERVAL)
+            self._nap()
             self.release_due()
             self.check_server()
             with self._lock:
@@ -234,6 +234,16 @@ class Lot:
                 if not self._parked:
                     self._releaser = None
                     return
+
+    def _nap(self) -> None:
+        """WATCH_INTERVAL, then, when what is parked is on one line, until a connect stands
+        in it (the kernel wakes this thread at once) or CHECK_INTERVAL has passed: a few
+        wakeups a second while the site idles, not one every WATCH_INTERVAL."""
+        time.sleep(WATCH_INTERVAL)
+        with self._lock:
+            lines = {p.ticket.line.key: p.ticket.line for s in self._parked.values() for p in s}
+        if len(lines) == 1:
+            next(iter(lines.values())).until_someone_waits(CHECK_INTERVAL)
 
     def forget_inherited(self) -> None:
         """In a forked child: the parent's connections are not this process's to use or

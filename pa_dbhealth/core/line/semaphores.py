@@ -106,6 +106,11 @@ class Line(Repairs):
         it and waits for another: it never holds one while it waits)."""
         return max(self._get(GETNCNT, TOKENS), 0) + max(self._get(GETNCNT, HEAD), 0)
 
+    def until_someone_waits(self, timeout: float) -> bool:
+        """Sleep in the kernel (no polling) until a connect, in any process, stands in the
+        line, for at most ``timeout`` seconds; whether one does."""
+        return self._op((HEAD, 0, 0), timeout=timeout)
+
     @property
     def someone_waits(self) -> bool:
         """Whether a connect, in any process, stands in the line now (one system call): the
