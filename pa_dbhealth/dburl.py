@@ -11,7 +11,6 @@ password is never shown: :meth:`DatabaseURL.redacted` writes it as ``***``.
 
 from __future__ import annotations
 
-import contextlib
 import importlib.util
 import threading
 from collections.abc import Callable
@@ -19,6 +18,7 @@ from dataclasses import dataclass, field
 from typing import Any, TypeVar
 from urllib.parse import SplitResult, parse_qsl, unquote, urlsplit
 
+from pa_dbhealth.core.liveness import close_quietly
 from pa_dbhealth.core.look import LookTimedOut, connect_timeout_options, shut_down, within
 from pa_dbhealth.core.server_id import account_key
 
@@ -170,8 +170,7 @@ def look(url: DatabaseURL, question: Callable[[Any], T], *, timeout: float) -> T
                 raise LookTimedOut(timeout)
             return question(raw)
         finally:
-            with contextlib.suppress(Exception):
-                raw.close()
+            close_quietly(raw)
 
     def give_up() -> None:
         abandoned.set()

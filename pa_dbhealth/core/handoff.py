@@ -19,7 +19,6 @@ closed so threads of other processes get their turn at the slot.
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import threading
 from collections import deque
@@ -100,8 +99,7 @@ def fit_to_receive(
     if opened_with == wanted and liveness.is_dead(raw) is False:
         return True
     logger.debug("a connection handed over was not fit to use (other settings, or dead)")
-    with contextlib.suppress(Exception):  # not the receiver's to use: closed all the same
-        raw.close()
+    liveness.close_quietly(raw)  # not the receiver's to use
     if discarded is not None:
         discarded(raw)
     return False

@@ -148,3 +148,10 @@ def _mysqlclient_status_reader() -> Callable[[Any], int | None] | None:
         return None
 
     return read
+
+
+def close_quietly(connection: Any) -> None:
+    """Close a connection that may be dead already: whatever the driver says is ignored, the
+    connection is closed all the same."""
+    with contextlib.suppress(Exception):
+        connection.close()

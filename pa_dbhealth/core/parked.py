@@ -4,13 +4,13 @@ thread at the head of its line (:mod:`pa_dbhealth.core.passing`)."""
 
 from __future__ import annotations
 
-import contextlib
 import logging
 from collections.abc import Hashable
 from dataclasses import dataclass
 from typing import Any
 
 from pa_dbhealth.core.connect import Ticket
+from pa_dbhealth.core.liveness import close_quietly
 from pa_dbhealth.core.passing import HEADS, Passed
 
 logger = logging.getLogger("pa_dbhealth.parking")
@@ -48,8 +48,7 @@ def give_up(parked: Parked) -> None:
     close first, as the backend does, so the server has let it go when the head connects
     (a head refused with a token would retire it)."""
     try:
-        with contextlib.suppress(Exception):  # closed all the same: the server may have gone
-            parked.raw.close()
+        close_quietly(parked.raw)  # closed all the same: the server may have gone
     finally:
         parked.ticket.give_back()
     logger.debug("gave up a parked connection")

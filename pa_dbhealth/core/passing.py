@@ -16,12 +16,13 @@ connected by itself is closed when it leaves the head.
 
 from __future__ import annotations
 
-import contextlib
 import os
 import threading
 from collections.abc import Hashable
 from dataclasses import dataclass
 from typing import Any
+
+from pa_dbhealth.core.liveness import close_quietly
 
 _EMPTY = None
 
@@ -72,7 +73,7 @@ class Heads:
         with self._lock:
             left = self._boxes.pop(line_key, None)
         if left is not None:
-            close(left.raw)
+            close_quietly(left.raw)
 
     def forget_inherited(self) -> None:
         """In a forked child: the parent's heads are not this process's threads; what was
@@ -80,11 +81,6 @@ class Heads:
         self._lock = threading.Lock()
         _inherited.extend(passed for passed in self._boxes.values() if passed is not None)
         self._boxes = {}
-
-
-def close(raw: Any) -> None:
-    with contextlib.suppress(Exception):  # closed all the same: the server may have gone
-        raw.close()
 
 
 _inherited: list[Passed] = []

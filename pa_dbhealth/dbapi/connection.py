@@ -169,8 +169,7 @@ class Connection:
         self._raw, self._ticket = None, None
         if raw is not None:
             holding.closed(self)
-            with contextlib.suppress(Exception):  # a dead connection may complain: it is gone
-                raw.close()
+            liveness.close_quietly(raw)  # a dead connection may complain: it is gone
         if ticket is not None:
             ticket.give_back()
 

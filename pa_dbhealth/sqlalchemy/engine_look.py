@@ -10,7 +10,6 @@ a pool slot and never leaves a connection in it. The whole look is bounded by
 
 from __future__ import annotations
 
-import contextlib
 import threading
 from collections.abc import Callable
 from typing import Any, TypeVar
@@ -19,6 +18,7 @@ from sqlalchemy import event
 from sqlalchemy.engine import Engine
 
 from pa_dbhealth.core.errors import classify
+from pa_dbhealth.core.liveness import close_quietly
 from pa_dbhealth.core.look import LookTimedOut, connect_timeout_options, shut_down, within
 from pa_dbhealth.core.retry import single_attempt
 from pa_dbhealth.sqlalchemy import tracker
@@ -86,8 +86,7 @@ def look_at_engine(engine: Engine, question: Callable[[Any], T], *, timeout: flo
                 raise LookTimedOut(timeout)
             return question(raw)
         finally:
-            with contextlib.suppress(Exception):  # a dead connection may complain: closed
-                raw.close()
+            close_quietly(raw)  # a dead connection may complain: closed
 
     def give_up() -> None:
         abandoned.set()
