@@ -43,12 +43,12 @@ def pass_on(key: Hashable, parked: Parked) -> bool:
     return True
 
 
-def give_up(parked: Parked) -> None:
+def give_up(parked: Parked, why: str) -> None:
     """Close a parked connection and give its token back (to the head of the line): the
     close first, as the backend does, so the server has let it go when the head connects
-    (a head refused with a token would retire it)."""
+    (a head refused with a token would retire it). ``why`` is said at DEBUG."""
     try:
         close_quietly(parked.raw)  # closed all the same: the server may have gone
     finally:
         parked.ticket.give_back()
-    logger.debug("gave up a parked connection")
+    logger.debug("gave up a parked connection: %s", why)

@@ -95,7 +95,7 @@ class Lot:
                 return None
         if found.ticket.line.someone_waits:
             if not pass_on(key, found):
-                give_up(found)
+                give_up(found, "a connect waits in the line")
             with self._lock:
                 self.released += 1
             return None
@@ -147,7 +147,8 @@ class Lot:
             self.released += len(leaving)
         for key, parked, needed in leaving:  # out of the lot: this thread is their owner now
             if not (needed and pass_on(key, parked)):
-                give_up(parked)
+                why = "everything let go" if everything else "the idle limit"
+                give_up(parked, "a connect waits in the line" if needed else why)
         return len(leaving)
 
     def _needed(self, line: Line, now: float) -> bool:
@@ -190,7 +191,7 @@ class Lot:
                 self._returned.notify_all()
             if not keep:
                 self._outside[line_key] = False
-                give_up(parked)
+                give_up(parked, "the account is full, held outside the line (or no count)")
                 given_up += 1
         return given_up
 

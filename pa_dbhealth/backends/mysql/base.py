@@ -134,7 +134,7 @@ class DatabaseWrapper(mysql_base.DatabaseWrapper):
         if parked is None:
             return None
         if liveness.is_dead(parked.raw) is not False:  # the server dropped it meanwhile
-            parking.give_up(parked)  # its token goes back too
+            parking.give_up(parked, "the server dropped it")  # its token goes back too
             return None
         self._pa_dbhealth_ticket = parked.ticket
         self._pa_dbhealth_opened_with = opened_with
