@@ -22,6 +22,7 @@ from django.test import override_settings
 from pa_dbhealth.backends.mysql.base import DatabaseWrapper
 from pa_dbhealth.core import line as lines
 from pa_dbhealth.core import parking
+from pa_dbhealth.core.connect import Ticket
 
 ALIAS = "parking"
 PARK = {"PARK": True, "CONNECT_RETRY": 10.0}
@@ -207,6 +208,30 @@ def test_a_console_at_an_idle_site_gets_a_slot(
     assert waited < parking.CHECK_INTERVAL + 0.25, f"the console waited {waited * 1000:.0f} ms"
     assert parking.LOT.count(ALIAS) <= 1
     until(lambda: len(account_connection_ids(admin)) == 2 + parking.LOT.count(ALIAS))
+
+
+@pytest.mark.parametrize("how", ["retired", "counted short"])
+def test_tokens_lost_while_connections_are_parked_come_back(
+    in_line: tuple[dict[str, Any], lines.Line], how: str
+) -> None:
+    """Tokens leave the line on a transient word of the server: a connect refused with a
+    token retires it (the connection of a worker killed with kill -9, not let go yet), a
+    recount catches a connect that holds its token but is not listed yet. While the site
+    reuses what it parked, no connect comes to count the account again: the counts on a
+    parked connection give the tokens back, and the parked connection is kept."""
+    settings_dict, line = in_line
+    parked_id = request(settings_dict)
+    assert parking.LOT.count(ALIAS) == 1
+    if how == "retired":
+        assert line.enter()
+        Ticket(line).retire()  # as a connect refused with a token does
+        assert line.retired
+    else:
+        line.force(1)
+    assert line.free == 1
+    until(lambda: line.free == 2, timeout=3 * parking.CHECK_INTERVAL + 1.0)
+    assert not line.retired
+    assert request(settings_dict) == parked_id
 
 
 @pytest.mark.parametrize(

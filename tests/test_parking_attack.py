@@ -166,7 +166,8 @@ def test_many_clients_random_requests_and_kill_9(
     # Nothing outlives the idle limit (1 s): the site gives every parked connection up,
     # and the line has all its tokens again, killed workers' included.
     took = until(lambda: not account_connection_ids(admin), timeout=15)
-    assert line.free == 3
+    # Each token goes back just after its connection is closed.
+    assert wait_for(lambda: line.free == 3, 2), f"{line.free} free, retired: {line.retired}"
     print(f"all connections given up {took:.2f} s after the load ended")
     site.stop()
     assert line.free == 3

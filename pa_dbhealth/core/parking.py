@@ -27,7 +27,7 @@ from typing import Any
 
 from pa_dbhealth.core.line import PROBE_INTERVAL, Line
 from pa_dbhealth.core.parked import Parked, give_up, pass_on
-from pa_dbhealth.core.recount import full_with_outsiders
+from pa_dbhealth.core.recount import AccountCounts
 
 __all__ = ["LOT", "Lot", "Parked", "give_up"]
 
@@ -53,7 +53,7 @@ class Lot:
         self._releaser: threading.Thread | None = None
         self._head_since: dict[int, float] = {}  # line key -> head seen standing since
         self._checked_at: dict[int, float] = {}  # line key -> last count of the account
-        self._outside: dict[int, bool] = {}  # line key -> the last count said: held outside
+        self._counts = AccountCounts()  # what the counts of the account said
         self._borrowed: dict[Hashable, int] = {}  # out of the lot for a count, by key
         self._counting: dict[int, Line] = {}  # lines this process counts the account of
         self._emptied = 0  # times everything was given up (atexit, tests)
@@ -173,14 +173,12 @@ class Lot:
         process counts (one process of the host does: ``Line.become_counter``). Two counts
         in a row that find it full, part of it held outside the line (a console, a task),
         give that connection up, so whoever connects outside finds a slot; so does a
-        count the server cannot answer. How many were given up."""
+        count the server cannot answer. The counts heal the line too
+        (:class:`~pa_dbhealth.core.recount.AccountCounts`). How many were given up."""
         now = time.monotonic() if now is None else now
         given_up, emptied = 0, self._emptied
         for key, parked in self._borrow_for_check(now):
-            line_key = parked.ticket.line.key
-            outside = full_with_outsiders(parked.ticket.line, parked.raw)
-            keep = outside is False or (outside and not self._outside.get(line_key, False))
-            self._outside[line_key] = bool(outside)
+            keep = self._counts.keep(parked.ticket.line, parked.raw)
             with self._lock:
                 self._borrowed[key] -= 1
                 keep = keep and self._emptied == emptied  # not after everything was let go
@@ -190,7 +188,6 @@ class Lot:
                     self.released += 1
                 self._returned.notify_all()
             if not keep:
-                self._outside[line_key] = False
                 give_up(parked, "the account is full, held outside the line (or no count)")
                 given_up += 1
         return given_up
@@ -255,7 +252,7 @@ class Lot:
             _inherited.extend(stack)
         self._parked = {}
         self._head_since = {}
-        self._checked_at, self._outside, self._borrowed = {}, {}, {}
+        self._checked_at, self._borrowed, self._counts = {}, {}, AccountCounts()
         self._counting = {}  # the parent's roles: the kernel keeps them for the parent
         self._returned = threading.Condition(self._lock)
         self._releaser = None
