@@ -53,7 +53,9 @@ if PA:
         PA_DBHEALTH["PARK"] = True
 
 # One line per failed request (the driver's error, no traceback) and per retry / give-up,
-# so load.py can count 1226 errors and retries in the uWSGI log.
+# so load.py can count 1226 errors and retries in the uWSGI log; the rest of pa_dbhealth
+# at INFO, as a site runs (its DEBUG lines, one per parked connection passed or given up,
+# would be a cost plain Django does not pay).
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
@@ -61,6 +63,7 @@ LOGGING = {
     "handlers": {"stderr": {"class": "logging.StreamHandler", "formatter": "line"}},
     "loggers": {
         "django.request": {"handlers": ["stderr"], "level": "ERROR", "propagate": False},
-        "pa_dbhealth": {"handlers": ["stderr"], "level": "DEBUG", "propagate": False},
+        "pa_dbhealth": {"handlers": ["stderr"], "level": "INFO", "propagate": False},
+        "pa_dbhealth.backends.mysql": {"level": "DEBUG"},
     },
 }

@@ -32,7 +32,8 @@ handler = logging.StreamHandler()
 handler.setFormatter(OneLine("%(name)s %(message)s"))
 logging.getLogger().addHandler(handler)
 logging.getLogger("flask_demo.app").setLevel(logging.ERROR)
-logging.getLogger("pa_dbhealth").setLevel(logging.DEBUG)
+logging.getLogger("pa_dbhealth").setLevel(logging.INFO)  # the rest as a site runs
+logging.getLogger("pa_dbhealth.sqlalchemy").setLevel(logging.DEBUG)
 
 from flask_demo.app import app, db  # noqa: E402 (after the logging it must use)
 
