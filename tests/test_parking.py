@@ -22,7 +22,6 @@ from django.test import override_settings
 from pa_dbhealth.backends.mysql.base import DatabaseWrapper
 from pa_dbhealth.core import line as lines
 from pa_dbhealth.core import parking
-from pa_dbhealth.core.connect import Ticket
 
 ALIAS = "parking"
 PARK = {"PARK": True, "CONNECT_RETRY": 10.0}
@@ -115,20 +114,6 @@ def parked_two(settings_dict: dict[str, Any]) -> list[int]:
     return ids
 
 
-def test_the_last_free_token_is_never_parked(
-    in_line: tuple[dict[str, Any], lines.Line], admin: Any
-) -> None:
-    settings_dict, line = in_line
-    wrappers = [DatabaseWrapper(settings_dict, alias=ALIAS) for _ in range(3)]
-    for wrapper in wrappers:
-        wrapper.ensure_connection()
-    for wrapper in wrappers:
-        wrapper.close()
-    assert parking.LOT.count(ALIAS) == 2
-    assert line.free == 1
-    until(lambda: len(account_connection_ids(admin)) == 2)
-
-
 def test_a_waiter_of_another_process_gets_the_parked_slot(
     in_line: tuple[dict[str, Any], lines.Line], processes: Any
 ) -> None:
@@ -154,7 +139,8 @@ def test_a_waiter_of_another_process_gets_the_parked_slot(
         )
         assert status == 0, err
         assert float(out.split()[-1]) < 2.0
-        assert parking.LOT.count(ALIAS) == 1, err
+        # One given up for it (or one given back meanwhile: the site idled, no slot free).
+        assert parking.LOT.count(ALIAS) <= 1, err
     finally:
         holder.close()
 
@@ -208,30 +194,6 @@ def test_a_console_at_an_idle_site_gets_a_slot(
     assert waited < parking.CHECK_INTERVAL + 0.25, f"the console waited {waited * 1000:.0f} ms"
     assert parking.LOT.count(ALIAS) <= 1
     until(lambda: len(account_connection_ids(admin)) == 2 + parking.LOT.count(ALIAS))
-
-
-@pytest.mark.parametrize("how", ["retired", "counted short"])
-def test_tokens_lost_while_connections_are_parked_come_back(
-    in_line: tuple[dict[str, Any], lines.Line], how: str
-) -> None:
-    """Tokens leave the line on a transient word of the server: a connect refused with a
-    token retires it (the connection of a worker killed with kill -9, not let go yet), a
-    recount catches a connect that holds its token but is not listed yet. While the site
-    reuses what it parked, no connect comes to count the account again: the counts on a
-    parked connection give the tokens back, and the parked connection is kept."""
-    settings_dict, line = in_line
-    parked_id = request(settings_dict)
-    assert parking.LOT.count(ALIAS) == 1
-    if how == "retired":
-        assert line.enter()
-        Ticket(line).retire()  # as a connect refused with a token does
-        assert line.retired
-    else:
-        line.force(1)
-    assert line.free == 1
-    until(lambda: line.free == 2, timeout=3 * parking.CHECK_INTERVAL + 1.0)
-    assert not line.retired
-    assert request(settings_dict) == parked_id
 
 
 @pytest.mark.parametrize(

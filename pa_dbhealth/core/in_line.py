@@ -31,6 +31,8 @@ class Ticket:
     that inherits the connection inherits no token: its give-back does nothing."""
 
     def __init__(self, line: lines.Line) -> None:
+        """Made as its token is taken."""
+        line.note_taken()
         self.line = line
         self.pid = os.getpid()
         self.passed = False  # its connection was passed from the lot, not opened

@@ -132,8 +132,8 @@ class Options:
         boolean,
         "Keep a connection the retrying backend is done with (end of a request, even with "
         "CONN_MAX_AGE = 0) open for the next request of the process, and give it up as soon "
-        "as any process of the host waits in the line, or after the idle limit; one token "
-        "always stays free. Needs LINE.",
+        "as any process of the host waits in the line, or after the idle limit; one is "
+        "given back when the site idles with no slot free. Needs LINE.",
     )
     TRACK_ORIGINS: bool | None = option(
         None,

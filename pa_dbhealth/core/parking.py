@@ -2,11 +2,11 @@
 
 With ``PARK``, a face that is done with a connection (Django at the end of a request, even
 with ``CONN_MAX_AGE = 0``) parks it here with its token of the account's line, and the next
-connect of the process to the same database takes it back: no connect. It is parked only
-while another token is free, so one always is. It is given up (closed, then its token back)
-or passed to this process's head of the line (:mod:`pa_dbhealth.core.passing`) as soon as a
-connect of any process of the host stands in the line, at the idle limit, and when the
-account is full with part of it held outside the line (a console: :meth:`Lot.check_server`).
+connect of the process to the same database takes it back: no connect. It is given up
+(closed, then its token back) or passed to this process's head of the line
+(:mod:`pa_dbhealth.core.passing`) as soon as a connect of any process of the host stands in
+the line, at the idle limit, when the account is full with part of it held outside the line,
+and when the site idles with no slot free (a console then finds one: :meth:`Lot.check_server`).
 A releaser thread, alive only while something is parked, does this; it sleeps in the kernel
 until a connect stands in the line, or for :data:`CHECK_INTERVAL` at most.
 
@@ -62,17 +62,16 @@ class Lot:
         self.taken = 0  # connections taken back for use
 
     def park(self, key: Hashable, parked: Parked) -> bool:
-        """Park ``parked``; False when someone already waits in the line, or when it holds
-        the last free token (then the caller closes it as usual). So the host's processes
-        park at most cap - 1 connections, and a process without one parked (more workers
-        than the cap) finds a free token instead of waiting for a release and a connect."""
+        """Park ``parked``; False when someone already waits in the line (then it is passed
+        to this process's head, or the caller closes it as usual), or at its idle limit.
+        The last free token is parked too: while the site is busy, every slot serves
+        without a connect; once it idles, the counts give one back for a console
+        (:class:`~pa_dbhealth.core.recount.AccountCounts`)."""
         line, now = parked.ticket.line, time.monotonic()
         if parked.idle_out(now):
             return False
         if line.someone_waits:  # a thread of this process at the head takes it as it is
             return pass_on(key, parked)
-        if line.free < 1:
-            return False
         with self._lock:
             self._parked.setdefault(key, []).append(parked)
             if self._releaser is None:
@@ -101,6 +100,7 @@ class Lot:
             return None
         with self._lock:
             self.taken += 1
+        found.ticket.line.note_taken()
         return found
 
     def _find(self, key: Hashable, opened_with: Any) -> Parked | None:
@@ -172,13 +172,15 @@ class Lot:
         """Every CHECK_INTERVAL, count the account on a parked connection of each line this
         process counts (one process of the host does: ``Line.become_counter``). Two counts
         in a row that find it full, part of it held outside the line (a console, a task),
-        give that connection up, so whoever connects outside finds a slot; so does a
-        count the server cannot answer. The counts heal the line too
+        give that connection up, so whoever connects outside finds a slot; so does a count
+        that finds no token free and no connection taken since the last one (the site
+        idles), and a count the server cannot answer. The counts heal the line too
         (:class:`~pa_dbhealth.core.recount.AccountCounts`). How many were given up."""
         now = time.monotonic() if now is None else now
         given_up, emptied = 0, self._emptied
         for key, parked in self._borrow_for_check(now):
-            keep = self._counts.keep(parked.ticket.line, parked.raw)
+            why = self._counts.why_give_up(parked.ticket.line, parked.raw)
+            keep = why is None
             with self._lock:
                 self._borrowed[key] -= 1
                 keep = keep and self._emptied == emptied  # not after everything was let go
@@ -188,7 +190,7 @@ class Lot:
                     self.released += 1
                 self._returned.notify_all()
             if not keep:
-                give_up(parked, "the account is full, held outside the line (or no count)")
+                give_up(parked, why or "everything let go")
                 given_up += 1
         return given_up
 

@@ -18,6 +18,9 @@ logger = logging.getLogger("pa_dbhealth.connect")
 # Connections the server still lists but that hold no slot any more (or not yet): a close it
 # has not finished, a kill, a login it is refusing.
 GOING = frozenset({"Quit", "Killed", "Connect"})
+# Counts in a row (about 0.3 s) that find no token free while nobody waits: a slot is given
+# back even to a busy site, so a console or a task outside the line is refused no longer.
+FULL_COUNTS = 10
 
 
 def count_account(connection: Any) -> tuple[int, int] | None:
@@ -57,28 +60,40 @@ class AccountCounts:
     than tokens in the line while nobody waits (tokens a transient count took away: the
     line heals). Tokens retired since the last count are healed at once, as a connect
     does after them (a refusal may have come from a worker's connection killed with
-    ``kill -9`` that the server had not let go yet)."""
+    ``kill -9`` that the server had not let go yet). And when no token is free and no
+    connection was taken since the last count, the site idles with every slot parked:
+    one is given up, so a console that connects now finds it; a busy site gives one up
+    after FULL_COUNTS counts with no token free, so a console waits no longer than that."""
 
     def __init__(self) -> None:
         self._outside: dict[int, bool] = {}  # line key -> the last count said: held outside
         self._short: dict[int, int] = {}  # line key -> tokens missing at the last count
+        self._full: dict[int, int] = {}  # line key -> counts in a row with no token free
 
-    def keep(self, line: lines.Line, connection: Any) -> bool:
+    def why_give_up(self, line: lines.Line, connection: Any) -> str | None:
         """Count the account on ``connection`` (parked, holding its token) and heal
-        ``line`` from it; whether to keep the connection parked (False: full with
-        outsiders twice in a row, or the server could not be asked on it)."""
-        held_in_line, nobody_waits = line.cap - line.free, not line.someone_waits
+        ``line`` from it; why to give the connection up, or None to keep it parked."""
+        free, nobody_waits = line.free, not line.someone_waits
+        idle = not line.taken_since_last_look()
         counted = count_account(connection)
         if counted is None:
             self._outside.pop(line.key, None)
-            return False
+            return "the server could not be asked"
         holding, cap = counted
-        short = max(cap - holding - line.free, 0) if cap and nobody_waits else 0
+        short = max(cap - holding - free, 0) if cap and nobody_waits else 0
         if line.retired or (short and self._short.get(line.key) == short):
             line.heal(cap or None, holding)
             short = 0
         self._short[line.key] = short
-        outside = bool(cap) and holding >= cap and holding > held_in_line
+        outside = bool(cap) and holding >= cap and holding > line.cap - free
         twice = outside and self._outside.get(line.key, False)
         self._outside[line.key] = outside and not twice
-        return not twice
+        if twice:
+            return "the account is full, held outside the line"
+        full = self._full.get(line.key, 0) + 1 if free == 0 and nobody_waits else 0
+        self._full[line.key] = 0 if idle or full >= FULL_COUNTS else full
+        if full and idle:
+            return "the site idles with no slot free"
+        if full >= FULL_COUNTS:
+            return f"no slot free for {FULL_COUNTS} counts"
+        return None

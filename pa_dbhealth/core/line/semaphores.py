@@ -1,12 +1,13 @@
 """A first-come, first-served line for an account's connections, across the processes of a
 host: a System V semaphore set with one token per connection the account may have.
 
-Six semaphores: the free tokens, the *head* (one waiter at a time stands at the front and
+Seven semaphores: the free tokens, the *head* (one waiter at a time stands at the front and
 is the only one that touches the server while the line is full), the cap as the server
 last said it, the tokens still to be removed after a lowered cap (taken from the next
 ones given back), the tokens retired since the server last counted the account, and the
 *counter* (the one process of the host that counts the account while connections are
-parked, :mod:`pa_dbhealth.core.parking`). A connect takes a token; the connection gives it
+parked, :mod:`pa_dbhealth.core.parking`), and how many connections were taken (a token, or
+a parked connection) since the counter last looked. A connect takes a token; the connection gives it
 back when it is really closed, and the kernel hands it at once to the head, whatever its
 process. The kernel also gives back what a dead process held (``SEM_UNDO``), so a
 ``kill -9`` loses nothing.
@@ -45,6 +46,7 @@ from pa_dbhealth.core.line.sysv import (
     SEM_UNDO,
     SEMAPHORES,
     SETALL,
+    TAKEN,
     TOKENS,
     key_of,
     owned_by_me,
@@ -88,6 +90,18 @@ class Line(Repairs):
     def leave_counter(self) -> None:
         self._op((COUNTER, 1, SEM_UNDO))
 
+    def note_taken(self) -> None:
+        """A connection was taken for use (a token, or a parked connection): the site is
+        not idle. A separate call, so a count at its maximum never stops a connect."""
+        self._op((TAKEN, 1, IPC_NOWAIT))
+
+    def taken_since_last_look(self) -> bool:
+        """Whether a connection was taken since the last call (the counter's)."""
+        taken = self._get(GETVAL, TAKEN)
+        if taken:
+            self._op((TAKEN, -taken, IPC_NOWAIT))
+        return taken > 0
+
     # --- the head -----------------------------------------------------------------------
 
     def take_head(self, timeout: float) -> bool:
@@ -128,7 +142,7 @@ def open_line(server: str, account: str, tokens: int | None) -> Line | None:
     if tokens is not None and 1 <= tokens <= MAX_TOKENS:
         semid = libc.semget(key, SEMAPHORES, IPC_CREAT | IPC_EXCL | MODE)
         if semid >= 0:
-            values = (ctypes.c_ushort * SEMAPHORES)(tokens, 1, tokens, 0, 0, 1)
+            values = (ctypes.c_ushort * SEMAPHORES)(tokens, 1, tokens, 0, 0, 1, 0)
             if libc.semctl(semid, 0, SETALL, values) != 0:
                 libc.semctl(semid, 0, IPC_RMID)
                 return None

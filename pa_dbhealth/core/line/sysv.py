@@ -22,10 +22,10 @@ GETVAL = 12
 SETALL = 17
 SEM_UNDO = 0x1000
 MODE = 0o600
-KEY_PREFIX = 0x5E000000  # keys of pa_dbhealth's lines (a new prefix for the six-semaphore set)
+KEY_PREFIX = 0x5D000000  # keys of pa_dbhealth's lines (a new prefix for the seven-semaphore set)
 MAX_TOKENS = 32767  # SEMVMX
-TOKENS, HEAD, CAP, DEBT, RETIRED, COUNTER = 0, 1, 2, 3, 4, 5
-SEMAPHORES = 6
+TOKENS, HEAD, CAP, DEBT, RETIRED, COUNTER, TAKEN = 0, 1, 2, 3, 4, 5, 6
+SEMAPHORES = 7
 
 
 class SemBuf(ctypes.Structure):
