@@ -1,9 +1,10 @@
 """Where the app pins connections: each rule broken, once per code site, with a count.
 
-A face's execute hook calls :func:`note` for each statement :func:`pins.suspect` lets
-through; nothing is kept per statement, only ``(site, rule, what, vendor) -> count``, for at
-most ``MAX_SITES`` sites. Each process writes its sites to a file of its own (when a site
-is new, or every ``SAVE_EVERY`` seconds while pins go on), beside the registry of holders,
+A face's execute hook calls :func:`note` (or :func:`count` with what :func:`pins.classify`
+found) for each statement :func:`pins.suspect` lets through; nothing is kept per statement,
+only ``(site, rule, what, vendor) -> count``, for at most ``MAX_SITES`` sites. Each process
+writes its sites to a file of its own (when a site is new, or every ``SAVE_EVERY`` seconds
+while pins go on), beside the registry of holders,
 so ``dbcheck`` run from a console sees what the web app's processes saw.
 """
 
@@ -55,7 +56,17 @@ def note(sql: str, vendor: str, site: str | None, directory: Path | None) -> Non
     """Count ``sql`` at ``site`` if it breaks a rule (``site`` None: pa_dbhealth's own or a
     framework's statement, not counted). Saves to ``directory`` when due; never raises."""
     found = pins.classify(sql, vendor)
-    if found is None or site is None:
+    if found is not None:
+        count(found, vendor, site, directory)
+
+
+def count(
+    found: tuple[pins.Rule, str], vendor: str, site: str | None, directory: Path | None
+) -> None:
+    """Count a statement :func:`pins.classify` found breaking a rule at ``site``: what a
+    face's hook calls when finding the site and the directory costs more than classifying
+    (most suspects break none: Django's own ``SET`` on each new connection)."""
+    if site is None:
         return
     rule, what = found
     key = (site, rule.name, what, vendor)

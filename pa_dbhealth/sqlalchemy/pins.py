@@ -31,7 +31,9 @@ def _judge(vendor: str, directory: Path | None) -> Any:
         conn: Any, cursor: Any, statement: Any, parameters: Any, context: Any, many: bool
     ) -> None:
         if type(statement) is str and pins.suspect(statement):
-            site, _ = ORIGINS.where(sys._getframe(1))
-            pin_log.note(statement, vendor, site, directory)
+            found = pins.classify(statement, vendor)
+            if found is not None:  # the frame is looked for only then
+                site, _ = ORIGINS.where(sys._getframe(1))
+                pin_log.count(found, vendor, site, directory)
 
     return before_cursor_execute
