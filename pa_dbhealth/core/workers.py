@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from typing import Any, NamedTuple
 
 
@@ -42,10 +43,12 @@ def concurrent_workers(configured: int | None, setting: str = "PA_DBHEALTH['WORK
     return Workers(processes * threads, f"uWSGI ({processes} processes x {threads} threads)")
 
 
+@functools.cache
 def threads_run_between_requests() -> bool:
     """Whether a background thread of this process runs while it waits for requests: not
     under uWSGI without ``--enable-threads`` and with one thread per process (uWSGI then
-    keeps the GIL while it waits)."""
+    keeps the GIL while it waits). Asked at the end of each request with PARK: the answer
+    is kept (uWSGI's options are the same for the life of its workers)."""
     try:
         import uwsgi
     except ImportError:
