@@ -4,8 +4,8 @@ A face's execute hook calls :func:`note` (or :func:`count` with what :func:`pins
 found) for each statement :func:`pins.suspect` lets through; nothing is kept per statement,
 only ``(site, rule, what, vendor) -> count``, for at most ``MAX_SITES`` sites. Each process
 writes its sites to a file of its own (when a site is new, or every ``SAVE_EVERY`` seconds
-while pins go on), beside the registry of holders,
-so ``dbcheck`` run from a console sees what the web app's processes saw.
+while pins go on), beside the registry of holders, so ``dbcheck`` run from a console sees
+what the web app's processes saw.
 """
 
 from __future__ import annotations

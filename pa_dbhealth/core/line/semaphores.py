@@ -4,13 +4,13 @@ host: a System V semaphore set with one token per connection the account may hav
 Seven semaphores: the free tokens, the *head* (one waiter at a time stands at the front and
 is the only one that touches the server while the line is full), the cap as the server
 last said it, the tokens still to be removed after a lowered cap (taken from the next
-ones given back), the tokens retired since the server last counted the account, and the
+ones given back), the tokens retired since the server last counted the account, the
 *counter* (the one process of the host that counts the account while connections are
 parked, :mod:`pa_dbhealth.core.parking`), and how many connections were taken (a token, or
-a parked connection) since the counter last looked. A connect takes a token; the connection gives it
-back when it is really closed, and the kernel hands it at once to the head, whatever its
-process. The kernel also gives back what a dead process held (``SEM_UNDO``), so a
-``kill -9`` loses nothing.
+a parked connection) since the counter last looked. A connect takes a token; the
+connection gives it back when it is really closed, and the kernel hands it at once to the
+head, whatever its process. The kernel also gives back what a dead process held
+(``SEM_UNDO``), so a ``kill -9`` loses nothing.
 
 The server stays the truth. Connections held elsewhere (another host, a console, a process
 without pa_dbhealth) take slots the line cannot see, so a token is permission to try: the
