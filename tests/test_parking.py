@@ -249,6 +249,26 @@ def test_given_up_after_the_idle_limit(
     until(lambda: parked_id not in account_connection_ids(admin))
 
 
+def test_a_take_of_the_last_parked_connection_leaves_the_releaser_working(
+    in_line: tuple[dict[str, Any], lines.Line],
+) -> None:
+    """A request takes the only connection parked for its database between two rounds of
+    the releaser: the next round goes on (it raised IndexError on the emptied stack, the
+    releaser thread died, and its process never gave up a parked connection again)."""
+    settings_dict, line = in_line
+    request(settings_dict)
+    wrapper = DatabaseWrapper(settings_dict, alias=ALIAS)
+    wrapper.ensure_connection()  # takes the parked one
+    try:
+        assert parking.LOT.count(ALIAS) == 0
+        assert parking.LOT.check_server() == 0
+        assert parking.LOT.release_due() == 0
+    finally:
+        wrapper.close()  # parked again
+    assert parking.LOT.count(ALIAS) == 1
+    assert line.free == 2
+
+
 def test_a_dead_parked_connection_is_not_used(
     in_line: tuple[dict[str, Any], lines.Line], admin: Any
 ) -> None:

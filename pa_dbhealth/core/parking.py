@@ -105,11 +105,15 @@ class Lot:
 
     def _find(self, key: Hashable, opened_with: Any) -> Parked | None:
         """Out of the lot: the most recently parked connection of ``key`` opened with
-        ``opened_with`` (the lock held)."""
+        ``opened_with`` (the lock held). No empty stack is left behind: the releaser's
+        round reads each stack's first."""
         stack = self._parked.get(key, [])
         for index in range(len(stack) - 1, -1, -1):
             if stack[index].opened_with == opened_with:
-                return stack.pop(index)
+                found = stack.pop(index)
+                if not stack:
+                    del self._parked[key]
+                return found
         return None
 
     def count(self, key: Hashable | None = None) -> int:
@@ -179,7 +183,11 @@ class Lot:
         now = time.monotonic() if now is None else now
         given_up, emptied = 0, self._emptied
         for key, parked in self._borrow_for_check(now):
-            why = self._counts.why_give_up(parked.ticket.line, parked.raw)
+            try:
+                why = self._counts.why_give_up(parked.ticket.line, parked.raw)
+            except Exception:  # given up below: out of the lot, it must not be lost
+                logger.exception("counting the account on a parked connection failed")
+                why = "the count failed"
             keep = why is None
             with self._lock:
                 self._borrowed[key] -= 1
@@ -227,8 +235,11 @@ class Lot:
         account from time to time."""
         while True:
             self._nap()
-            self.release_due()
-            self.check_server()
+            try:
+                self.release_due()
+                self.check_server()
+            except Exception:  # a dead releaser would give nothing up again: say it, go on
+                logger.exception("the releaser of parked connections failed a round")
             with self._lock:
                 self._stop_counting_idle_lines()
                 if not self._parked:
