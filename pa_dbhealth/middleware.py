@@ -3,8 +3,8 @@ connection cap answered with 503 + Retry-After and a log that names who holds th
 
 It adds no query to a request: the staleness check reads only what this process already
 knows (the tracker's last use of each connection, the learned server timeout). A request
-whose thread holds no connection costs it one attribute read before and after the view
-(docs/overhead.md).
+in a process that holds no connection costs it a read of the tracker's ledger before and
+after the view; one whose thread holds none, a thread-local read more (docs/overhead.md).
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ from django.http import HttpRequest, HttpResponse
 from pa_dbhealth import hygiene, leases, tracker
 from pa_dbhealth.core.errors import Kind, classify
 from pa_dbhealth.core.unavailable import SNAPSHOT_EVERY, Throttle
+from pa_dbhealth.tracker.ledger import records
 from pa_dbhealth.tracker.signals import keep_the_request_receiver, let_the_middleware_mark_requests
 from pa_dbhealth.tracker.threads import this_thread
 from pa_dbhealth.unavailable import (
@@ -68,12 +69,14 @@ class ConnectionHygieneMiddleware:
             state.in_request = True
             if not state.holder:
                 tracker.mark_holder()
-        # A thread that holds no connection has nothing to check: one attribute read.
-        if state.wrappers:
+        # A thread that holds no connection has nothing to check: when no connection is
+        # open in the process (every opening is in the ledger), not even the thread's list
+        # is read.
+        if records and state.wrappers:
             hygiene.refresh_connections()
         response = self.get_response(request)
         # A streaming body may still query: Django closes after it.
-        if state.wrappers and not response.streaming:
+        if records and state.wrappers and not response.streaming:
             hygiene.refresh_connections()
         return response
 

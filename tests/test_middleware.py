@@ -253,8 +253,17 @@ def test_an_hourly_quota_answers_503_saying_waiting_will_not_help(
     assert f"Database {quota_alias!r}: the hourly quota max_queries_per_hour is used up" in report
 
 
-# The middleware skips its checks when the request's thread holds no connection: each way a
-# thread comes to hold one must still get the connection checked at the next request.
+def swept_elsewhere() -> None:
+    """Another thread sweeps the process's ledger (as the health view and the registry do):
+    the middleware skips its reads when the ledger is empty."""
+    sweeper = threading.Thread(target=tracker.figures)
+    sweeper.start()
+    sweeper.join()
+
+
+# The middleware skips its checks when the request's thread holds no connection (or the
+# process none): each way a thread comes to hold one must still get the connection checked
+# at the next request.
 OPENINGS = {
     "in_an_earlier_request": lambda client: client.get("/select-one/"),
     "outside_requests": lambda client: connections["default"].ensure_connection(),
@@ -263,6 +272,7 @@ OPENINGS = {
         connections.close_all(),  # the thread forgets the connection...
         client.get("/select-one/"),  # ...and learns it again when it opens anew
     ),
+    "then_a_sweep": lambda client: (client.get("/select-one/"), swept_elsewhere()),
 }
 
 
