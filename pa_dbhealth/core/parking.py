@@ -7,8 +7,9 @@ connect of the process to the same database takes it back: no connect. It is giv
 (:mod:`pa_dbhealth.core.passing`) as soon as a connect of any process of the host stands in
 the line, at the idle limit, when the account is full with part of it held outside the line,
 and when the site idles with no slot free (a console then finds one: :meth:`Lot.check_server`).
-A releaser thread, alive only while something is parked, does this; it sleeps in the kernel
-until a connect stands in the line, or for :data:`CHECK_INTERVAL` at most.
+A releaser thread, alive while something is parked (and :data:`LINGER` after), does this; it
+sleeps in the kernel until a connect stands in the line, or for :data:`CHECK_INTERVAL` at
+most.
 
 One lock per process guards the lot: a connection is either parked or in use by exactly one
 thread, its owner, never both; the releaser closes only what it has taken out under the
@@ -42,6 +43,9 @@ HEAD_PATIENCE = 0.02
 # must say so (a connection closing just now may still be listed after its token is back).
 CHECK_INTERVAL = 0.03
 BORROW_WAIT = 0.05  # seconds a connect waits for a parked connection out for a count
+# Seconds the releaser outlives the last parked connection: a site between two requests
+# parks again in a moment, and a thread started for each park cost more than the request.
+LINGER = 1.0
 
 
 class Lot:
@@ -58,6 +62,8 @@ class Lot:
         self._counting: dict[int, Line] = {}  # lines this process counts the account of
         self._emptied = 0  # times everything was given up (atexit, tests)
         self._returned = threading.Condition(self._lock)  # a borrowed one is back
+        self._parked_again = threading.Condition(self._lock)  # for a lingering releaser
+        self._lingering = False
         self.released = 0  # connections given up while parked (figures, tests)
         self.taken = 0  # connections taken back for use
 
@@ -74,7 +80,10 @@ class Lot:
             return pass_on(key, parked)
         with self._lock:
             self._parked.setdefault(key, []).append(parked)
-            if self._releaser is None:
+            if self._lingering:
+                self._lingering = False
+                self._parked_again.notify()
+            elif self._releaser is None:
                 self._releaser = threading.Thread(
                     target=self._watch, name="pa_dbhealth-parking", daemon=True
                 )
@@ -242,9 +251,18 @@ class Lot:
                 logger.exception("the releaser of parked connections failed a round")
             with self._lock:
                 self._stop_counting_idle_lines()
-                if not self._parked:
+                if not self._parked and not self._linger():
                     self._releaser = None
                     return
+
+    def _linger(self) -> bool:
+        """With nothing parked (the lock held): wait up to LINGER for a park; whether one
+        came (the releaser goes on, even when a take has had it already) or not (it ends).
+        A park that meets the end of the wait finds it lingering still: it is kept."""
+        self._lingering = True
+        parked = self._parked_again.wait(LINGER) or bool(self._parked)
+        self._lingering = False
+        return parked
 
     def _nap(self) -> None:
         """WATCH_INTERVAL, then, when what is parked is on one line, until a connect stands
@@ -268,6 +286,8 @@ class Lot:
         self._checked_at, self._borrowed, self._counts = {}, {}, AccountCounts()
         self._counting = {}  # the parent's roles: the kernel keeps them for the parent
         self._returned = threading.Condition(self._lock)
+        self._parked_again = threading.Condition(self._lock)
+        self._lingering = False
         self._releaser = None
 
 
