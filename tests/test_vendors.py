@@ -223,3 +223,16 @@ def test_sqlite_is_not_applicable() -> None:
     assert facts.wait_timeout is None and facts.account_limit is None
     with pytest.raises(ValueError, match="cannot ask a 'sqlite' server"):
         vendors.account_snapshot(connection)
+
+
+def test_the_cap_of_now_on_a_connection_older_than_the_change(at_account: Any, admin: Any) -> None:
+    """A connection keeps the cap it logged in with; ``fresh_cap`` reads the account's as
+    the server has it now: raised, and removed (then the server-wide one, none here)."""
+    probe = at_account("recapped")()
+    admin.execute("ALTER USER 'recapped'@'%' WITH MAX_USER_CONNECTIONS 5")
+    assert vendors.account_snapshot(probe).account_limit == 3
+    assert vendors.account_snapshot(probe, fresh_cap=True).account_limit == 5
+    admin.execute("ALTER USER 'recapped'@'%' WITH MAX_USER_CONNECTIONS 0")
+    admin.execute("SELECT @@global.max_user_connections")
+    (server_wide,) = admin.fetchone()
+    assert vendors.account_snapshot(probe, fresh_cap=True).account_limit == (server_wide or None)

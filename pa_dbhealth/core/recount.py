@@ -21,13 +21,17 @@ GOING = frozenset({"Quit", "Killed", "Connect"})
 # Counts in a row (about 0.3 s) that find no token free while nobody waits: a slot is given
 # back even to a busy site, so a console or a task outside the line is refused no longer.
 FULL_COUNTS = 10
+# One count in this many (about a second apart) asks the server for the account's cap as
+# it is now: the cap a parked connection logged in with may have changed since.
+CAP_COUNTS = 30
 
 
-def count_account(connection: Any) -> tuple[int, int] | None:
+def count_account(connection: Any, *, fresh_cap: bool = False) -> tuple[int, int] | None:
     """The account's connections and its cap (0: none), asked on ``connection`` (one
-    query); None when the server could not be asked. Leaves no transaction open."""
+    query; two for the cap of now, ``fresh_cap``); None when the server could not be
+    asked. Leaves no transaction open."""
     try:
-        snapshot = vendors.account_snapshot(connection)
+        snapshot = vendors.account_snapshot(connection, fresh_cap=fresh_cap)
     except Exception as exc:
         logger.debug("could not count the account's connections: %s", exc)
         return None
@@ -63,25 +67,31 @@ class AccountCounts:
     ``kill -9`` that the server had not let go yet). And when no token is free and no
     connection was taken since the last count, the site idles with every slot parked:
     one is given up, so a console that connects now finds it; a busy site gives one up
-    after FULL_COUNTS counts with no token free, so a console waits no longer than that."""
+    after FULL_COUNTS counts with no token free, so a console waits no longer than that.
+    Every CAP_COUNTS counts the cap is read as it is now, and a changed one is the line's
+    at once (a lowered cap left the site's parked connections holding the whole account)."""
 
     def __init__(self) -> None:
         self._outside: dict[int, bool] = {}  # line key -> the last count said: held outside
         self._short: dict[int, int] = {}  # line key -> tokens missing at the last count
         self._full: dict[int, int] = {}  # line key -> counts in a row with no token free
+        self._counted: dict[int, int] = {}  # line key -> counts made (the cap read afresh)
 
     def why_give_up(self, line: lines.Line, connection: Any) -> str | None:
         """Count the account on ``connection`` (parked, holding its token) and heal
         ``line`` from it; why to give the connection up, or None to keep it parked."""
         free, nobody_waits = line.free, not line.someone_waits
         idle = not line.taken_since_last_look()
-        counted = count_account(connection)
+        made = self._counted.get(line.key, 0)
+        self._counted[line.key] = (made + 1) % CAP_COUNTS
+        counted = count_account(connection, fresh_cap=made == 0)
         if counted is None:
             self._outside.pop(line.key, None)
             return "the server could not be asked"
         holding, cap = counted
         short = max(cap - holding - free, 0) if cap and nobody_waits else 0
-        if line.retired or (short and self._short.get(line.key) == short):
+        changed = made == 0 and cap and cap != line.cap
+        if changed or line.retired or (short and self._short.get(line.key) == short):
             line.heal(cap or None, holding)
             short = 0
         self._short[line.key] = short

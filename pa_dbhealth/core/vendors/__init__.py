@@ -87,9 +87,12 @@ def server_facts(connection: Any) -> ServerFacts:
     return facts
 
 
-def account_snapshot(connection: Any) -> AccountSnapshot:
-    """The account's connections now (this one included), with its cap and idle timeout."""
-    snapshot: AccountSnapshot = _module(connection).account_snapshot(connection)
+def account_snapshot(connection: Any, *, fresh_cap: bool = False) -> AccountSnapshot:
+    """The account's connections now (this one included), with its cap and idle timeout.
+    The cap is the one the connection logged in with, unless ``fresh_cap`` (one more
+    query on MySQL): a cap changed on the server since shows only then."""
+    module = _module(connection)
+    snapshot: AccountSnapshot = module.account_snapshot(connection, fresh_cap=fresh_cap)
     return snapshot
 
 

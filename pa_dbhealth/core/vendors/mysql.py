@@ -8,6 +8,8 @@ without its last ``@host`` part: a user name may itself contain ``@``.
 
 from __future__ import annotations
 
+import logging
+import re
 from typing import Any
 
 from pa_dbhealth.core.errors import classify
@@ -55,6 +57,14 @@ WHERE p.ID = %s AND p.USER = {LOGIN_USER} AND p.ID <> CONNECTION_ID()
 
 KILL_SQL = "KILL CONNECTION %s"
 
+# The account's cap as it is now: @@session.max_user_connections keeps the one of the
+# login, and a parked connection may be hours old. Any account may ask about itself; the
+# answer holds its password hash too, of which nothing is kept or said.
+ACCOUNT_SQL = "SHOW CREATE USER CURRENT_USER()"
+_ACCOUNT_CAP = re.compile(r"\bMAX_USER_CONNECTIONS\s+(\d+)", re.IGNORECASE)
+
+logger = logging.getLogger("pa_dbhealth.vendors")
+
 IDLE_COMMAND = "Sleep"
 UNKNOWN_THREAD = 1094  # the connection ended on its own before its KILL
 NO_PRIVILEGE = (1227, 1142)  # PROCESS needed for INNODB_TRX
@@ -87,11 +97,12 @@ def server_facts(connection: Any) -> ServerFacts:
     )
 
 
-def account_snapshot(connection: Any) -> AccountSnapshot:
+def account_snapshot(connection: Any, *, fresh_cap: bool = False) -> AccountSnapshot:
     rows = query(connection, SNAPSHOT_SQL)
     first = rows[0]
+    session_cap = _cap_now(connection) if fresh_cap else None
     return AccountSnapshot(
-        account_limit=_limit(first[8], first[9]),
+        account_limit=_limit(first[8] if session_cap is None else session_cap, first[9]),
         wait_timeout=int(first[10]),
         connections=[
             AccountConnection.from_row(row, idle_command=IDLE_COMMAND)
@@ -99,6 +110,18 @@ def account_snapshot(connection: Any) -> AccountSnapshot:
             if row[0] is not None
         ],
     )
+
+
+def _cap_now(connection: Any) -> int | None:
+    """The account's own MAX_USER_CONNECTIONS as the server has it now (0: none, the
+    server-wide one applies); None when the server would not say."""
+    try:
+        ((statement, *_),) = query(connection, ACCOUNT_SQL)
+    except Exception as exc:
+        logger.debug("could not read the account's cap: error %s", classify(exc).code)
+        return None
+    found = _ACCOUNT_CAP.search(str(statement))
+    return int(found.group(1)) if found else 0
 
 
 def _recheck(connection: Any, conn_id: int) -> tuple[str, int, bool | None] | None:

@@ -80,7 +80,8 @@ def server_facts(connection: Any) -> ServerFacts:
     )
 
 
-def account_snapshot(connection: Any) -> AccountSnapshot:
+def account_snapshot(connection: Any, *, fresh_cap: bool = False) -> AccountSnapshot:
+    # The role's connection limit is read from the catalog: always the one of now.
     rows = query(connection, SNAPSHOT_SQL)
     first = rows[0]
     return AccountSnapshot(
