@@ -168,10 +168,13 @@ class DatabaseWrapper(mysql_base.DatabaseWrapper):
 
     def _pa_dbhealth_park(self) -> bool:
         """PARK: keep the connection, with its token, for the next request of the process
-        instead of closing it, when it is as good as a fresh one and nobody waits."""
+        instead of closing it, when it is as good as a fresh one and nobody waits. Never
+        one inherited from a parent process (a uWSGI master that connected before it
+        forked): its socket is the parent's, and every sibling's."""
         ticket = self._pa_dbhealth_ticket
         if (
             ticket is None
+            or not ticket.mine
             or self.connection is None
             or not conf.get_settings().PARK
             or not workers.threads_run_between_requests()
