@@ -364,3 +364,23 @@ def test_a_forked_child_neither_uses_nor_closes_what_its_parent_parked(
     assert os.waitstatus_to_exitcode(status) == 0
     assert line.free == 2
     assert request(settings_dict) == parked_id  # still open, still the parent's
+
+
+def test_a_forked_child_neither_parks_nor_hands_over_what_it_inherited(
+    in_line: tuple[dict[str, Any], lines.Line],
+) -> None:
+    """A connection open in the parent as it forks (a uWSGI master that connected at
+    import) is the parent's socket, and every sibling's: the child may close it, never
+    keep it for a later request or hand it to another thread."""
+    settings_dict, _ = in_line
+    wrapper = DatabaseWrapper(settings_dict, alias=ALIAS)
+    wrapper.ensure_connection()
+    assert wrapper._as_good_as_new()  # the parent's own: reusable
+    child = os.fork()
+    if child == 0:
+        code = 1 if wrapper._as_good_as_new() else 0
+        os._exit(code)
+    _, status = os.waitpid(child, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
+    wrapper.close()  # in the parent: parked as usual
+    assert parking.LOT.count(ALIAS) == 1

@@ -44,6 +44,7 @@ logger = logging.getLogger("pa_dbhealth.backends.mysql")
 class DatabaseWrapper(mysql_base.DatabaseWrapper):
     # What the open connection was made with, and how many times it was handed over.
     _pa_dbhealth_opened_with: tuple[dict[str, Any], str | None] | None = None
+    _pa_dbhealth_opened_by = 0  # the process it was opened in (a fork inherits it)
     _pa_dbhealth_handoffs = 0
     # An error occurred on the open connection at some point (Django clears errors_occurred
     # after a successful ping; this stays until the connection is closed).
@@ -106,6 +107,7 @@ class DatabaseWrapper(mysql_base.DatabaseWrapper):
             self._pa_dbhealth_ticket.passed
         )
         self._pa_dbhealth_opened_with = (conn_params, self.isolation_level)
+        self._pa_dbhealth_opened_by = os.getpid()
         return connection
 
     def _pa_dbhealth_receive(self, conn_params: Any) -> Callable[[float], Any]:
@@ -138,6 +140,7 @@ class DatabaseWrapper(mysql_base.DatabaseWrapper):
             return None
         self._pa_dbhealth_ticket = parked.ticket
         self._pa_dbhealth_opened_with = opened_with
+        self._pa_dbhealth_opened_by = os.getpid()
         self._pa_dbhealth_unparked = True
         return parked.raw
 
@@ -168,13 +171,10 @@ class DatabaseWrapper(mysql_base.DatabaseWrapper):
 
     def _pa_dbhealth_park(self) -> bool:
         """PARK: keep the connection, with its token, for the next request of the process
-        instead of closing it, when it is as good as a fresh one and nobody waits. Never
-        one inherited from a parent process (a uWSGI master that connected before it
-        forked): its socket is the parent's, and every sibling's."""
+        instead of closing it, when it is as good as a fresh one and nobody waits."""
         ticket = self._pa_dbhealth_ticket
         if (
             ticket is None
-            or not ticket.mine
             or self.connection is None
             or not conf.get_settings().PARK
             or not workers.threads_run_between_requests()
@@ -203,10 +203,13 @@ class DatabaseWrapper(mysql_base.DatabaseWrapper):
         )
 
     def _as_good_as_new(self) -> bool:
-        """The one reuse rule: outside atomic blocks, no error since it was opened, in
-        autocommit (as Django and the server see it), no transaction, no unread result."""
+        """The one reuse rule: opened in this process (not inherited from a parent, a uWSGI
+        master that connected before it forked: its socket is every worker's), outside
+        atomic blocks, no error since it was opened, in autocommit (as Django and the
+        server see it), no transaction, no unread result."""
         return (
             self._pa_dbhealth_opened_with is not None
+            and self._pa_dbhealth_opened_by == os.getpid()
             and not self.in_atomic_block
             and not self.needs_rollback
             and not self._pa_dbhealth_erred
