@@ -5,6 +5,7 @@ Dead and idle connections replaced at checkout: test_reuse_faces, run for both f
 from __future__ import annotations
 
 import gc
+import os
 import sys
 import threading
 import time
@@ -246,3 +247,25 @@ def test_figures_count_opened_and_closed(make_engine: Callable[..., Any]) -> Non
     after = tracker.figures()
     assert after["opened"] - before["opened"] == 3
     assert after["closed"] - before["closed"] == 3
+
+
+def test_a_forked_child_never_hands_over_its_parents_connection(
+    make_engine: Callable[..., Any],
+) -> None:
+    """A pool inherited across a fork holds the parent's sockets (SQLAlchemy asks for
+    ``engine.dispose(close=False)`` in the child): the child never hands one over to a
+    thread of its own."""
+    from pa_dbhealth.core.options import effective
+    from pa_dbhealth.sqlalchemy.connect import may_hand_over
+
+    engine = make_engine()
+    install(engine)
+    options = effective({})
+    with engine.connect() as conn:
+        raw, entry = conn.connection.dbapi_connection, conn.connection._connection_record
+        assert may_hand_over(raw, entry, options)  # the parent's own: it may
+        child = os.fork()
+        if child == 0:
+            os._exit(1 if may_hand_over(raw, entry, options) else 0)
+        _, status = os.waitpid(child, 0)
+    assert os.waitstatus_to_exitcode(status) == 0

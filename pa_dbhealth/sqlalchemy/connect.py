@@ -21,6 +21,7 @@ handed over: its token goes to whoever has waited longest, in any process.
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import Callable
 from typing import Any
 
@@ -37,6 +38,7 @@ HANDOFFS = "pa_dbhealth_handoffs"  # entry.info: times its connection was handed
 HANDED = "pa_dbhealth_handed"  # entry.info: its connection was handed over, not opened
 ERRORED = "pa_dbhealth_errored"  # entry.info: an error occurred on it since it was opened
 TICKET = "pa_dbhealth_ticket"  # entry.info: the token of the account's line it holds
+OPENED_BY = "pa_dbhealth_opened_by"  # entry.info: the process it was opened in (a fork inherits)
 
 Account = tuple[str, str]  # (server, account), as core.line and the registry key them
 
@@ -113,6 +115,7 @@ def _note(
     if ticket is not None:
         entry.info[TICKET] = ticket
     entry.info[PARAMS] = params
+    entry.info[OPENED_BY] = os.getpid()
     entry.info[HANDOFFS] = handed_over[-1].handoffs if handed_over else 0
     if handed_over:
         entry.info[HANDED] = True
@@ -120,11 +123,13 @@ def _note(
 
 def may_hand_over(dbapi_connection: Any, entry: Any, options: Options) -> bool:
     """A connection as clean as a new one would be (``core.staleness.as_good_as_new``), no
-    error since it was opened, not handed over too often in a row."""
+    error since it was opened, not handed over too often in a row, opened in this process
+    (a pool inherited across a fork holds the parent's sockets)."""
     info = entry.info
     return (
         options.HANDOFF
         and PARAMS in info
+        and info.get(OPENED_BY) == os.getpid()
         and TICKET not in info
         and info.get(HANDOFFS, 0) < handoff.MAX_HANDOFFS
         and not info.get(ERRORED, False)
