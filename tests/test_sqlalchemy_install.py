@@ -258,9 +258,8 @@ def test_a_forked_child_never_hands_over_its_parents_connection(
     from pa_dbhealth.core.options import effective
     from pa_dbhealth.sqlalchemy.connect import may_hand_over
 
-    engine = make_engine()
-    install(engine)
-    options = effective({})
+    options = effective({"LINE": False})  # handoff is what runs without the line
+    engine = install(make_engine(), options)
     with engine.connect() as conn:
         raw, entry = conn.connection.dbapi_connection, conn.connection._connection_record
         assert may_hand_over(raw, entry, options)  # the parent's own: it may
