@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 import threading
+from typing import Final
 
 from pa_dbhealth.core.counters import Counters
 from pa_dbhealth.tracker.records import Record, TrackedConnection
@@ -14,7 +15,9 @@ logger = logging.getLogger("pa_dbhealth.tracker")
 _lock = threading.Lock()
 counts = Counters()
 _next_token = 0
-records: dict[int, Record] = {}  # token -> the record of that opening
+# token -> the record of that opening; changed in place, never rebound (the middleware
+# holds it: an empty ledger tells it no connection is open)
+records: Final[dict[int, Record]] = {}
 leaks_unpublished = False  # a probable leak was found since the registry was last written
 
 
