@@ -81,6 +81,13 @@ class DatabaseWrapper(mysql_base.DatabaseWrapper):
     def get_new_connection(self, conn_params: Any) -> Any:
         parent = super().get_new_connection
         options = conf.get_settings()
+        self._pa_dbhealth_handoffs = 0
+        self._pa_dbhealth_erred = False
+        self._pa_dbhealth_unparked = False
+        if options.PARK:
+            parked = self._pa_dbhealth_unpark(conn_params)
+            if parked is not None:  # no connect: nothing more to set up
+                return parked
         target = policy.Target(
             f"database {self.alias!r}",
             server_of(self.settings_dict, "mysql") if options.LINE else None,
@@ -91,13 +98,6 @@ class DatabaseWrapper(mysql_base.DatabaseWrapper):
             options.REGISTRY_DIR,
             (self.alias, (conn_params, self.isolation_level)) if options.PARK else None,
         )
-        self._pa_dbhealth_handoffs = 0
-        self._pa_dbhealth_erred = False
-        self._pa_dbhealth_unparked = False
-        if options.PARK:
-            parked = self._pa_dbhealth_unpark(conn_params)
-            if parked is not None:
-                return parked
         wait = self._pa_dbhealth_receive(conn_params) if options.HANDOFF else None
         connection, self._pa_dbhealth_ticket = policy.connect(
             lambda: parent(conn_params), target, wait=wait
