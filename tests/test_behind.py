@@ -76,8 +76,8 @@ def test_nothing_in_between_when_the_ports_agree_or_a_socket_is_used() -> None:
 
 def test_sites_are_bounded_and_a_pin_without_a_site_is_not_counted(tmp_path: Path) -> None:
     for n in range(pin_log.MAX_SITES + 5):
-        pin_log.note("SELECT GET_LOCK('a', 1)", "mysql", f"app.py:{n} in f", None)
-    pin_log.note("SELECT GET_LOCK('a', 1)", "mysql", None, None)
+        pin_log.note("SELECT GET_LOCK('a', 1)", "mysql", lambda n=n: (f"app.py:{n} in f", None))
+    pin_log.note("SELECT GET_LOCK('a', 1)", "mysql", lambda: (None, None))
     assert len(pin_log.sites()) == pin_log.MAX_SITES
     assert {s.count for s in pin_log.sites()} == {1}
 
@@ -101,7 +101,7 @@ def test_other_processes_files_are_summed_and_bad_ones_left_out(tmp_path: Path) 
         private_files.write_atomically(fd, "pins-h-2.json", json.dumps(good).encode())
         private_files.write_atomically(fd, "pins-h-3.json", json.dumps(bad_count).encode())
         private_files.write_atomically(fd, "pins-h-4.json", b"{not json")
-    pin_log.note("SELECT GET_LOCK('a', 1)", "mysql", "a.py:1 in f", None)
+    pin_log.note("SELECT GET_LOCK('a', 1)", "mysql", lambda: ("a.py:1 in f", None))
     (site,) = pin_log.read_all(directory)
     assert (site.site, site.count) == ("a.py:1 in f", 9)
 

@@ -144,5 +144,5 @@ def test_the_flask_health_views_detail_lists_the_pins(server: Any) -> None:
 
 
 def test_a_pin_in_pa_dbhealths_own_code_is_not_counted() -> None:
-    pin_log.note("SELECT GET_LOCK('x', 1)", "mysql", None, None)
+    pin_log.note("SELECT GET_LOCK('x', 1)", "mysql", lambda: (None, None))
     assert pin_log.sites() == []

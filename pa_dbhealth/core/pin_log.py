@@ -1,11 +1,10 @@
 """Where the app pins connections: each rule broken, once per code site, with a count.
 
-A face's execute hook calls :func:`note` (or :func:`count` with what :func:`pins.classify`
-found) for each statement :func:`pins.suspect` lets through; nothing is kept per statement,
-only ``(site, rule, what, vendor) -> count``, for at most ``MAX_SITES`` sites. Each process
-writes its sites to a file of its own (when a site is new, or every ``SAVE_EVERY`` seconds
-while pins go on), beside the registry of holders, so ``dbcheck`` run from a console sees
-what the web app's processes saw.
+A face's execute hook calls :func:`note` for each statement :func:`pins.suspect` lets
+through; nothing is kept per statement, only ``(site, rule, what, vendor) -> count``, for
+at most ``MAX_SITES`` sites. Each process writes its sites to a file of its own (when a site
+is new, or every ``SAVE_EVERY`` seconds while pins go on), beside the registry of holders,
+so ``dbcheck`` run from a console sees what the web app's processes saw.
 """
 
 from __future__ import annotations
@@ -17,6 +16,7 @@ import os
 import socket
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -52,20 +52,16 @@ _saved_at = 0.0
 _directory: Path | None = None
 
 
-def note(sql: str, vendor: str, site: str | None, directory: Path | None) -> None:
-    """Count ``sql`` at ``site`` if it breaks a rule (``site`` None: pa_dbhealth's own or a
-    framework's statement, not counted). Saves to ``directory`` when due; never raises."""
+def note(sql: str, vendor: str, locate: Callable[[], tuple[str | None, Path | None]]) -> None:
+    """Count ``sql`` if it breaks a rule, at the site ``locate()`` gives (None: pa_dbhealth's
+    own or a framework's statement, not counted), saved to the directory it gives when due.
+    ``locate`` is called only for a statement that breaks a rule: finding the site costs
+    more than classifying, and most suspects break none (Django's own ``SET`` on each new
+    connection). Never raises."""
     found = pins.classify(sql, vendor)
-    if found is not None:
-        count(found, vendor, site, directory)
-
-
-def count(
-    found: tuple[pins.Rule, str], vendor: str, site: str | None, directory: Path | None
-) -> None:
-    """Count a statement :func:`pins.classify` found breaking a rule at ``site``: what a
-    face's hook calls when finding the site and the directory costs more than classifying
-    (most suspects break none: Django's own ``SET`` on each new connection)."""
+    if found is None:
+        return
+    site, directory = locate()
     if site is None:
         return
     rule, what = found

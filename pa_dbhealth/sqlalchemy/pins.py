@@ -27,13 +27,14 @@ def listen(engine: Engine, vendor: str, options: Options) -> None:
 
 
 def _judge(vendor: str, directory: Path | None) -> Any:
+    def locate() -> tuple[str | None, Path | None]:
+        site, _ = ORIGINS.where(sys._getframe())  # pa_dbhealth's and SQLAlchemy's skipped
+        return site, directory
+
     def before_cursor_execute(
         conn: Any, cursor: Any, statement: Any, parameters: Any, context: Any, many: bool
     ) -> None:
         if type(statement) is str and pins.suspect(statement):
-            found = pins.classify(statement, vendor)
-            if found is not None:  # the frame is looked for only then
-                site, _ = ORIGINS.where(sys._getframe(1))
-                pin_log.count(found, vendor, site, directory)
+            pin_log.note(statement, vendor, locate)
 
     return before_cursor_execute
