@@ -49,11 +49,6 @@ class Ticket:
         # back as the process ends (SEM_UNDO), as its sockets close.
         self._finalizer.atexit = False
 
-    @property
-    def mine(self) -> bool:
-        """Whether this process took the token (not a parent it was forked from)."""
-        return self.pid == os.getpid()
-
     def give_back(self) -> None:
         if self._take_away():
             self.line.give_back()
@@ -64,7 +59,7 @@ class Ticket:
             self.line.retire()
 
     def _take_away(self) -> bool:
-        if self._done or not self.mine:
+        if self._done or self.pid != os.getpid():
             return False
         self._done = True
         if self._finalizer is not None:

@@ -63,7 +63,6 @@ class Lot:
         self._emptied = 0  # times everything was given up (atexit, tests)
         self._returned = threading.Condition(self._lock)  # a borrowed one is back
         self._parked_again = threading.Condition(self._lock)  # for a lingering releaser
-        self._lingering = False
         self.released = 0  # connections given up while parked (figures, tests)
         self.taken = 0  # connections taken back for use
 
@@ -80,10 +79,9 @@ class Lot:
             return pass_on(key, parked)
         with self._lock:
             self._parked.setdefault(key, []).append(parked)
-            if self._lingering:
-                self._lingering = False
-                self._parked_again.notify()
-            elif self._releaser is None:
+            if self._releaser is not None:
+                self._parked_again.notify()  # a lingering releaser goes on (else: no-op)
+            else:
                 self._releaser = threading.Thread(
                     target=self._watch, name="pa_dbhealth-parking", daemon=True
                 )
@@ -259,10 +257,7 @@ class Lot:
         """With nothing parked (the lock held): wait up to LINGER for a park; whether one
         came (the releaser goes on, even when a take has had it already) or not (it ends).
         A park that meets the end of the wait finds it lingering still: it is kept."""
-        self._lingering = True
-        parked = self._parked_again.wait(LINGER) or bool(self._parked)
-        self._lingering = False
-        return parked
+        return self._parked_again.wait(LINGER) or bool(self._parked)
 
     def _nap(self) -> None:
         """WATCH_INTERVAL, then, when what is parked is on one line, until a connect stands
@@ -287,7 +282,6 @@ class Lot:
         self._counting = {}  # the parent's roles: the kernel keeps them for the parent
         self._returned = threading.Condition(self._lock)
         self._parked_again = threading.Condition(self._lock)
-        self._lingering = False
         self._releaser = None
 
 
