@@ -233,6 +233,8 @@ def test_nothing_is_parked_where_no_thread_could_give_it_up(
     until(lambda: not account_connection_ids(admin), 5)
     assert line.free == 3
     site.stop()
+    said = site.log(lines=400).count("PARK has no effect here")
+    assert 1 <= said <= 2, site.log()  # once per worker that served, not once per request
 
 
 def test_a_master_that_connects_before_it_forks(

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import functools
+import logging
 from typing import Any, NamedTuple
+
+logger = logging.getLogger("pa_dbhealth.parking")
 
 
 class Workers(NamedTuple):
@@ -48,11 +51,19 @@ def threads_run_between_requests() -> bool:
     """Whether a background thread of this process runs while it waits for requests: not
     under uWSGI without ``--enable-threads`` and with one thread per process (uWSGI then
     keeps the GIL while it waits). Asked at the end of each request with PARK: the answer
-    is kept (uWSGI's options are the same for the life of its workers)."""
+    is kept (uWSGI's options are the same for the life of its workers), and a "no" is said
+    once per process, as a warning: PARK then does nothing."""
     try:
         import uwsgi
     except ImportError:
         return True
     options = dict(uwsgi.opt)
     enabled = options.get("enable-threads", options.get(b"enable-threads"))
-    return bool(enabled) or uwsgi_workers(options)[1] > 1
+    if enabled or uwsgi_workers(options)[1] > 1:
+        return True
+    logger.warning(
+        "PARK has no effect here: uWSGI runs one thread per process without "
+        "--enable-threads, so nothing could give a parked connection up between requests; "
+        "each request connects. Add enable-threads = true to the uWSGI configuration."
+    )
+    return False
