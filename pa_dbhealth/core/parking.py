@@ -42,6 +42,10 @@ HEAD_PATIENCE = 0.02
 # scheduled task connects outside the line, and only the server knows. Two counts in a row
 # must say so (a connection closing just now may still be listed after its token is back).
 CHECK_INTERVAL = 0.03
+# Seconds at most between two rounds of a releaser whose process does not count the account
+# (another one does): it still wakes at once when a connect stands in the line, and at the
+# idle limit of what it parked; this often it looks whether the counter's role is free.
+BYSTANDER_INTERVAL = 0.3
 BORROW_WAIT = 0.05  # seconds a connect waits for a parked connection out for a count
 # Seconds the releaser outlives the last parked connection: a site between two requests
 # parks again in a moment, and a thread started for each park cost more than the request.
@@ -63,6 +67,7 @@ class Lot:
         self._emptied = 0  # times everything was given up (atexit, tests)
         self._returned = threading.Condition(self._lock)  # a borrowed one is back
         self._parked_again = threading.Condition(self._lock)  # for a lingering releaser
+        self._woken = True  # the releaser's last nap ended as a connect stood in the line
         self.released = 0  # connections given up while parked (figures, tests)
         self.taken = 0  # connections taken back for use
 
@@ -261,13 +266,28 @@ class Lot:
 
     def _nap(self) -> None:
         """WATCH_INTERVAL, then, when what is parked is on one line, until a connect stands
-        in it (the kernel wakes this thread at once) or CHECK_INTERVAL has passed: a few
-        wakeups a second while the site idles, not one every WATCH_INTERVAL."""
-        time.sleep(WATCH_INTERVAL)
+        in it (the kernel wakes this thread at once) or the next round is due: CHECK_INTERVAL
+        in the process that counts the account, else BYSTANDER_INTERVAL or the first idle
+        limit, whichever comes first. A site that idles with connections parked wakes one
+        process about 30 times a second, the others about 3 times. WATCH_INTERVAL first
+        only after a round that someone in the line woke: rounds stay that far apart while
+        a connect stands there, and an idle round is one wakeup, not two."""
+        if self._woken:
+            time.sleep(WATCH_INTERVAL)
         with self._lock:
-            lines = {p.ticket.line.key: p.ticket.line for s in self._parked.values() for p in s}
-        if len(lines) == 1:
-            next(iter(lines.values())).until_someone_waits(CHECK_INTERVAL)
+            parked = [p for stack in self._parked.values() for p in stack]
+            lines = {p.ticket.line.key: p.ticket.line for p in parked}
+            if len(lines) != 1:
+                self._woken = True  # no kernel wait on several lines: WATCH_INTERVAL it is
+                return
+            ((key, line),) = lines.items()
+            if key not in self._counting and line.become_counter():  # the role was free
+                self._counting[key] = line
+            nap = CHECK_INTERVAL if key in self._counting else BYSTANDER_INTERVAL
+        for one in parked:
+            if one.idle_limit is not None:
+                nap = min(nap, one.idle_since + one.idle_limit - time.monotonic())
+        self._woken = line.until_someone_waits(max(nap, 0.0))
 
     def forget_inherited(self) -> None:
         """In a forked child: the parent's connections are not this process's to use or
