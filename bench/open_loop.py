@@ -3,14 +3,16 @@
     .venv/bin/python bench/open_loop.py [--duration 10] [--only 0 1 2 9] [--held-elsewhere]
 
 Starts its own capped MariaDB and, for each configuration in turn (``bench/load.py``'s
-numbers), the Django site under uWSGI (4 processes x 2 threads), then sends requests to the
-view that holds its connection ``--hold-ms`` at fixed rates: a request is sent when it is
-due, whether or not the earlier ones were answered, so a queue shows as latency (wrk's
+numbers), the Django site under uWSGI (4 processes x 2 threads by default, with
+``--enable-threads``, which PARK needs with one thread per process), then sends requests to
+the view that holds its connection ``--hold-ms`` at fixed rates: a request is sent when it
+is due, whether or not the earlier ones were answered, so a queue shows as latency (wrk's
 closed loop hides it). Reports p50/p99/p99.9 from the moment each request was due, the
-non-2xx, and the connects the server accepted per request. ``--held-elsewhere``: one of the
-account's connections held by another process all along (a scheduled task). After the
-rates, the site idles a second and a console connects (a raw connection of the account,
-outside pa_dbhealth, tried again every 5 ms): how long until the server lets it in.
+non-2xx, the connects the server accepted per request, and the CPU uWSGI used per request
+(master, workers and HTTP router: PARK's releaser thread counts too). ``--held-elsewhere``:
+one of the account's connections held by another process all along (a scheduled task).
+After the rates, the site idles a second and a console connects (a raw connection of the
+account, outside pa_dbhealth, tried again every 5 ms): how long until the server lets it in.
 """
 
 from __future__ import annotations
@@ -49,7 +51,7 @@ def parser() -> argparse.ArgumentParser:
 
 def run(
     config: configs.Config, info: sandbox.SandboxInfo, args: argparse.Namespace, log: Path
-) -> tuple[list[OpenLoopResult], tuple[float, int]]:
+) -> tuple[list[tuple[OpenLoopResult, float]], tuple[float, int]]:
     """``config`` served once, loaded at each share of the limit in turn; then the console
     at the idle site."""
     connections = LIMIT - args.held_elsewhere
@@ -61,9 +63,12 @@ def run(
         stack.callback(server.stop)
         server.wait_ready()
         wrk(f"{server.url}/db/", 1, 2)  # warm up: every worker has imported its views
-        results = [
-            open_loop(f"{server.url}/db/", share * limit, args.duration, info) for share in SHARES
-        ]
+        results = []
+        for share in SHARES:
+            cpu = server.cpu_seconds()
+            result = open_loop(f"{server.url}/db/", share * limit, args.duration, info)
+            cpu_ms = (server.cpu_seconds() - cpu) * 1000 / max(result.requests, 1)
+            results.append((result, cpu_ms))
         time.sleep(1.0)  # the site idles
         return results, console_at_idle(info)
 
@@ -82,7 +87,8 @@ def console_at_idle(info: sandbox.SandboxInfo, give_up_after: float = 5.0) -> tu
     return float("inf"), refused
 
 
-def row(config: configs.Config, share: float, result: OpenLoopResult) -> str:
+def row(config: configs.Config, share: float, measured: tuple[OpenLoopResult, float]) -> str:
+    result, cpu_ms = measured
     cells = [
         config.name,
         f"{share:.0%}",
@@ -93,6 +99,7 @@ def row(config: configs.Config, share: float, result: OpenLoopResult) -> str:
         f"{result.p99_ms:.1f}",
         f"{result.p999_ms:.1f}",
         f"{result.connects_per_request:.2f}",
+        f"{cpu_ms:.2f}",
     ]
     return "| " + " | ".join(cells) + " |"
 
@@ -107,8 +114,8 @@ def main(argv: list[str] | None = None) -> int:
             print(f"load average at the start: {machine.load_average()}", flush=True)
             lines = [
                 "| configuration | of limit | requests/s | requests | non-2xx | p50 ms | p99 ms "
-                "| p99.9 ms | connects/request |",
-                "|---|---:|---:|---:|---:|---:|---:|---:|---:|",
+                "| p99.9 ms | connects/request | uWSGI CPU ms/request |",
+                "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
             ]
             consoles = [
                 "| configuration | console let in after ms | refused first |",

@@ -62,6 +62,7 @@ class Server:
             "--http-keepalive",
             f"--processes={args.processes}",
             f"--threads={args.threads}",
+            "--enable-threads",
             f"--home={sys.prefix}",
             f"--pythonpath={BENCH}",
             f"--pythonpath={BENCH.parent}",  # flask_demo
