@@ -49,6 +49,11 @@ class Ticket:
         # back as the process ends (SEM_UNDO), as its sockets close.
         self._finalizer.atexit = False
 
+    @property
+    def done(self) -> bool:
+        """Given back (or retired) already: its connection is closed."""
+        return self._done
+
     def give_back(self) -> None:
         if self._take_away():
             self.line.give_back()

@@ -7,11 +7,13 @@ from __future__ import annotations
 import logging
 from collections.abc import Hashable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from pa_dbhealth.core.connect import Ticket
 from pa_dbhealth.core.liveness import close_quietly
 from pa_dbhealth.core.passing import HEADS, Passed
+from pa_dbhealth.core.registry import HeldConnection
 
 logger = logging.getLogger("pa_dbhealth.parking")
 
@@ -25,6 +27,10 @@ class Parked:
     opened_with: Any  # what it was opened with: only an identical connect takes it
     idle_since: float  # time.monotonic() of its last use
     idle_limit: float | None  # seconds idle after which it is given up (None: never)
+    # Its entry in the registry of holders while the lot keeps it, and the registry's
+    # directory (None: not listed); made by the face once, at its first park.
+    held: HeldConnection | None = None
+    registry_dir: Path | None = None
 
     def idle_out(self, now: float) -> bool:
         """Whether it has been idle for its idle limit."""

@@ -13,7 +13,8 @@ most.
 
 One lock per process guards the lot: a connection is either parked or in use by exactly one
 thread, its owner, never both; the releaser closes only what it has taken out under the
-lock. A forked child forgets its parent's parked connections without closing them.
+lock. A forked child forgets its parent's parked connections without closing them. What the
+lot keeps is in the registry of holders (:mod:`pa_dbhealth.core.kept`).
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ import time
 from collections.abc import Hashable
 from typing import Any
 
+from pa_dbhealth.core.kept import KeptList
 from pa_dbhealth.core.line import PROBE_INTERVAL, Line
 from pa_dbhealth.core.parked import Parked, give_up, pass_on
 from pa_dbhealth.core.recount import AccountCounts
@@ -68,6 +70,7 @@ class Lot:
         self._returned = threading.Condition(self._lock)  # a borrowed one is back
         self._parked_again = threading.Condition(self._lock)  # for a lingering releaser
         self._woken = True  # the releaser's last nap ended as a connect stood in the line
+        self._listed = KeptList()  # what it keeps, in the registry of holders
         self.released = 0  # connections given up while parked (figures, tests)
         self.taken = 0  # connections taken back for use
 
@@ -82,6 +85,7 @@ class Lot:
             return False
         if line.someone_waits:  # a thread of this process at the head takes it as it is
             return pass_on(key, parked)
+        self._listed.note(parked)
         with self._lock:
             self._parked.setdefault(key, []).append(parked)
             if self._releaser is not None:
@@ -250,13 +254,15 @@ class Lot:
             try:
                 self.release_due()
                 self.check_server()
+                self._listed.publish(time.monotonic())
             except Exception:  # a dead releaser would give nothing up again: say it, go on
                 logger.exception("the releaser of parked connections failed a round")
             with self._lock:
                 self._stop_counting_idle_lines()
                 if not self._parked and not self._linger():
                     self._releaser = None
-                    return
+                    break
+        self._listed.publish(time.monotonic(), final=True)
 
     def _linger(self) -> bool:
         """With nothing parked (the lock held): wait up to LINGER for a park; whether one
@@ -303,6 +309,7 @@ class Lot:
         self._returned = threading.Condition(self._lock)
         self._parked_again = threading.Condition(self._lock)
         self._releaser = None
+        self._listed.forget_inherited()
 
 
 _inherited: list[Parked] = []

@@ -11,13 +11,17 @@ import time
 from collections.abc import Iterable, Sequence
 from typing import Any
 
-from pa_dbhealth.core.registry import PUBLISH_AFTER, Found, Holder
+from pa_dbhealth.core.registry import KEPT_THREAD, PUBLISH_AFTER, Found, Holder
 from pa_dbhealth.core.registry.process import this_process
 from pa_dbhealth.core.vendors import AccountConnection
 
 Line = tuple[str, "str | None"]
 
 UNTRACKED = "not tracked: a process without pa_dbhealth, a MySQL console, another app"
+KEPT_WHY = (
+    "given up as soon as a connect of the site waits for a slot, or a console or task finds "
+    "the account full"
+)
 CANNOT_KNOW = (
     "What the registry cannot know: connections of processes without pa_dbhealth (a MySQL "
     "console, another app, a script without it), connections opened inside a request in the "
@@ -57,6 +61,8 @@ def describe(holder: dict[str, Any]) -> str:
     opened = when(holder["opened_at"])
     where = f" at {holder['origin']}" if holder["origin"] else ""
     flag = " [probable leak]" if holder["probable_leak"] else ""
+    if holder["thread"] == KEPT_THREAD:
+        flag += f" [{KEPT_WHY}]"
     return (
         f"pid {holder['pid']} on {holder['host']} ({short_program(holder['program'])}), thread "
         f"{holder['thread']!r}, opened {opened}{where}{flag}"

@@ -26,7 +26,7 @@ from pa_dbhealth.tracker.ledger import (
     note_probe_refused,
     open_connections,
 )
-from pa_dbhealth.tracker.publishing import publish
+from pa_dbhealth.tracker.publishing import kept_entry, publish
 from pa_dbhealth.tracker.records import PUBLISH_AFTER, TrackedConnection
 from pa_dbhealth.tracker.signals import (
     connection_created,
@@ -46,6 +46,7 @@ __all__ = [
     "figures",
     "in_use",
     "install",
+    "kept_entry",
     "last_used",
     "mark_holder",
     "note_connect_giveup",

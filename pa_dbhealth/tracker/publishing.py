@@ -11,6 +11,7 @@ alone is written at most every few seconds.
 
 from __future__ import annotations
 
+import dataclasses
 import threading
 import time
 from typing import Any
@@ -20,6 +21,7 @@ from django.db.backends.base.base import BaseDatabaseWrapper
 from pa_dbhealth import holders
 from pa_dbhealth.core import pins, registry, vendors
 from pa_dbhealth.tracker import ledger, pinning
+from pa_dbhealth.tracker.records import OPENING
 from pa_dbhealth.tracker.threads import forget_wrapper
 from pa_dbhealth.tracker.usage import note_use
 
@@ -55,6 +57,18 @@ def publish() -> None:
             if shown:
                 entries.append(record.held(wrapper))
         registry.publisher.publish(holders.directory(), entries, source="django")
+
+
+def kept_entry(connection: BaseDatabaseWrapper) -> registry.HeldConnection | None:
+    """The registry's entry of ``connection`` (open now) as PARK keeps it between requests:
+    opened when and where its first request opened it, held by no thread but the lot
+    (:data:`~pa_dbhealth.core.registry.KEPT_THREAD`); None when it is not in the ledger or
+    its vendor has no registry."""
+    record = ledger.records.get(getattr(connection, OPENING, 0))
+    if record is None or not vendors.is_applicable(record.vendor):
+        return None
+    held = record.held(connection)
+    return dataclasses.replace(held, thread=registry.KEPT_THREAD, stack=None, leak=None)
 
 
 def is_published(connection: BaseDatabaseWrapper) -> bool:

@@ -24,16 +24,18 @@ import logging
 import os
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 from django.core.exceptions import ImproperlyConfigured
 from django.db.backends.mysql import base as mysql_base
 from django.utils.asyncio import async_unsafe
 
-from pa_dbhealth import conf, hygiene, tracker
+from pa_dbhealth import conf, holders, hygiene, tracker
 from pa_dbhealth.core import connect as policy
 from pa_dbhealth.core import handoff, liveness, parking, staleness, workers
 from pa_dbhealth.core.connect import Ticket
+from pa_dbhealth.core.registry import HeldConnection
 from pa_dbhealth.half_switched import half_switched
 from pa_dbhealth.holders import server_of
 from pa_dbhealth.tracker import ledger
@@ -54,6 +56,9 @@ class DatabaseWrapper(mysql_base.DatabaseWrapper):
     _pa_dbhealth_ticket: Ticket | None = None
     # The open connection was parked by an earlier request (PARK), not opened for this one.
     _pa_dbhealth_unparked = False
+    # The open connection's entry in the registry of holders while PARK keeps it, and where
+    # the registry is: made at its first park, passed on with it (None: not made yet).
+    _pa_dbhealth_listed: tuple[HeldConnection | None, Path | None] | None = None
 
     @property
     def errors_occurred(self) -> bool:
@@ -84,6 +89,7 @@ class DatabaseWrapper(mysql_base.DatabaseWrapper):
         self._pa_dbhealth_handoffs = 0
         self._pa_dbhealth_erred = False
         self._pa_dbhealth_unparked = False
+        self._pa_dbhealth_listed = None
         if options.PARK:
             parked = self._pa_dbhealth_unpark(conn_params)
             if parked is not None:  # no connect: nothing more to set up
@@ -142,6 +148,7 @@ class DatabaseWrapper(mysql_base.DatabaseWrapper):
         self._pa_dbhealth_opened_with = opened_with
         self._pa_dbhealth_opened_by = os.getpid()
         self._pa_dbhealth_unparked = True
+        self._pa_dbhealth_listed = (parked.held, parked.registry_dir)
         return parked.raw
 
     def init_connection_state(self) -> None:
@@ -182,12 +189,16 @@ class DatabaseWrapper(mysql_base.DatabaseWrapper):
         ):
             return False
         used = tracker.last_used(self)
+        if self._pa_dbhealth_listed is None:  # its first park
+            where = holders.directory()
+            self._pa_dbhealth_listed = (tracker.kept_entry(self) if where else None, where)
         parked = parking.Parked(
             self.connection,
             ticket,
             self._pa_dbhealth_opened_with,
             time.monotonic() if used is None else used,
             hygiene.alias_idle_limit(self.alias),
+            *self._pa_dbhealth_listed,
         )
         if not parking.LOT.park(self.alias, parked):
             return False

@@ -76,6 +76,7 @@ __all__ = [
     "ABSENT_AFTER",
     "ENVIRONMENT_VARIABLE",
     "IMPORT",
+    "KEPT_THREAD",
     "MAX_BYTES",
     "MODULE_SESSION",
     "PUBLISH_AFTER",
@@ -101,6 +102,9 @@ ENVIRONMENT_VARIABLE = "PA_DBHEALTH_REGISTRY_DIR"
 DEFAULT_DIRECTORY = Path("~/.cache/pa_dbhealth/holders")
 OFF_WORDS = ("off", "false", "0", "no")
 PUBLISH_AFTER = 5.0  # seconds a face may hold back a connection a request opened
+# The thread of a connection PARK keeps between requests (pa_dbhealth.core.parking): parked,
+# or in use by one of the process's requests for a moment.
+KEPT_THREAD = "kept between requests (PARK)"
 
 # Kinds of probable leak (``Leak.kind``); each face words the fix in its own terms.
 IMPORT = "import"  # opened while a module was being imported
