@@ -4,6 +4,7 @@ the real capped server (cap 3), in this process and in uWSGI workers."""
 
 from __future__ import annotations
 
+import gc
 import io
 import json
 import os
@@ -12,10 +13,11 @@ from typing import Any
 
 import pytest
 from django.core.management import call_command
-from test_parking import in_line, request, until
+from test_parking import ALIAS, in_line, request, until
 from test_parking_attack import site_line, site_settings
 
 from pa_dbhealth import holders
+from pa_dbhealth.backends.mysql.base import DatabaseWrapper
 from pa_dbhealth.core import kept, parking, registry
 from pa_dbhealth.core.line import Line
 
@@ -96,3 +98,23 @@ def test_kept_connections_of_uwsgi_workers_are_named(
     again = requests(12)
     assert {pid: again[pid] for pid in workers} == {pid: written[pid] for pid in workers}
     site.stop()
+
+
+def test_a_kept_connection_its_owner_drops_still_gives_its_token_back(
+    in_line: tuple[dict[str, Any], Line],
+) -> None:
+    """The list holds no connection: one that was kept, then taken by a request whose
+    wrapper is dropped without a close (a thread that died), is garbage-collected and its
+    token goes back, as without PARK; the list lets it go."""
+    settings_dict, line = in_line
+    parked_id = request(settings_dict)
+    until(lambda: listed_ids() == {parked_id}, kept.LIST_EVERY + 2.0)
+    wrapper = DatabaseWrapper(settings_dict, alias=ALIAS)
+    wrapper.ensure_connection()  # takes the kept connection: no connect
+    assert parking.LOT.count() == 0
+    assert line.free == 2
+    del wrapper
+    gc.collect()
+    until(lambda: line.free == 3)
+    request(settings_dict)  # parks a new one: the releaser runs and writes the list again
+    until(lambda: parked_id not in listed_ids(), kept.LIST_EVERY + 2.0)

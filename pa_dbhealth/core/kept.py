@@ -14,12 +14,24 @@ import dataclasses
 import threading
 import time
 from pathlib import Path
+from typing import NamedTuple
 
 from pa_dbhealth.core import registry
+from pa_dbhealth.core.connect import Ticket
 from pa_dbhealth.core.parked import Parked
 
 LIST_EVERY = 0.25  # seconds at least between two writes of this process's list
 SOURCE = "parked"  # this list's name in the process's registry file
+
+
+class _Kept(NamedTuple):
+    """A kept connection as last parked, without the connection itself: a connection its
+    owner drops must still be garbage-collected (its token then goes back)."""
+
+    ticket: Ticket
+    held: registry.HeldConnection
+    registry_dir: Path | None
+    idle_since: float
 
 
 class KeptList:
@@ -27,7 +39,7 @@ class KeptList:
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        self._kept: dict[int, Parked] = {}
+        self._kept: dict[int, _Kept] = {}
         self._where: Path | None = None  # the registry written to last
         self._due = 0.0  # time.monotonic() of the next write
         self._changed = False
@@ -36,9 +48,10 @@ class KeptList:
         """``parked`` was parked (again): listed until its token is given back."""
         if parked.held is None:
             return
+        kept = _Kept(parked.ticket, parked.held, parked.registry_dir, parked.idle_since)
         with self._lock:
             self._changed = self._changed or id(parked.ticket) not in self._kept
-            self._kept[id(parked.ticket)] = parked
+            self._kept[id(parked.ticket)] = kept
 
     def publish(self, now: float, *, final: bool = False) -> None:
         """Write the list when it changed (a connection kept or let go) and LIST_EVERY has
@@ -46,7 +59,7 @@ class KeptList:
         if now < self._due and not final:
             return
         with self._lock:  # written under it: two releasers never write in the wrong order
-            for key in [key for key, parked in self._kept.items() if parked.ticket.done]:
+            for key in [key for key, one in self._kept.items() if one.ticket.done]:
                 del self._kept[key]
                 self._changed = True
             if not self._changed:
@@ -60,9 +73,7 @@ class KeptList:
             self._where = where
             wall = time.time() - now
             entries = [
-                dataclasses.replace(parked.held, last_used=wall + parked.idle_since)
-                for parked in kept
-                if parked.held is not None
+                dataclasses.replace(one.held, last_used=wall + one.idle_since) for one in kept
             ]
             registry.publisher.publish(where, entries, source=SOURCE)
 
