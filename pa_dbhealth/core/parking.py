@@ -225,19 +225,25 @@ class Lot:
         with self._lock:
             for key, stack in list(self._parked.items()):
                 line = stack[0].ticket.line
-                line_key = line.key
-                if now - self._checked_at.get(line_key, 0.0) < CHECK_INTERVAL:
+                if now - self._checked_at.get(line.key, 0.0) < CHECK_INTERVAL:
                     continue
-                if line_key not in self._counting:  # one process of the host counts
-                    if not line.become_counter():
-                        continue
-                    self._counting[line_key] = line
-                self._checked_at[line_key] = now
+                if not self._is_counter(line):
+                    continue
+                self._checked_at[line.key] = now
                 borrowed.append((key, stack.pop(0)))  # the longest idle: not the next used
                 self._borrowed[key] = self._borrowed.get(key, 0) + 1
                 if not stack:
                     del self._parked[key]
         return borrowed
+
+    def _is_counter(self, line: Line) -> bool:
+        """Whether this process counts the account of ``line`` (the lock held): one process
+        of the host does, the first to find the role free."""
+        if line.key not in self._counting:
+            if not line.become_counter():
+                return False
+            self._counting[line.key] = line
+        return True
 
     def _stop_counting_idle_lines(self) -> None:
         """Leave the counter's role of each line this process has nothing parked on (the
@@ -286,10 +292,8 @@ class Lot:
             if len(lines) != 1:
                 self._woken = True  # no kernel wait on several lines: WATCH_INTERVAL it is
                 return
-            ((key, line),) = lines.items()
-            if key not in self._counting and line.become_counter():  # the role was free
-                self._counting[key] = line
-            nap = CHECK_INTERVAL if key in self._counting else BYSTANDER_INTERVAL
+            (line,) = lines.values()
+            nap = CHECK_INTERVAL if self._is_counter(line) else BYSTANDER_INTERVAL
         for one in parked:
             if one.idle_limit is not None:
                 nap = min(nap, one.idle_since + one.idle_limit - time.monotonic())
