@@ -130,11 +130,14 @@ def refresh_connections(
     idle_seconds: float | None = None,
     between_items: bool = False,
     warned: set[str] | None = None,
+    request_ends: bool = False,
 ) -> list[tuple[str, str]]:
     """Close the calling thread's stale connections; returns ``(alias, reason)`` of each.
 
     A stale connection inside an atomic block is left open and a warning is logged (once
-    per alias when a ``warned`` set is given).
+    per alias when a ``warned`` set is given). ``request_ends`` (the middleware, before a
+    short response goes out): a connection PARK will keep is left to Django, which closes
+    it once the response is sent (:func:`parked_after_response`).
     """
     open_now = tracker.thread_connections()
     if not open_now:
@@ -144,6 +147,8 @@ def refresh_connections(
     for connection in open_now:
         if tracker.in_use(connection):
             continue  # a cursor is still open on it (an iterator between chunks): never closed
+        if request_ends and parked_after_response(connection):
+            continue
         reason = stale_reason(
             connection, now=now, idle_seconds=idle_seconds, between_items=between_items
         )
@@ -170,6 +175,23 @@ def refresh_connections(
             staleness.closed(reason, get_settings().REGISTRY_DIR)  # not CONN_MAX_AGE = 0's
         closed.append((alias, reason))
     return closed
+
+
+def parked_after_response(connection: BaseDatabaseWrapper) -> bool:
+    """Whether Django's close of ``connection`` once the response is sent (CONN_MAX_AGE = 0)
+    will park it (PARK, :mod:`pa_dbhealth.backends.mysql`) while nobody waits in the line
+    for its slot: closed before the response, it would only be parked sooner, and the
+    response would wait for it. Whatever may keep it from being parked (an error, an
+    atomic block) is judged before the response, as ever."""
+    ticket = getattr(connection, "_pa_dbhealth_ticket", None)
+    return (
+        ticket is not None
+        and connection.settings_dict.get("CONN_MAX_AGE") == 0
+        and not connection.in_atomic_block
+        and not connection.errors_occurred
+        and get_settings().PARK
+        and not ticket.line.someone_waits
+    )
 
 
 class FreshConnections(ContextDecorator):

@@ -32,6 +32,10 @@ from pa_dbhealth.unavailable import (
 )
 
 MIDDLEWARE_PATH = "pa_dbhealth.middleware.ConnectionHygieneMiddleware"
+# Bytes of a response a socket's buffers usually take at once, however slowly the client
+# reads: a connection PARK keeps is parked after such a response is sent, not before it
+# (the response does not wait); before a longer one, so no slow reader holds the slot.
+SHORT_RESPONSE = 32 * 1024
 logger = logging.getLogger(__name__)
 
 snapshot_throttle = Throttle(SNAPSHOT_EVERY)
@@ -75,9 +79,11 @@ class ConnectionHygieneMiddleware:
         if records and state.wrappers:
             hygiene.refresh_connections()
         response = self.get_response(request)
-        # A streaming body may still query: Django closes after it.
+        # A streaming body may still query: Django closes after it. A connection PARK keeps
+        # is parked once a short response is sent (a long one may wait for a slow reader).
         if records and state.wrappers and not response.streaming:
-            hygiene.refresh_connections()
+            short = len(response.content) <= SHORT_RESPONSE
+            hygiene.refresh_connections(request_ends=short)
         return response
 
     async def __acall__(self, request: HttpRequest) -> HttpResponse:
