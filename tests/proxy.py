@@ -34,6 +34,7 @@ from collections.abc import Callable
 from typing import Any
 
 CHUNK = 65536
+EPOLL_STEP = 0.001  # what the selector's wait is rounded up to
 
 
 class _Side:
@@ -196,6 +197,12 @@ class Proxy:
                 s.queue[0][0] for link in self._links for s in (link.client, link.server) if s.queue
             ]
             timeout = max(0.0, min(due) - time.monotonic()) if due else None
+            if timeout is not None:  # epoll waits whole milliseconds: the rest is slept
+                if timeout < EPOLL_STEP:
+                    time.sleep(timeout)
+                    timeout = 0.0
+                else:
+                    timeout -= EPOLL_STEP
             for key, _mask in self._selector.select(timeout):
                 if key.data == "accept":
                     self._accept()
@@ -232,6 +239,9 @@ class Proxy:
         link = _Link(client, server, watch=self._mode == "handshake")
         for side in (link.client, link.server):
             side.sock.setblocking(False)
+            # As MySQL's clients and servers do: a short packet goes at once, not held back
+            # until the last one is acknowledged (Nagle), which would add up to 40 ms.
+            side.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             self._selector.register(side.sock, selectors.EVENT_READ, (link, side))
         with self._lock:
             self._links.append(link)

@@ -105,6 +105,20 @@ def test_delay_holds_every_byte_back(proxy: Proxy, server: SandboxInfo) -> None:
     conn.close()
 
 
+def test_a_delay_below_a_millisecond_is_kept(proxy: Proxy, server: SandboxInfo) -> None:
+    # bench/open_loop.py --rtt-ms: a network's round trip of a fraction of a millisecond.
+    # The selector waits whole milliseconds: each hop would take 1 ms at least.
+    conn = server.connect(port=proxy.port)
+    proxy.delay(0.0002)
+    trips = []
+    for _ in range(20):
+        started = time.monotonic()
+        assert select_one(conn) == (1,)
+        trips.append(time.monotonic() - started)
+    conn.close()
+    assert 0.0004 <= min(trips) < 0.0015, f"{min(trips) * 1000:.2f} ms"
+
+
 def test_cut_resets_every_link_and_new_ones_still_pass(
     proxy: Proxy, server: SandboxInfo, admin: Any
 ) -> None:
