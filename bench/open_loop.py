@@ -1,6 +1,7 @@
 """Open-loop benchmark: requests at 25, 50, 75 and 90 % of the connection-bound limit.
 
     .venv/bin/python bench/open_loop.py [--duration 10] [--only 0 1 2 9] [--held-elsewhere]
+                                        [--rtt-ms 0.5]
 
 Starts its own capped MariaDB and, for each configuration in turn (``bench/load.py``'s
 numbers), the Django site under uWSGI (4 processes x 2 threads by default, with
@@ -11,6 +12,8 @@ closed loop hides it). Reports p50/p99/p99.9 from the moment each request was du
 non-2xx, the connects the server accepted per request, and the CPU uWSGI used per request
 (master, workers and HTTP router: PARK's releaser thread counts too). ``--held-elsewhere``:
 one of the account's connections held by another process all along (a scheduled task).
+``--rtt-ms``: the site reaches the server through a proxy that delays every byte by half
+that round trip (``loadbench/distance.py``), as a database on another machine would.
 After the rates, the site idles a second and a console connects (a raw connection of the
 account, outside pa_dbhealth, tried again every 5 ms): how long until the server lets it in.
 """
@@ -25,6 +28,7 @@ import time
 from pathlib import Path
 
 from loadbench import configs, machine
+from loadbench.distance import far_away
 from loadbench.holder import held_elsewhere
 from loadbench.openloop import OpenLoopResult, open_loop
 from loadbench.scenarios import LIMIT
@@ -45,6 +49,7 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--only", type=int, nargs="+", default=list(DEFAULT), metavar="N")
     p.add_argument("--held-elsewhere", action="store_true")
+    p.add_argument("--rtt-ms", type=float, default=0, help="round trip to the database")
     p.add_argument("--keep", metavar="DIR", help="keep the uWSGI logs in DIR")
     return p
 
@@ -59,7 +64,11 @@ def run(
     with contextlib.ExitStack() as stack:
         if args.held_elsewhere:
             stack.enter_context(held_elsewhere(info))
-        server = Server(config, info, args, log)
+        settings = {}
+        if args.rtt_ms > 0:
+            port = stack.enter_context(far_away(info.host, info.port, args.rtt_ms))
+            settings["DB_PORT"] = str(port)
+        server = Server(config, info, args, log, settings)
         stack.callback(server.stop)
         server.wait_ready()
         wrk(f"{server.url}/db/", 1, 2)  # warm up: every worker has imported its views
@@ -130,6 +139,8 @@ def main(argv: list[str] | None = None) -> int:
         finally:
             sandbox.stop(info, remove=not args.keep)
     held = ", one connection held elsewhere" if args.held_elsewhere else ""
+    if args.rtt_ms > 0:
+        held += f", the database {args.rtt_ms:g} ms away (round trip, through a proxy)"
     print(
         f"\nopen loop: uWSGI {args.processes} processes x {args.threads} threads, account "
         f"capped at {LIMIT}{held}, each request holds its connection {args.hold_ms:g} ms, "
