@@ -96,3 +96,34 @@ def test_outsiders_row_alone() -> None:
             assert row["statuses"] == f"{answered} x 503" and row["Retry-After"] == str(answered)
             assert 900 <= float(row["p50 ms"]) <= float(row["max ms"])  # waited CONNECT_RETRY
     assert re.search(r"^total time: \d+ s$", out, re.MULTILINE)
+
+
+def test_open_loop_with_the_database_across_a_network() -> None:
+    """``open_loop.py --rtt-ms``: the site reaches the server through the delaying proxy;
+    every rate is reported, and the console at the idle site."""
+    result = run(
+        [
+            sys.executable,
+            str(ROOT / "bench" / "open_loop.py"),
+            "--processes",
+            "2",
+            "--threads",
+            "1",
+            "--duration",
+            "1",
+            "--only",
+            "9",
+            "--rtt-ms",
+            "0.5",
+        ],
+        timeout=300,
+        cwd=ROOT,
+    )
+    assert result.returncode == 0, result.out + result.err
+    assert "the database 0.5 ms away (round trip, through a proxy)" in result.out
+    rows = [line.strip("| ").split(" | ") for line in result.out.splitlines()]
+    rates = [row for row in rows if row[0].endswith("PARK") and len(row) == 10]
+    assert [row[1] for row in rates] == ["25%", "50%", "75%", "90%"]
+    for row in rates:
+        assert int(row[3]) > 0 and float(row[5]) >= 20  # each holds its connection 20 ms
+    assert any(row[0].endswith("PARK") and len(row) == 3 for row in rows)  # the console
