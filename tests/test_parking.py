@@ -21,7 +21,7 @@ from django.test import override_settings
 
 from pa_dbhealth.backends.mysql.base import DatabaseWrapper
 from pa_dbhealth.core import line as lines
-from pa_dbhealth.core import parking
+from pa_dbhealth.core import parking, releaser
 
 ALIAS = "parking"
 PARK = {"PARK": True, "CONNECT_RETRY": 10.0}
@@ -195,7 +195,7 @@ def test_a_console_at_an_idle_site_gets_a_slot(
     assert parking.LOT.count(ALIAS) == 2
     raw_connections(1)  # the scheduled task
     waited, _ = console_connects(raw_connections)
-    assert waited < parking.CHECK_INTERVAL + 0.25, f"the console waited {waited * 1000:.0f} ms"
+    assert waited < releaser.CHECK_INTERVAL + 0.25, f"the console waited {waited * 1000:.0f} ms"
     assert parking.LOT.count(ALIAS) <= 1
     until(lambda: len(account_connection_ids(admin)) == 2 + parking.LOT.count(ALIAS))
 

@@ -21,7 +21,7 @@ from test_parking_pass import role_taken
 from test_parking_releaser import a_waiter_gets_in
 
 from pa_dbhealth.core import line as lines
-from pa_dbhealth.core import parking
+from pa_dbhealth.core import parking, releaser
 
 __all__ = ["in_line"]  # the fixture, shared with test_parking
 
@@ -91,8 +91,8 @@ def test_a_bystander_wakes_a_few_times_a_second(
     counter_elsewhere.wait()
     # The kernel frees the dead holder's role; this process takes it at its next round and
     # counts from then on, every CHECK_INTERVAL.
-    until(lambda: line.key in parking.LOT._counting, parking.BYSTANDER_INTERVAL + 1.0)
-    assert rounds_in(seconds, monkeypatch) >= seconds / parking.CHECK_INTERVAL / 3
+    until(lambda: line.key in parking.LOT._counting, releaser.BYSTANDER_INTERVAL + 1.0)
+    assert rounds_in(seconds, monkeypatch) >= seconds / releaser.CHECK_INTERVAL / 3
 
 
 def test_a_bystander_gives_a_waiter_its_slot_at_once(
@@ -107,7 +107,7 @@ def test_a_bystander_gives_a_waiter_its_slot_at_once(
         parked_two(settings_dict)
         time.sleep(0.05)  # the releaser is napping
         waits.append(a_waiter_gets_in(settings_dict))
-    assert sorted(waits)[2] < parking.BYSTANDER_INTERVAL / 3, waits
+    assert sorted(waits)[2] < releaser.BYSTANDER_INTERVAL / 3, waits
 
 
 def test_a_console_is_let_in_after_the_counter_is_killed(
@@ -125,7 +125,7 @@ def test_a_console_is_let_in_after_the_counter_is_killed(
     counter_elsewhere.wait()
     raw_connections(1)  # the scheduled task
     waited, _ = console_connects(raw_connections)
-    bound = parking.BYSTANDER_INTERVAL + 3 * parking.CHECK_INTERVAL + 0.25
+    bound = releaser.BYSTANDER_INTERVAL + 3 * releaser.CHECK_INTERVAL + 0.25
     assert waited < bound, f"the console waited {waited * 1000:.0f} ms"
     assert parking.LOT.count() <= 1
 

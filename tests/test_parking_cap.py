@@ -12,7 +12,7 @@ from test_parking import ALIAS, console_connects, in_line, parked_two, until
 
 from pa_dbhealth.backends.mysql.base import DatabaseWrapper
 from pa_dbhealth.core import line as lines
-from pa_dbhealth.core import parking, recount
+from pa_dbhealth.core import parking, recount, releaser
 
 __all__ = ["in_line"]  # the fixture, shared with test_parking
 
@@ -20,7 +20,7 @@ pytestmark = pytest.mark.usefixtures("unblocked_db")
 
 # The cap is read as it is now at one count in CAP_COUNTS (a count every CHECK_INTERVAL, or
 # later on a loaded machine: twice that, and a second more).
-CAP_READ_WITHIN = 2 * recount.CAP_COUNTS * parking.CHECK_INTERVAL + 1.0
+CAP_READ_WITHIN = 2 * recount.CAP_COUNTS * releaser.CHECK_INTERVAL + 1.0
 
 
 @pytest.fixture
@@ -49,7 +49,7 @@ def test_a_cap_lowered_while_connections_are_parked(
     account_cap(2)
     waited, refused = console_connects(raw_connections)
     print(f"\nthe console got in after {waited * 1000:.0f} ms ({refused} refusals)")
-    assert waited < CAP_READ_WITHIN + 2 * parking.CHECK_INTERVAL + 0.25
+    assert waited < CAP_READ_WITHIN + 2 * releaser.CHECK_INTERVAL + 0.25
     until(lambda: line.cap == 2, timeout=1.0)
     # The account full with the console in it: the other parked connection is given up
     # too, and the line has both its tokens back.

@@ -18,7 +18,7 @@ from test_parking_attack import site_line, site_settings
 
 from pa_dbhealth import holders
 from pa_dbhealth.backends.mysql.base import DatabaseWrapper
-from pa_dbhealth.core import kept, parking, registry
+from pa_dbhealth.core import kept, parking, registry, releaser
 from pa_dbhealth.core.line import Line
 
 __all__ = ["in_line", "site_line"]  # the fixtures
@@ -60,10 +60,10 @@ def test_a_parked_connection_is_named_then_let_go(in_line: tuple[dict[str, Any],
     assert "given up as soon as a connect of the site waits" in text.getvalue()
     for _ in range(5):  # taken and parked again by later requests: one entry all along
         assert request(settings_dict) == parked_id
-    time.sleep(kept.LIST_EVERY + parking.BYSTANDER_INTERVAL)
+    time.sleep(kept.LIST_EVERY + releaser.BYSTANDER_INTERVAL)
     assert listed_ids() == {parked_id}
     parking.LOT.release_due(everything=True)  # closed, its token given back
-    until(lambda: not listed_ids(), parking.LINGER + 2.0)
+    until(lambda: not listed_ids(), releaser.LINGER + 2.0)
 
 
 def test_kept_connections_of_uwsgi_workers_are_named(
@@ -80,7 +80,7 @@ def test_kept_connections_of_uwsgi_workers_are_named(
         for n in range(count):
             status, body = site.get(f"/attack/read/{n}/")
             assert status == 200, body
-        time.sleep(kept.LIST_EVERY + parking.BYSTANDER_INTERVAL + 0.5)
+        time.sleep(kept.LIST_EVERY + releaser.BYSTANDER_INTERVAL + 0.5)
         found = registry.read(registry.directory(None), prune=False)
         return {process.pid: process.written_at for process in found.processes}
 

@@ -15,7 +15,7 @@ from test_parking import in_line, request, until
 
 from pa_dbhealth.backends.mysql.base import DatabaseWrapper
 from pa_dbhealth.core import line as lines
-from pa_dbhealth.core import parking
+from pa_dbhealth.core import parking, releaser
 
 __all__ = ["in_line"]  # the fixture, shared with test_parking
 
@@ -54,7 +54,7 @@ def test_the_releaser_lingers_then_ends(in_line: tuple[dict[str, Any], lines.Lin
     ends LINGER after the last parked connection left, and the next park starts one."""
     settings_dict, _ = in_line
     for earlier in releasers():  # an earlier test's, lingering: gone within LINGER
-        earlier.join(parking.LINGER + 1.0)
+        earlier.join(releaser.LINGER + 1.0)
     request(settings_dict)
     (first,) = releasers()
     for _ in range(20):
@@ -62,7 +62,7 @@ def test_the_releaser_lingers_then_ends(in_line: tuple[dict[str, Any], lines.Lin
     assert releasers() == [first]
     parking.LOT.release_due(everything=True)
     assert first.is_alive()  # lingering
-    first.join(parking.LINGER + 1.0)
+    first.join(releaser.LINGER + 1.0)
     assert not first.is_alive()
     request(settings_dict)
     (second,) = releasers()
@@ -76,7 +76,7 @@ def test_what_is_parked_as_the_linger_ends_is_watched(
     """A linger of 2 ms, and parks at random moments around its end: never a parked
     connection without a releaser (one left so would keep its slot from every waiter of
     the host until the next park), and a waiter gets the slot at the end."""
-    monkeypatch.setattr(parking, "LINGER", 0.002)
+    monkeypatch.setattr(releaser, "LINGER", 0.002)
     settings_dict, line = in_line
     chance = random.Random(25)
     for _ in range(300):

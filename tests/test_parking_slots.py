@@ -16,7 +16,7 @@ from test_parking import ALIAS, console_connects, in_line, request, until
 
 from pa_dbhealth.backends.mysql.base import DatabaseWrapper
 from pa_dbhealth.core import line as lines
-from pa_dbhealth.core import parking, recount
+from pa_dbhealth.core import parking, recount, releaser
 from pa_dbhealth.core.connect import Ticket
 from pa_dbhealth.core.line.sysv import MAX_TOKENS
 
@@ -75,7 +75,7 @@ def test_a_busy_site_keeps_every_slot(in_line: tuple[dict[str, Any], lines.Line]
     settings_dict, line = in_line
     ids = park_three(settings_dict)
     released = parking.LOT.released
-    seconds = recount.FULL_COUNTS / 2 * parking.CHECK_INTERVAL
+    seconds = recount.FULL_COUNTS / 2 * releaser.CHECK_INTERVAL
     assert busy(settings_dict, threading.Event(), seconds) <= ids  # no connect
     assert parking.LOT.released == released
     assert parking.LOT.count(ALIAS) == 3
@@ -101,7 +101,7 @@ def test_a_console_at_a_busy_site_gets_in(
     finally:
         console_in.set()
         site.join()
-    bound = recount.FULL_COUNTS * parking.CHECK_INTERVAL
+    bound = recount.FULL_COUNTS * releaser.CHECK_INTERVAL
     print(f"\nthe console got in after {waited * 1000:.0f} ms ({refused} refusals)")
     assert refused > 0  # the site kept every slot for a while
     assert waited < bound + 1.0
@@ -127,7 +127,7 @@ def test_tokens_lost_while_connections_are_parked_come_back(
     else:
         line.force(1)
     assert line.free == 1
-    until(lambda: line.free == 2, timeout=3 * parking.CHECK_INTERVAL + 1.0)
+    until(lambda: line.free == 2, timeout=3 * releaser.CHECK_INTERVAL + 1.0)
     assert not line.retired
     assert request(settings_dict) == parked_id
 
