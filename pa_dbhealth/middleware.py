@@ -19,6 +19,7 @@ from django.db import DatabaseError
 from django.http import HttpRequest, HttpResponse
 
 from pa_dbhealth import hygiene, leases, tracker
+from pa_dbhealth.conf import get_settings
 from pa_dbhealth.core.errors import Kind, classify
 from pa_dbhealth.core.unavailable import SNAPSHOT_EVERY, Throttle
 from pa_dbhealth.tracker.ledger import records
@@ -82,7 +83,7 @@ class ConnectionHygieneMiddleware:
         # A streaming body may still query: Django closes after it. A connection PARK keeps
         # is parked once a short response is sent (a long one may wait for a slow reader).
         if records and state.wrappers and not response.streaming:
-            short = len(response.content) <= SHORT_RESPONSE
+            short = get_settings().PARK and len(response.content) <= SHORT_RESPONSE
             hygiene.refresh_connections(request_ends=short)
         return response
 
