@@ -39,21 +39,22 @@ LINGER = 1.0
 
 class Releasing:
     """The releaser's part of :class:`~pa_dbhealth.core.parking.Lot`: its thread's rounds
-    and the counts of the account. The state is the lot's, guarded by its lock."""
+    and the counts of the account. The state is the lot's (what each attribute holds is
+    said where ``Lot.__init__`` sets it), guarded by its lock."""
 
     _lock: threading.Lock
     _parked: dict[Hashable, list[Parked]]
     _releaser: threading.Thread | None
-    _checked_at: dict[int, float]  # line key -> last count of the account
-    _counts: AccountCounts  # what the counts of the account said
-    _borrowed: dict[Hashable, int]  # out of the lot for a count, by key
-    _counting: dict[int, Line]  # lines this process counts the account of
-    _emptied: int  # times everything was given up (atexit, tests)
-    _returned: threading.Condition  # a borrowed one is back
-    _parked_again: threading.Condition  # for a lingering releaser
-    _woken: bool  # the releaser's last nap ended as a connect stood in the line
-    _listed: KeptList  # what it keeps, in the registry of holders
-    released: int  # connections given up while parked (figures, tests)
+    _checked_at: dict[int, float]
+    _counts: AccountCounts
+    _borrowed: dict[Hashable, int]
+    _counting: dict[int, Line]
+    _emptied: int
+    _returned: threading.Condition
+    _parked_again: threading.Condition
+    _woken: bool
+    _listed: KeptList
+    released: int
 
     def release_due(self, now: float | None = None, *, everything: bool = False) -> int:
         raise NotImplementedError  # the lot's: what is due, given up
