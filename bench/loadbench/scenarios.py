@@ -100,7 +100,7 @@ def measure(
     return Result(
         scenario=scenario,
         load=load,
-        max_held=max(held, default=0),
+        max_held=sampler.most_held(),
         mean_held=statistics.fmean(held) if held else 0.0,
         errors_1226=errors_1226,
         retries=retries,
