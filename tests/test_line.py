@@ -26,6 +26,7 @@ from holders import Holder
 
 from pa_dbhealth.backends.mysql.base import DatabaseWrapper
 from pa_dbhealth.core import line as lines
+from pa_dbhealth.core.line.sysv import GETVAL, IPC_NOWAIT, TAKEN
 
 
 def _available() -> bool:
@@ -122,6 +123,44 @@ def test_a_line_others_may_use_is_not_used(account: tuple[str, str]) -> None:
         assert lines.open_line(*account, 1) is None
     finally:
         libc.semctl(semid, 0, lines.IPC_RMID)
+
+
+def test_operations_made_once_are_shared_by_threads_without_mixing_them_up(
+    account: tuple[str, str],
+) -> None:
+    """The line's operations are built once and shared: threads taking and giving back
+    tokens while others count and reset takes (a different operation for each count,
+    so old ones are dropped from the cache meanwhile) lose no token and no take."""
+    line = lines.open_line(*account, 2)
+    assert line is not None
+    rounds, looked, errors = 2000, [0], []
+
+    def tokens() -> None:
+        try:
+            for _ in range(rounds):
+                if line.take(0):
+                    line.note_taken()
+                    line.give_back()
+                else:
+                    line.note_taken()
+        except Exception as exc:  # pragma: no cover - reported below
+            errors.append(exc)
+
+    def counter() -> None:
+        for _ in range(rounds):
+            taken = line._get(GETVAL, TAKEN)
+            if taken and line._op((TAKEN, -taken, IPC_NOWAIT)):
+                looked[0] += taken
+
+    threads = [threading.Thread(target=tokens) for _ in range(4)]
+    threads.append(threading.Thread(target=counter))
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert not errors
+    assert line.free == 2
+    assert looked[0] + line._get(GETVAL, TAKEN) == 4 * rounds
 
 
 def test_the_cap_is_read_from_the_refusal() -> None:

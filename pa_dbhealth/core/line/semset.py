@@ -6,7 +6,9 @@ from __future__ import annotations
 
 import ctypes
 import errno
+import functools
 import os
+from typing import Any
 
 from pa_dbhealth.core.line.sysv import (
     CAP,
@@ -21,6 +23,14 @@ from pa_dbhealth.core.line.sysv import (
 from pa_dbhealth.core.line.sysv import libc as c_library
 
 
+@functools.lru_cache(maxsize=64)
+def _operations(ops: tuple[tuple[int, int, int], ...]) -> Any:
+    """The C array of ``ops`` for semop, made once: the kernel only reads it, and building
+    it costs a request more than the system call itself while the worker's caches are
+    cold (the same few operations run on every request)."""
+    return (SemBuf * len(ops))(*(SemBuf(*op) for op in ops))
+
+
 class SemaphoreSet:
     """One account's semaphores. Each method is one system call."""
 
@@ -32,7 +42,7 @@ class SemaphoreSet:
     def _op(self, *ops: tuple[int, int, int], timeout: float | None = None) -> bool:
         """Apply ``(semaphore, change, flags)`` operations atomically; False when they would
         wait (``IPC_NOWAIT``), the timeout passed, or the line was removed meanwhile."""
-        buffer = (SemBuf * len(ops))(*(SemBuf(*op) for op in ops))
+        buffer = _operations(ops)
         libc = c_library()
         while True:
             if timeout is None:
