@@ -70,6 +70,21 @@ def console_connects(raw_connections: Any, give_up_after: float = 5.0) -> tuple[
             time.sleep(0.005)
 
 
+def counts_in(seconds: float, monkeypatch: pytest.MonkeyPatch) -> int:
+    """How many times this process counts the account in ``seconds``."""
+    made = [0]
+    why_give_up = parking.LOT._counts.why_give_up
+
+    def counted(line: lines.Line, connection: Any) -> str | None:
+        made[0] += 1
+        return why_give_up(line, connection)
+
+    monkeypatch.setattr(parking.LOT._counts, "why_give_up", counted)
+    time.sleep(seconds)
+    monkeypatch.setattr(parking.LOT._counts, "why_give_up", why_give_up)
+    return made[0]
+
+
 def until(condition: Callable[[], bool], timeout: float = 10.0) -> float:
     """Seconds until ``condition()`` held; fails after ``timeout``."""
     started = time.monotonic()

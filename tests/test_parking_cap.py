@@ -18,9 +18,10 @@ __all__ = ["in_line"]  # the fixture, shared with test_parking
 
 pytestmark = pytest.mark.usefixtures("unblocked_db")
 
-# The cap is read as it is now at one count in CAP_COUNTS (a count every CHECK_INTERVAL, or
-# later on a loaded machine: twice that, and a second more).
-CAP_READ_WITHIN = 2 * recount.CAP_COUNTS * releaser.CHECK_INTERVAL + 1.0
+# The cap is read as it is now at the first count CAP_EVERY after the last read (a count
+# at least every SETTLED_CHECK_INTERVAL, or later on a loaded machine: twice that, and a
+# second more).
+CAP_READ_WITHIN = 2 * (recount.CAP_EVERY + releaser.SETTLED_CHECK_INTERVAL) + 1.0
 
 
 @pytest.fixture

@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 from conftest import account_connection_ids
-from test_parking import ALIAS, console_connects, in_line, request, until
+from test_parking import ALIAS, console_connects, counts_in, in_line, parked_two, request, until
 
 from pa_dbhealth.backends.mysql.base import DatabaseWrapper
 from pa_dbhealth.core import line as lines
@@ -145,3 +145,27 @@ def test_the_count_of_connections_taken_cannot_overflow(
     assert line.enter()  # tokens are untouched
     Ticket(line).give_back()
     assert line.free == 3
+
+
+def test_an_idle_site_counts_less_often_and_still_sees_a_slot_taken_outside(
+    in_line: tuple[dict[str, Any], lines.Line],
+    raw_connections: Any,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The site idles with two connections parked and a slot free: once its counts keep
+    finding the same, it counts about every SETTLED_CHECK_INTERVAL, not every
+    CHECK_INTERVAL (the shared server is asked a few times a second, not 33). A scheduled
+    task then takes the free slot outside the line: the next count sees it, the counts
+    speed up, and a console still gets in within SETTLED_CHECK_INTERVAL, two
+    CHECK_INTERVALs and a little."""
+    settings_dict, _ = in_line
+    parked_two(settings_dict)
+    time.sleep(4 * releaser.SETTLED_CHECK_INTERVAL)  # 30, 60, 120, 240 ms apart
+    made = counts_in(1.0, monkeypatch)
+    assert 2 <= made <= 1.0 / releaser.CHECK_INTERVAL / 4, made  # about 4, not 33
+    assert parking.LOT.count(ALIAS) == 2
+    raw_connections(1)  # the scheduled task
+    waited, _ = console_connects(raw_connections)
+    bound = releaser.SETTLED_CHECK_INTERVAL + 2 * releaser.CHECK_INTERVAL + 0.25
+    assert waited < bound, f"the console waited {waited * 1000:.0f} ms"
+    assert parking.LOT.count(ALIAS) <= 1

@@ -47,6 +47,7 @@ class Lot(Releasing):
         self._releaser: threading.Thread | None = None
         self._head_since: dict[int, float] = {}  # line key -> head seen standing since
         self._checked_at: dict[int, float] = {}  # line key -> last count of the account
+        self._check_every: dict[int, float] = {}  # line key -> seconds to its next count
         self._counts = AccountCounts()  # what the counts of the account said
         self._borrowed: dict[Hashable, int] = {}  # out of the lot for a count, by key
         self._counting: dict[int, Line] = {}  # lines this process counts the account of
@@ -182,6 +183,7 @@ class Lot(Releasing):
         self._parked = {}
         self._head_since = {}
         self._checked_at, self._borrowed, self._counts = {}, {}, AccountCounts()
+        self._check_every = {}
         self._counting = {}  # the parent's roles: the kernel keeps them for the parent
         self._returned = threading.Condition(self._lock)
         self._parked_again = threading.Condition(self._lock)

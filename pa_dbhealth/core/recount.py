@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import time
 from typing import Any
 
 from pa_dbhealth.core import line as lines
@@ -21,9 +22,9 @@ GOING = frozenset({"Quit", "Killed", "Connect"})
 # Counts in a row (about 0.3 s) that find no token free while nobody waits: a slot is given
 # back even to a busy site, so a console or a task outside the line is refused no longer.
 FULL_COUNTS = 10
-# One count in this many (about a second apart) asks the server for the account's cap as
-# it is now: the cap a parked connection logged in with may have changed since.
-CAP_COUNTS = 30
+# Seconds between two counts that ask the server for the account's cap as it is now: the
+# cap a parked connection logged in with may have changed since.
+CAP_EVERY = 1.0
 
 
 def count_account(connection: Any, *, fresh_cap: bool = False) -> tuple[int, int] | None:
@@ -68,30 +69,49 @@ class AccountCounts:
     connection was taken since the last count, the site idles with every slot parked:
     one is given up, so a console that connects now finds it; a busy site gives one up
     after FULL_COUNTS counts with no token free, so a console waits no longer than that.
-    Every CAP_COUNTS counts the cap is read as it is now, and a changed one is the line's
-    at once (a lowered cap left the site's parked connections holding the whole account)."""
+    Every CAP_EVERY seconds the cap is read as it is now, and a changed one is the line's
+    at once (a lowered cap left the site's parked connections holding the whole account).
+    A count is *settled* when it found what the one before found and has nothing to
+    confirm: the releaser then counts less often (:mod:`pa_dbhealth.core.releaser`)."""
 
     def __init__(self) -> None:
         self._outside: dict[int, bool] = {}  # line key -> the last count said: held outside
         self._short: dict[int, int] = {}  # line key -> tokens missing at the last count
         self._full: dict[int, int] = {}  # line key -> counts in a row with no token free
-        self._counted: dict[int, int] = {}  # line key -> counts made (the cap read afresh)
+        self._cap_read_at: dict[int, float] = {}  # line key -> when the cap was last read
+        # line key -> (connections, cap, tokens free) at the last count, and whether that
+        # count was settled
+        self._found: dict[int, tuple[int, int, int]] = {}
+        self._settled: dict[int, bool] = {}
+
+    def settled(self, line: lines.Line) -> bool:
+        """Whether the last count of ``line``'s account found what the one before it found,
+        with nothing to confirm or to heal (no slot held outside, none missing, no streak
+        of counts without a free slot)."""
+        return self._settled.get(line.key, False)
 
     def why_give_up(self, line: lines.Line, connection: Any) -> str | None:
         """Count the account on ``connection`` (parked, holding its token) and heal
         ``line`` from it; why to give the connection up, or None to keep it parked."""
         free, nobody_waits = line.free, not line.someone_waits
         idle = not line.taken_since_last_look()
-        made = self._counted.get(line.key, 0)
-        self._counted[line.key] = (made + 1) % CAP_COUNTS
-        counted = count_account(connection, fresh_cap=made == 0)
+        self._settled[line.key] = False
+        now = time.monotonic()
+        fresh_cap = now - self._cap_read_at.get(line.key, -CAP_EVERY) >= CAP_EVERY
+        if fresh_cap:
+            self._cap_read_at[line.key] = now
+        counted = count_account(connection, fresh_cap=fresh_cap)
         if counted is None:
             self._outside.pop(line.key, None)
+            self._found.pop(line.key, None)
             return "the server could not be asked"
         holding, cap = counted
+        same = self._found.get(line.key) == (holding, cap, free)
+        self._found[line.key] = (holding, cap, free)
         short = max(cap - holding - free, 0) if cap and nobody_waits else 0
-        changed = made == 0 and cap and cap != line.cap
-        if changed or line.retired or (short and self._short.get(line.key) == short):
+        changed = fresh_cap and cap and cap != line.cap
+        healed = bool(changed or line.retired or (short and self._short.get(line.key) == short))
+        if healed:
             line.heal(cap or None, holding)
             short = 0
         self._short[line.key] = short
@@ -106,4 +126,5 @@ class AccountCounts:
             return "the site idles with no slot free"
         if full >= FULL_COUNTS:
             return f"no slot free for {FULL_COUNTS} counts"
+        self._settled[line.key] = same and not (short or outside or full or healed)
         return None

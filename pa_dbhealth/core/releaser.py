@@ -4,7 +4,8 @@ account on a parked connection.
 
 It sleeps in the kernel until a connect stands in the account's line, or until its next
 round is due: every :data:`CHECK_INTERVAL` in the one process of the host that counts the
-account (``Line.become_counter``), every :data:`BYSTANDER_INTERVAL` (or the first idle
+account (``Line.become_counter``), up to :data:`SETTLED_CHECK_INTERVAL` while its counts
+keep finding the same, every :data:`BYSTANDER_INTERVAL` (or the first idle
 limit) in the others, which look that often whether the counter's role is free. It closes
 only what it has taken out of the lot under the lot's lock.
 """
@@ -28,6 +29,11 @@ WATCH_INTERVAL = 0.003  # seconds at least between two rounds of the releaser
 # scheduled task connects outside the line, and only the server knows. Two counts in a row
 # must say so (a connection closing just now may still be listed after its token is back).
 CHECK_INTERVAL = 0.03
+# Seconds at most between two counts while they keep finding the same (a site that idles):
+# the interval doubles from CHECK_INTERVAL after each settled count, and is CHECK_INTERVAL
+# again after any other. The server is shared: an idle site asks it about 4 times a second,
+# not 33, and a slot taken outside meanwhile is seen within this and CHECK_INTERVAL.
+SETTLED_CHECK_INTERVAL = 0.24
 # Seconds at most between two rounds of a releaser whose process does not count the account
 # (another one does): it still wakes at once when a connect stands in the line, and at the
 # idle limit of what it parked; this often it looks whether the counter's role is free.
@@ -46,6 +52,7 @@ class Releasing:
     _parked: dict[Hashable, list[Parked]]
     _releaser: threading.Thread | None
     _checked_at: dict[int, float]
+    _check_every: dict[int, float]
     _counts: AccountCounts
     _borrowed: dict[Hashable, int]
     _counting: dict[int, Line]
@@ -60,8 +67,9 @@ class Releasing:
         raise NotImplementedError  # the lot's: what is due, given up
 
     def check_server(self, now: float | None = None) -> int:
-        """Every CHECK_INTERVAL, count the account on a parked connection of each line this
-        process counts (one process of the host does: ``Line.become_counter``). Two counts
+        """When due, count the account on a parked connection of each line this process
+        counts (one process of the host does: ``Line.become_counter``): CHECK_INTERVAL
+        after the last count, up to SETTLED_CHECK_INTERVAL while the counts settle. Two counts
         in a row that find it full, part of it held outside the line (a console, a task),
         give that connection up, so whoever connects outside finds a slot; so does a count
         that finds no token free and no connection taken since the last one (the site
@@ -77,6 +85,9 @@ class Releasing:
                 why = "the count failed"
             keep = why is None
             with self._lock:
+                self._pace(
+                    parked.ticket.line, settled=keep and self._counts.settled(parked.ticket.line)
+                )
                 self._borrowed[key] -= 1
                 keep = keep and self._emptied == emptied  # not after everything was let go
                 if keep:
@@ -89,6 +100,13 @@ class Releasing:
                 given_up += 1
         return given_up
 
+    def _pace(self, line: Line, *, settled: bool) -> None:
+        """The next count of ``line``'s account (the lock held): later after a settled
+        count, up to SETTLED_CHECK_INTERVAL; CHECK_INTERVAL after any other."""
+        every = self._check_every.get(line.key, CHECK_INTERVAL)
+        every = min(2 * every, SETTLED_CHECK_INTERVAL) if settled else CHECK_INTERVAL
+        self._check_every[line.key] = every
+
     def _borrow_for_check(self, now: float) -> list[tuple[Hashable, Parked]]:
         """One parked connection out of the lot for each line due a count, now the
         caller's (it puts it back, or gives it up)."""
@@ -96,7 +114,8 @@ class Releasing:
         with self._lock:
             for key, stack in list(self._parked.items()):
                 line = stack[0].ticket.line
-                if now - self._checked_at.get(line.key, 0.0) < CHECK_INTERVAL:
+                every = self._check_every.get(line.key, CHECK_INTERVAL)
+                if now - self._checked_at.get(line.key, 0.0) < every:
                     continue
                 if not self._is_counter(line):
                     continue
@@ -122,6 +141,7 @@ class Releasing:
         parked_on = {p.ticket.line.key for stack in self._parked.values() for p in stack}
         for line_key in [k for k in self._counting if k not in parked_on]:
             self._counting.pop(line_key).leave_counter()
+            self._check_every.pop(line_key, None)  # counted afresh when it counts again
 
     def _watch(self) -> None:
         """The releaser: while anything is parked, give up what is due, and count the
@@ -149,10 +169,11 @@ class Releasing:
 
     def _nap(self) -> None:
         """WATCH_INTERVAL, then, when what is parked is on one line, until a connect stands
-        in it (the kernel wakes this thread at once) or the next round is due: CHECK_INTERVAL
-        in the process that counts the account, else BYSTANDER_INTERVAL or the first idle
-        limit, whichever comes first. A site that idles with connections parked wakes one
-        process about 30 times a second, the others about 3 times. WATCH_INTERVAL first
+        in it (the kernel wakes this thread at once) or the next round is due: the next
+        count in the process that counts the account, else BYSTANDER_INTERVAL or the first
+        idle limit, whichever comes first. A site that idles with connections parked wakes
+        one process about 4 times a second (30 while the counts change), the others about
+        3 times. WATCH_INTERVAL first
         only after a round that someone in the line woke: rounds stay that far apart while
         a connect stands there, and an idle round is one wakeup, not two."""
         if self._woken:
@@ -164,7 +185,8 @@ class Releasing:
                 self._woken = True  # no kernel wait on several lines: WATCH_INTERVAL it is
                 return
             (line,) = lines.values()
-            nap = CHECK_INTERVAL if self._is_counter(line) else BYSTANDER_INTERVAL
+            counter = self._is_counter(line)
+            nap = self._check_every.get(line.key, CHECK_INTERVAL) if counter else BYSTANDER_INTERVAL
         for one in parked:
             if one.idle_limit is not None:
                 nap = min(nap, one.idle_since + one.idle_limit - time.monotonic())
