@@ -14,8 +14,10 @@ non-2xx, the connects the server accepted per request, and the CPU uWSGI used pe
 one of the account's connections held by another process all along (a scheduled task).
 ``--rtt-ms``: the site reaches the server through a proxy that delays every byte by half
 that round trip (``loadbench/distance.py``), as a database on another machine would.
-After the rates, the site idles a second and a console connects (a raw connection of the
-account, outside pa_dbhealth, tried again every 5 ms): how long until the server lets it in.
+After the rates, the site idles a second; then, for ``--idle-seconds``, the statements the
+server receives a second while it idles (its ``Questions``, the bench's own left out: PARK's
+counts of the account); last, a console connects (a raw connection of the account, outside
+pa_dbhealth, tried again every 5 ms): how long until the server lets it in.
 """
 
 from __future__ import annotations
@@ -50,15 +52,16 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--only", type=int, nargs="+", default=list(DEFAULT), metavar="N")
     p.add_argument("--held-elsewhere", action="store_true")
     p.add_argument("--rtt-ms", type=float, default=0, help="round trip to the database")
+    p.add_argument("--idle-seconds", type=float, default=3, help="the idle site's statements")
     p.add_argument("--keep", metavar="DIR", help="keep the uWSGI logs in DIR")
     return p
 
 
 def run(
     config: configs.Config, info: sandbox.SandboxInfo, args: argparse.Namespace, log: Path
-) -> tuple[list[tuple[OpenLoopResult, float]], tuple[float, int]]:
-    """``config`` served once, loaded at each share of the limit in turn; then the console
-    at the idle site."""
+) -> tuple[list[tuple[OpenLoopResult, float]], tuple[float, int, float]]:
+    """``config`` served once, loaded at each share of the limit in turn; then the idle
+    site's statements a second, and the console at the idle site."""
     connections = LIMIT - args.held_elsewhere
     limit = connections / (args.hold_ms / 1000)
     with contextlib.ExitStack() as stack:
@@ -79,7 +82,28 @@ def run(
             cpu_ms = (server.cpu_seconds() - cpu) * 1000 / max(result.requests, 1)
             results.append((result, cpu_ms))
         time.sleep(1.0)  # the site idles
-        return results, console_at_idle(info)
+        statements = idle_statements(info, args.idle_seconds)
+        return results, (*console_at_idle(info), statements)
+
+
+def idle_statements(info: sandbox.SandboxInfo, seconds: float) -> float:
+    """Statements the server received a second over ``seconds`` (its ``Questions``), less
+    the two this asks with."""
+    if seconds <= 0:
+        return float("nan")
+    admin = info.connect(admin=True)
+    try:
+        cursor = admin.cursor()
+
+        def questions() -> int:
+            cursor.execute("SHOW GLOBAL STATUS LIKE 'Questions'")
+            return int(cursor.fetchone()[1])
+
+        before = questions()
+        time.sleep(seconds)
+        return (questions() - before - 1) / seconds
+    finally:
+        admin.close()
 
 
 def console_at_idle(info: sandbox.SandboxInfo, give_up_after: float = 5.0) -> tuple[float, int]:
@@ -127,15 +151,19 @@ def main(argv: list[str] | None = None) -> int:
                 "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
             ]
             consoles = [
-                "| configuration | console let in after ms | refused first |",
-                "|---|---:|---:|",
+                "| configuration | idle site's statements/s | console let in after ms "
+                "| refused first |",
+                "|---|---:|---:|---:|",
             ]
             for n in args.only:
                 config = configs.CONFIGS[n]
                 print(f"running {config.name} ...", flush=True)
-                results, (seconds, refused) = run(config, info, args, work / f"uwsgi-{n}.log")
+                results, idle = run(config, info, args, work / f"uwsgi-{n}.log")
+                seconds, refused, statements = idle
                 lines += [row(config, s, r) for s, r in zip(SHARES, results, strict=True)]
-                consoles.append(f"| {config.name} | {seconds * 1000:.1f} | {refused} |")
+                consoles.append(
+                    f"| {config.name} | {statements:.1f} | {seconds * 1000:.1f} | {refused} |"
+                )
         finally:
             sandbox.stop(info, remove=not args.keep)
     held = ", one connection held elsewhere" if args.held_elsewhere else ""
@@ -147,7 +175,7 @@ def main(argv: list[str] | None = None) -> int:
         f"{args.duration:g} s per row"
     )
     print("\n".join(lines))
-    print("\nA console at the idle site (a second after the last rate):")
+    print("\nThe idle site (from a second after the last rate), then a console:")
     print("\n".join(consoles))
     print(f"load average at the end: {machine.load_average()}")
     return 0

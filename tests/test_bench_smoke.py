@@ -100,7 +100,7 @@ def test_outsiders_row_alone() -> None:
 
 def test_open_loop_with_the_database_across_a_network() -> None:
     """``open_loop.py --rtt-ms``: the site reaches the server through the delaying proxy;
-    every rate is reported, and the console at the idle site."""
+    every rate is reported, the idle site's statements and the console."""
     result = run(
         [
             sys.executable,
@@ -115,6 +115,8 @@ def test_open_loop_with_the_database_across_a_network() -> None:
             "9",
             "--rtt-ms",
             "0.5",
+            "--idle-seconds",
+            "1",
         ],
         timeout=300,
         cwd=ROOT,
@@ -126,4 +128,6 @@ def test_open_loop_with_the_database_across_a_network() -> None:
     assert [row[1] for row in rates] == ["25%", "50%", "75%", "90%"]
     for row in rates:
         assert int(row[3]) > 0 and float(row[5]) >= 20  # each holds its connection 20 ms
-    assert any(row[0].endswith("PARK") and len(row) == 3 for row in rows)  # the console
+    (idle,) = [row for row in rows if row[0].endswith("PARK") and len(row) == 4]
+    assert 0 < float(idle[1]) < 100  # the counts of the idle site's account, a second
+    assert float(idle[2]) < 5000  # the console got in
