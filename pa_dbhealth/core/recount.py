@@ -79,10 +79,9 @@ class AccountCounts:
         self._short: dict[int, int] = {}  # line key -> tokens missing at the last count
         self._full: dict[int, int] = {}  # line key -> counts in a row with no token free
         self._cap_read_at: dict[int, float] = {}  # line key -> when the cap was last read
-        # line key -> (connections, cap, tokens free) at the last count, and whether that
-        # count was settled
+        # line key -> (connections, cap, tokens free) at the last count
         self._found: dict[int, tuple[int, int, int]] = {}
-        self._settled: dict[int, bool] = {}
+        self._settled: dict[int, bool] = {}  # line key -> the last count was settled
 
     def settled(self, line: lines.Line) -> bool:
         """Whether the last count of ``line``'s account found what the one before it found,

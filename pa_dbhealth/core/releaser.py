@@ -69,25 +69,24 @@ class Releasing:
     def check_server(self, now: float | None = None) -> int:
         """When due, count the account on a parked connection of each line this process
         counts (one process of the host does: ``Line.become_counter``): CHECK_INTERVAL
-        after the last count, up to SETTLED_CHECK_INTERVAL while the counts settle. Two counts
-        in a row that find it full, part of it held outside the line (a console, a task),
-        give that connection up, so whoever connects outside finds a slot; so does a count
-        that finds no token free and no connection taken since the last one (the site
-        idles), and a count the server cannot answer. The counts heal the line too
+        after the last count, up to SETTLED_CHECK_INTERVAL while the counts settle. Two
+        counts in a row that find it full, part of it held outside the line (a console, a
+        task), give that connection up, so whoever connects outside finds a slot; so does
+        a count that finds no token free and no connection taken since the last one (the
+        site idles), and a count the server cannot answer. The counts heal the line too
         (:class:`~pa_dbhealth.core.recount.AccountCounts`). How many were given up."""
         now = time.monotonic() if now is None else now
         given_up, emptied = 0, self._emptied
         for key, parked in self._borrow_for_check(now):
+            line = parked.ticket.line
             try:
-                why = self._counts.why_give_up(parked.ticket.line, parked.raw)
+                why = self._counts.why_give_up(line, parked.raw)
             except Exception:  # given up below: out of the lot, it must not be lost
                 logger.exception("counting the account on a parked connection failed")
                 why = "the count failed"
             keep = why is None
             with self._lock:
-                self._pace(
-                    parked.ticket.line, settled=keep and self._counts.settled(parked.ticket.line)
-                )
+                self._pace(line, settled=keep and self._counts.settled(line))
                 self._borrowed[key] -= 1
                 keep = keep and self._emptied == emptied  # not after everything was let go
                 if keep:
@@ -173,9 +172,9 @@ class Releasing:
         count in the process that counts the account, else BYSTANDER_INTERVAL or the first
         idle limit, whichever comes first. A site that idles with connections parked wakes
         one process about 4 times a second (30 while the counts change), the others about
-        3 times. WATCH_INTERVAL first
-        only after a round that someone in the line woke: rounds stay that far apart while
-        a connect stands there, and an idle round is one wakeup, not two."""
+        3 times. WATCH_INTERVAL first only after a round that someone in the line woke:
+        rounds stay that far apart while a connect stands there, and an idle round is one
+        wakeup, not two."""
         if self._woken:
             time.sleep(WATCH_INTERVAL)
         with self._lock:
