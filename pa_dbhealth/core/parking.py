@@ -133,6 +133,8 @@ class Lot(Releasing):
         leaving: list[tuple[Hashable, Parked, bool]] = []  # and whether a waiter needs it
         needs: dict[int, bool] = {}  # by line: one given up this round for its waiter
         with self._lock:
+            if everything:  # what is parked next is counted afresh, every CHECK_INTERVAL
+                self._check_every.clear()
             for key, stack in list(self._parked.items()):
                 staying: list[Parked] = []
                 for parked in stack:
