@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import logging
 import os
-import signal
 import time
 from collections.abc import Callable, Iterator
 from http import HTTPStatus
@@ -18,6 +17,7 @@ from django.contrib.auth.models import User
 from django.db import connections
 from django.test import Client, RequestFactory, override_settings
 from django.urls import reverse
+from faults import frozen
 from holders import Holders
 from proxy import Proxy, settings_through
 
@@ -249,13 +249,10 @@ def test_a_frozen_server_is_503_within_the_bound(
     with override_settings(PA_DBHEALTH={"HEALTH_TOKEN": token, "HEALTH_CONNECT_TIMEOUT": 1}):
         if kept:  # a request of this thread left its connection open (CONN_MAX_AGE = 60)
             connections[alias].ensure_connection()
-        os.kill(info.pid, signal.SIGSTOP)
-        try:
+        with frozen(info):  # every thread of it stopped: SIGSTOP alone only asks them to
             started = time.monotonic()
             response = client.get(f"/health/{alias}/", HTTP_AUTHORIZATION=f"Bearer {token}")
             elapsed = time.monotonic() - started
-        finally:
-            os.kill(info.pid, signal.SIGCONT)
     assert elapsed < 2 * 1 + 1.5  # the connect's bound and the answer's, not TCP's minutes
     assert response.status_code == HTTPStatus.SERVICE_UNAVAILABLE
     db = response.json()["databases"][alias]
