@@ -32,7 +32,7 @@ from pathlib import Path
 from loadbench import configs, machine
 from loadbench.distance import far_away
 from loadbench.holder import held_elsewhere
-from loadbench.openloop import OpenLoopResult, open_loop
+from loadbench.openloop import OpenLoopResult, global_status, open_loop
 from loadbench.scenarios import LIMIT
 from loadbench.servers import Server
 from loadbench.wrk import wrk
@@ -94,14 +94,9 @@ def idle_statements(info: sandbox.SandboxInfo, seconds: float) -> float:
     admin = info.connect(admin=True)
     try:
         cursor = admin.cursor()
-
-        def questions() -> int:
-            cursor.execute("SHOW GLOBAL STATUS LIKE 'Questions'")
-            return int(cursor.fetchone()[1])
-
-        before = questions()
+        before = global_status(cursor, "Questions")
         time.sleep(seconds)
-        return (questions() - before - 1) / seconds
+        return (global_status(cursor, "Questions") - before - 1) / seconds
     finally:
         admin.close()
 

@@ -10,6 +10,7 @@ import urllib.error
 import urllib.request
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from typing import Any
 
 from pa_dbhealth import sandbox
 
@@ -35,13 +36,17 @@ def _percentile(sorted_ms: list[float], share: float) -> float:
     return sorted_ms[min(len(sorted_ms) - 1, int(share * len(sorted_ms)))]
 
 
+def global_status(cursor: Any, name: str) -> int:
+    """One of the server's counters (``SHOW GLOBAL STATUS``), read on ``cursor``."""
+    cursor.execute("SHOW GLOBAL STATUS LIKE %s", [name])
+    return int(cursor.fetchone()[1])
+
+
 def server_connections(info: sandbox.SandboxInfo) -> int:
     """The server's count of connects it accepted since it started (one admin connect)."""
     conn = info.connect(admin=True)
     try:
-        cursor = conn.cursor()
-        cursor.execute("SHOW GLOBAL STATUS LIKE 'Connections'")
-        return int(cursor.fetchone()[1])
+        return global_status(conn.cursor(), "Connections")
     finally:
         conn.close()
 

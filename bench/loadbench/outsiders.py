@@ -14,6 +14,7 @@ from typing import Any
 
 from loadbench.configs import Config
 from loadbench.holder import held_elsewhere
+from loadbench.openloop import global_status
 from loadbench.scenarios import LIMIT
 from loadbench.servers import Server
 from loadbench.wrk import STATUSES_LUA, WrkResult, wrk
@@ -37,9 +38,7 @@ class OutsiderResult:
 
 
 def aborted_connects(admin: Any) -> int:
-    cursor = admin.cursor()
-    cursor.execute("SHOW GLOBAL STATUS LIKE 'Aborted_connects'")
-    return int(cursor.fetchone()[1])
+    return global_status(admin.cursor(), "Aborted_connects")
 
 
 def settle(admin: Any, timeout: float) -> None:
